@@ -1,0 +1,152 @@
+"""The `pianomuse` command: a thin map from subcommands to typed functions.
+
+Each subcommand's docstring is its help. Errors a user can cause print one line on stderr and
+exit with status 1, never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+
+from pianomuse.errors import UserError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Piano Muse: an RWKV-7 piano copilot over REMI tokens.",
+)
+
+F = TypeVar("F", bound=Callable)
+
+
+def user_errors(fn: F) -> F:
+    """Turn the exceptions a user can cause into one line on stderr and exit status 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (UserError, FileNotFoundError, PermissionError, IsADirectoryError) as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@app.command()
+@user_errors
+def prepare(
+    data_path: Annotated[
+        Path,
+        typer.Option(
+            "--data-path", "--data_path", help="Folder of MIDI files (searched recursively)."
+        ),
+    ] = Path("tests/data/pop909"),
+    out: Annotated[Path, typer.Option(help="Output folder for shards and manifest.")] = Path(
+        "prepared"
+    ),
+    val_fraction: Annotated[
+        float, typer.Option(help="Share of songs held out for validation.")
+    ] = 0.1,
+    workers: Annotated[int, typer.Option(help="Parallel tokenizer processes.")] = 1,
+) -> None:
+    """Tokenize a MIDI collection into token shards, an index and a manifest.
+
+    A MIDI file with a beat annotation beside it (POP909's beat_midi.txt, or SONG.beats.txt)
+    is first re-timed onto its beats. Unusable files are skipped and listed in the manifest.
+    """
+    from rich.progress import Progress
+
+    from pianomuse.data.prepare import prepare as run
+
+    with Progress(transient=True) as bar:
+        task = bar.add_task("tokenizing", total=None)
+        manifest = run(
+            data_path,
+            out,
+            val_fraction=val_fraction,
+            workers=workers,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
+    s = manifest["splits"]
+    tokens = s["train"]["tokens"] + s["val"]["tokens"]
+    typer.echo(
+        f"{out}: {len(manifest['files'])} songs "
+        f"({s['train']['songs']} train, {s['val']['songs']} val), "
+        f"{tokens} tokens; {len(manifest['skipped'])} skipped"
+    )
+    for item in manifest["skipped"]:
+        typer.echo(f"  skipped {item['path']}: {item['reason']}")
+
+
+@app.command()
+@user_errors
+def align(
+    midi: Annotated[Path, typer.Argument(help="Performed MIDI file.")],
+    beats: Annotated[
+        Path, typer.Argument(help="Beat file: one beat a line, 'time [flag] downbeat-flag'.")
+    ],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Aligned MIDI file to write.")],
+) -> None:
+    """Re-time a performed MIDI file onto its beats: bars on the downbeats, a tempo map that
+    follows the beats, irregular bars with their own time signature."""
+    from pianomuse.tokenizer import (
+        align_to_beats,
+        load_score,
+        onset_grid_share,
+        read_beats,
+        write_midi_atomic,
+    )
+
+    score = load_score(midi)
+    aligned = align_to_beats(score, read_beats(beats))
+    write_midi_atomic(aligned, output)
+    typer.echo(
+        f"{output}: onsets on the 16th grid {onset_grid_share(score):.1%} -> "
+        f"{onset_grid_share(aligned):.1%}"
+    )
+
+
+@app.command("export-pairs")
+@user_errors
+def export_pairs(
+    data_path: Annotated[Path, typer.Option("--data-path", "--data_path", help="Prepared folder.")],
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="JSONL file, or a folder with --hf.")
+    ],
+    split: Annotated[str, typer.Option(help="train or val.")] = "train",
+    max_seq_len: Annotated[
+        int, typer.Option("--max-seq-len", "--max_seq_len", help="Context + completion tokens.")
+    ] = 1024,
+    seed: Annotated[int, typer.Option(help="Seed of the split points.")] = 0,
+    hf: Annotated[bool, typer.Option(help="Write a Hugging Face datasets folder instead.")] = False,
+) -> None:
+    """Export (context, completion) pairs cut at bars from prepared data, as JSONL or as a
+    Hugging Face `datasets` folder (needs the `hf` extra)."""
+    from pianomuse.data.export import export_hf, export_jsonl, make_pairs
+    from pianomuse.data.shards import TokenShards
+
+    shards = TokenShards(data_path, split)
+    pairs = make_pairs(shards, max_seq_len, seed)
+    n = (
+        export_hf(pairs, shards.tokenizer, output)
+        if hf
+        else export_jsonl(pairs, shards.tokenizer, output)
+    )
+    typer.echo(f"{output}: {n} pairs")
+
+
+def main() -> None:
+    """Entry point of the console script."""
+    app(prog_name="pianomuse")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,36 @@
+"""Everything that touches MIDI: reading, beat alignment and REMI tokenization.
+
+This package is the only place that imports miditok or symusic; the rest of Piano Muse sees
+token ids and `symusic.Score` objects handed out from here.
+"""
+
+from pianomuse.tokenizer.align import BeatTrack, align_to_beats, onset_grid_share, read_beats
+from pianomuse.tokenizer.midi_io import (
+    MidiInputError,
+    load_score,
+    merge_to_piano,
+    notes_in_beats,
+    write_bytes_atomic,
+    write_midi_atomic,
+)
+from pianomuse.tokenizer.remi import TOKENIZER_FILE, PianoTokenizer, TokenizerSettings
+from pianomuse.tokenizer.structure import Header, Kind, Structure
+
+__all__ = [
+    "TOKENIZER_FILE",
+    "BeatTrack",
+    "Header",
+    "Kind",
+    "MidiInputError",
+    "PianoTokenizer",
+    "Structure",
+    "TokenizerSettings",
+    "align_to_beats",
+    "load_score",
+    "merge_to_piano",
+    "notes_in_beats",
+    "onset_grid_share",
+    "read_beats",
+    "write_bytes_atomic",
+    "write_midi_atomic",
+]

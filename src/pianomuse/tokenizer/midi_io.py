@@ -1,0 +1,161 @@
+"""Reading MIDI robustly and turning any MIDI file into one piano part.
+
+Every error a user can cause (a missing file, a text file, a truncated MIDI, a drum loop)
+becomes a `MidiInputError` with one readable line, so the CLI can print it and exit.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+from symusic import Note, Score, Track
+from symusic.core import ScoreTick
+
+from pianomuse.errors import UserError
+
+# A solo-piano MIDI file is rarely above a few hundred kB; 16 MB is far beyond any real piece
+# and keeps a hostile or accidental upload from exhausting memory.
+MAX_MIDI_BYTES = 16 * 1024 * 1024
+# One million notes is ~ 10 hours of dense piano: anything beyond is not a piece.
+MAX_NOTES = 1_000_000
+
+# symusic's `Score` is a factory, so the union names its tick-time class.
+MidiSource = Union[str, os.PathLike, bytes, ScoreTick]  # noqa: UP007
+
+
+class MidiInputError(UserError, ValueError):
+    """A MIDI input that cannot be used; the message is one line meant for the user."""
+
+
+def read_midi_bytes(path: str | os.PathLike) -> bytes:
+    """Read a file's bytes, turning OS errors and non-MIDI content into `MidiInputError`."""
+    p = Path(path)
+    try:
+        size = p.stat().st_size
+    except FileNotFoundError:
+        raise MidiInputError(f"{p}: no such file") from None
+    except OSError as e:
+        raise MidiInputError(f"{p}: cannot read ({e.strerror})") from None
+    if p.is_dir():
+        raise MidiInputError(f"{p}: is a directory, not a MIDI file")
+    if size > MAX_MIDI_BYTES:
+        raise MidiInputError(f"{p}: {size / 1e6:.1f} MB is too large for a MIDI file")
+    try:
+        data = p.read_bytes()
+    except OSError as e:
+        raise MidiInputError(f"{p}: cannot read ({e.strerror})") from None
+    return data
+
+
+def parse_midi(data: bytes, name: str = "input") -> Score:
+    """Parse MIDI bytes; refuses empty, non-MIDI and corrupted data with one clear line."""
+    if len(data) == 0:
+        raise MidiInputError(f"{name}: the file is empty")
+    if len(data) > MAX_MIDI_BYTES:
+        raise MidiInputError(f"{name}: {len(data) / 1e6:.1f} MB is too large for a MIDI file")
+    # 'RIFF' is the RMID wrapper some Windows tools write around a standard MIDI file.
+    if not (data.startswith(b"MThd") or data.startswith(b"RIFF")):
+        raise MidiInputError(f"{name}: not a MIDI file (no MThd header)")
+    try:
+        score = Score.from_midi(data)
+    except Exception as e:  # symusic raises plain RuntimeErrors with parser details
+        raise MidiInputError(f"{name}: corrupted MIDI file ({str(e).splitlines()[0]})") from None
+    if score.note_num() > MAX_NOTES:
+        raise MidiInputError(f"{name}: {score.note_num()} notes is too long a piece")
+    return score
+
+
+def load_score(src: MidiSource) -> Score:
+    """A symusic Score (tick time) from a path, raw bytes or a Score."""
+    if isinstance(src, Score):
+        return src.copy() if isinstance(src, ScoreTick) else src.to("tick")
+    if isinstance(src, bytes):
+        return parse_midi(src)
+    return parse_midi(read_midi_bytes(src), name=str(src))
+
+
+def merge_to_piano(score: Score, name: str = "input") -> Score:
+    """One piano track (program 0) holding the notes of every non-drum track.
+
+    POP909's MELODY, BRIDGE and PIANO tracks are all played on the piano, so merging them is
+    what a pianist would play; drum tracks carry no pitches and are dropped.
+    """
+    tracks = [t for t in score.tracks if not t.is_drum and len(t.notes) > 0]
+    if not tracks:
+        if any(t.is_drum and len(t.notes) > 0 for t in score.tracks):
+            raise MidiInputError(f"{name}: contains only drum tracks, no piano notes")
+        raise MidiInputError(f"{name}: contains no notes")
+    arrays = [t.notes.numpy() for t in tracks]
+    cols = {k: np.concatenate([a[k] for a in arrays]) for k in arrays[0]}
+    order = np.lexsort((cols["pitch"], cols["time"]))  # by time, then pitch
+    piano = Track(name="Piano", program=0, is_drum=False, ttype=score.ttype)
+    piano.notes = Note.from_numpy(
+        cols["time"][order],
+        cols["duration"][order],
+        cols["pitch"][order],
+        cols["velocity"][order],
+        score.ttype,
+    )
+    for t in tracks:  # sustain pedals matter on a piano; keep them from every part
+        piano.pedals.extend(t.pedals)
+    out = Score(score.tpq, ttype=score.ttype)
+    out.tempos = score.tempos.copy()
+    out.time_signatures = score.time_signatures.copy()
+    out.key_signatures = score.key_signatures.copy()
+    out.tracks.append(piano)
+    return out
+
+
+def write_midi_atomic(score: Score, path: str | os.PathLike) -> None:
+    """Write a MIDI file through a temporary file and a rename: never a half-written file."""
+    write_bytes_atomic(score.dumps_midi(), path)
+
+
+def write_bytes_atomic(data: bytes, path: str | os.PathLike) -> None:
+    """Write bytes to `path` atomically (temporary file in the same folder, then rename)."""
+    p = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would hide outputs from others
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def notes_in_beats(score: Score) -> dict[str, np.ndarray]:
+    """All notes of a score as arrays, times in quarter-note beats, sorted by onset then pitch.
+
+    Keys: onset, duration (float64 beats), pitch, velocity (int64). The rest of the project
+    measures music through this instead of touching symusic objects.
+    """
+    tracks = [t.notes.numpy() for t in score.tracks if not t.is_drum and len(t.notes)]
+    if not tracks:
+        z = np.zeros(0)
+        return {
+            "onset": z,
+            "duration": z,
+            "pitch": z.astype(np.int64),
+            "velocity": z.astype(np.int64),
+        }
+    cols = {k: np.concatenate([t[k] for t in tracks]) for k in tracks[0]}
+    order = np.lexsort((cols["pitch"], cols["time"]))
+    tpq = float(score.tpq)
+    return {
+        "onset": cols["time"][order] / tpq,
+        "duration": cols["duration"][order] / tpq,
+        "pitch": cols["pitch"][order].astype(np.int64),
+        "velocity": cols["velocity"][order].astype(np.int64),
+    }
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -1,0 +1,172 @@
+"""The musical structure of a REMI token stream: token kinds, note groups, bars, headers.
+
+Pure functions over token ids and the vocabulary's strings; no MIDI library is needed here,
+so generation and the data pipeline can reason about music without touching MIDI.
+
+The REMI grammar (miditok 3, one piano stream) reads, for every bar:
+    Bar TimeSig (Position [Tempo] (Pitch Velocity Duration)+)*
+A note is the atom Pitch Velocity Duration; a cut may only fall before a Bar, a Position or a
+Pitch, never inside a note. The *header* in force at a point is the last TimeSig and Tempo
+before it: a window cut at bar k is prefixed with them so it keeps its metre and tempo.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+
+import numpy as np
+
+
+class Kind(IntEnum):
+    """The type of a token, from its vocabulary string's prefix."""
+
+    SPECIAL = 0
+    BAR = 1
+    TIMESIG = 2
+    POSITION = 3
+    TEMPO = 4
+    PITCH = 5
+    VELOCITY = 6
+    DURATION = 7
+    OTHER = 8
+
+
+_PREFIX = {
+    "Bar": Kind.BAR,
+    "TimeSig": Kind.TIMESIG,
+    "Position": Kind.POSITION,
+    "Tempo": Kind.TEMPO,
+    "Pitch": Kind.PITCH,
+    "Velocity": Kind.VELOCITY,
+    "Duration": Kind.DURATION,
+}
+_SPECIAL = {"PAD", "BOS", "EOS", "MASK", "FIM"}
+
+
+@dataclass(frozen=True)
+class Header:
+    """The metre and tempo in force at a point of a token stream (token ids, -1 if none)."""
+
+    time_sig: int
+    tempo: int
+
+
+class Structure:
+    """Token-kind tables for one vocabulary, and the structural queries built on them."""
+
+    def __init__(self, vocab: Sequence[str]):
+        self.vocab = list(vocab)
+        V = len(self.vocab)
+        self.kind = np.full(V, Kind.OTHER, dtype=np.int8)  # (V,)
+        self.value = np.full(V, -1, dtype=np.int64)  # (V,) Pitch/Position number, else -1
+        for i, tok in enumerate(self.vocab):
+            prefix, _, val = tok.partition("_")
+            if prefix in _SPECIAL:
+                self.kind[i] = Kind.SPECIAL
+            elif prefix in _PREFIX:
+                self.kind[i] = _PREFIX[prefix]
+                if prefix in ("Pitch", "Position"):
+                    self.value[i] = int(val)
+        self.id = {tok: i for i, tok in enumerate(self.vocab)}
+        # Pitch token id of each MIDI pitch (-1 where the vocabulary has none).
+        self.pitch_id = np.full(128, -1, dtype=np.int64)
+        for i in np.flatnonzero(self.kind == Kind.PITCH):
+            self.pitch_id[self.value[i]] = i
+        self.position_zero = self.id.get("Position_0", -1)
+
+    # ----- per-token queries -------------------------------------------------------------
+    def kinds(self, ids: np.ndarray) -> np.ndarray:
+        """Kind of every token; ids (T,) -> (T,) int8."""
+        return self.kind[np.asarray(ids)]
+
+    def bar_starts(self, ids: np.ndarray) -> np.ndarray:
+        """Indices of the Bar tokens."""
+        return np.flatnonzero(self.kinds(ids) == Kind.BAR)
+
+    def note_groups(self, ids: np.ndarray) -> np.ndarray:
+        """(n, 3) indices of every complete Pitch, Velocity, Duration atom."""
+        k = self.kinds(ids)
+        p = np.flatnonzero(k[:-2] == Kind.PITCH) if len(k) >= 3 else np.zeros(0, np.int64)
+        ok = (k[p + 1] == Kind.VELOCITY) & (k[p + 2] == Kind.DURATION)
+        p = p[ok]
+        return np.stack([p, p + 1, p + 2], axis=1)
+
+    def safe_cuts(self, ids: np.ndarray) -> np.ndarray:
+        """Indices i where a stream may be cut (token i starts a bar, a position or a note).
+
+        Cutting before a Tempo would separate it from its Position, and cutting inside a
+        Pitch-Velocity-Duration atom is the prototype's defect 4; neither is allowed.
+        """
+        k = self.kinds(ids)
+        return np.flatnonzero((k == Kind.BAR) | (k == Kind.POSITION) | (k == Kind.PITCH))
+
+    def headers(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Time-signature and tempo token ids in force at every index (before the token).
+
+        Vectorised forward fill: (T,) ids -> two (T,) arrays, -1 where nothing is set yet.
+        """
+        ids = np.asarray(ids)
+        k = self.kinds(ids)
+        out = []
+        for kind in (Kind.TIMESIG, Kind.TEMPO):
+            last = np.where(k == kind, np.arange(len(ids)), -1)
+            last = np.maximum.accumulate(np.concatenate([[-1], last[:-1]]))  # strictly before
+            out.append(np.where(last >= 0, ids[np.maximum(last, 0)], -1))
+        return out[0], out[1]
+
+    def header_at(self, ids: np.ndarray, i: int) -> Header:
+        """The header in force just before index i."""
+        ids = np.asarray(ids)
+        k = self.kinds(ids[:i])
+        ts = np.flatnonzero(k == Kind.TIMESIG)
+        tp = np.flatnonzero(k == Kind.TEMPO)
+        return Header(
+            int(ids[ts[-1]]) if len(ts) else -1,
+            int(ids[tp[-1]]) if len(tp) else -1,
+        )
+
+    # ----- cutting windows ---------------------------------------------------------------
+    def with_header(self, ids: np.ndarray, start: int, header: Header | None = None) -> np.ndarray:
+        """ids[start:] made self-contained: starts with Bar TimeSig and has a Tempo at once.
+
+        `start` must be a safe cut. At a bar start the bar's own Bar/TimeSig are kept and the
+        tempo in force is inserted after a Position_0 (unless the bar sets its own tempo
+        there); at a mid-bar cut a new Bar, the time signature, the position in force and the
+        tempo are put in front.
+        """
+        ids = np.asarray(ids)
+        h = header or self.header_at(ids, start)
+        rest = ids[start:]
+        k = self.kinds(rest[:4])
+        tempo = [h.tempo] if h.tempo >= 0 else []
+        if len(k) and k[0] == Kind.BAR:
+            body = 2 if len(k) > 1 and k[1] == Kind.TIMESIG else 1
+            bar_head = list(rest[:body])
+            if body == 1 and h.time_sig >= 0:
+                bar_head.append(h.time_sig)
+            nxt = rest[body:]
+            nk = self.kinds(nxt[:2])
+            if len(nk) and nxt[0] == self.position_zero:
+                if len(nk) > 1 and nk[1] == Kind.TEMPO:
+                    tempo = []
+                return np.concatenate([bar_head, nxt[:1], tempo, nxt[1:]]).astype(ids.dtype)
+            return np.concatenate([bar_head, [self.position_zero], tempo, nxt]).astype(ids.dtype)
+        # Mid-bar cut (only when one bar is longer than a window): re-open a bar at the
+        # position in force, so the notes keep their place within the beat.
+        pos = self._position_before(ids, start)
+        head = [self.id["Bar_None"]] + ([h.time_sig] if h.time_sig >= 0 else [])
+        if k[0] == Kind.POSITION:
+            return np.concatenate([head, rest[:1], tempo, rest[1:]]).astype(ids.dtype)
+        return np.concatenate([head, [pos], tempo, rest]).astype(ids.dtype)
+
+    def _position_before(self, ids: np.ndarray, i: int) -> int:
+        k = self.kinds(ids[:i])
+        p = np.flatnonzero(k == Kind.POSITION)
+        return int(ids[p[-1]]) if len(p) else self.position_zero
+
+    def last_cut_at_most(self, ids: np.ndarray, end: int) -> int:
+        """The largest safe cut <= end (so ids[:cut] ends on a whole note); 0 if none."""
+        cuts = self.safe_cuts(ids[: end + 1])
+        return int(cuts[-1]) if len(cuts) else 0
