@@ -17,39 +17,13 @@ import numpy as np
 from pianomuse.data.files import beat_file_for, find_midi_files
 from pianomuse.tokenizer import (
     PianoTokenizer,
+    Survival,
     align_to_beats,
     load_score,
-    notes_in_beats,
     onset_grid_share,
     read_beats,
+    round_trip,
 )
-
-
-def survival(orig: dict, dec: dict, tok: PianoTokenizer) -> dict[str, int]:
-    """Counts of original notes matched in the decoded notes (same pitch, onset and duration
-    within one quantisation step) and of those whose velocity is the nearest bin."""
-    s = tok.settings
-    step = 1.0 / s.positions_per_beat
-    vel_bins = np.asarray(tok._remi.velocities)
-    by_pitch: dict[int, list[int]] = {}
-    for j, p in enumerate(dec["pitch"]):
-        by_pitch.setdefault(int(p), []).append(j)
-    kept = vel_ok = 0
-    used = np.zeros(len(dec["pitch"]), dtype=bool)
-    for i, p in enumerate(orig["pitch"]):
-        for j in by_pitch.get(int(p), []):
-            if used[j] or abs(dec["onset"][j] - orig["onset"][i]) > step:
-                continue
-            d = orig["duration"][i]
-            d_step = step if d <= 4 else 2 * step  # the coarser duration grid beyond 4 beats
-            if abs(dec["duration"][j] - d) <= d_step:
-                used[j] = True
-                kept += 1
-                # Right bin = a nearest bin (a velocity halfway between two bins has two).
-                dist = np.abs(vel_bins - orig["velocity"][i])
-                vel_ok += int(abs(dec["velocity"][j] - orig["velocity"][i]) == dist.min())
-                break
-    return {"notes": len(orig["pitch"]), "kept": kept, "velocity_ok": vel_ok}
 
 
 def main() -> None:
@@ -60,42 +34,25 @@ def main() -> None:
     tok = PianoTokenizer()
     files = find_midi_files(args.data)[: args.limit]
     before, after, tokens = [], [], []
-    totals = {"notes": 0, "kept": 0, "velocity_ok": 0, "distinct": 0}
+    total = Survival(0, 0, 0, 0)
     for f in files:
         raw = load_score(f)
         before.append(onset_grid_share(raw))
         beats = beat_file_for(f)
         aligned = align_to_beats(raw, read_beats(beats)) if beats else raw
         after.append(onset_grid_share(aligned))
-        piano = tok.piano_score(aligned)
-        ids = tok.encode(aligned)
-        tokens.append(len(ids))
-        orig = notes_in_beats(piano)
-        keys = {
-            (round(o * tok.settings.positions_per_beat), p)
-            for o, p in zip(orig["onset"], orig["pitch"], strict=True)
-        }
-        totals["distinct"] += len(keys)
-        for k, v in survival(orig, notes_in_beats(tok.decode(ids)), tok).items():
-            totals[k] += v
-    n, kept, distinct = totals["notes"], totals["kept"], totals["distinct"]
+        tokens.append(len(tok.encode(aligned)))
+        total = total + round_trip(tok, aligned)
+    n, kept, distinct = total.notes, total.kept, total.distinct
+    med, mean = np.median, np.mean
     rows = [
         ("songs", f"{len(files)}"),
-        (
-            "16th-grid onsets before align",
-            f"median {np.median(before):.1%}, mean {np.mean(before):.1%}",
-        ),
-        (
-            "16th-grid onsets after align",
-            f"median {np.median(after):.1%}, mean {np.mean(after):.1%}",
-        ),
+        ("16th-grid onsets before align", f"median {med(before):.1%}, mean {mean(before):.1%}"),
+        ("16th-grid onsets after align", f"median {med(after):.1%}, mean {mean(after):.1%}"),
         ("notes", f"{n}"),
         ("distinct (onset, pitch) notes", f"{distinct} ({distinct / n:.2%})"),
-        (
-            "onset+pitch+duration survive",
-            f"{kept / n:.2%} of all, {kept / distinct:.2%} of distinct",
-        ),
-        ("velocity in the right bin", f"{totals['velocity_ok'] / kept:.2%} of survivors"),
+        ("onset+pitch+duration survive", f"{kept / n:.2%} all, {kept / distinct:.2%} distinct"),
+        ("velocity in the right bin", f"{total.velocity_ok / kept:.2%} of survivors"),
         ("tokens", f"{sum(tokens)} total, {np.mean(tokens):.0f} per song"),
     ]
     for name, value in rows:

@@ -76,7 +76,10 @@ def transpose(structure: Structure, ids: np.ndarray, semitones: int) -> np.ndarr
     """Shift every Pitch token by `semitones` (the caller keeps pitches inside the range)."""
     out = ids.copy()
     p = np.flatnonzero(structure.kinds(ids) == Kind.PITCH)
-    new = structure.pitch_id[structure.value[ids[p]] + semitones]
+    pitches = structure.value[ids[p]] + semitones
+    if len(p) and (pitches.min() < 0 or pitches.max() > 127):
+        raise ValueError("transposition leaves the piano range")
+    new = structure.pitch_id[pitches]
     if (new < 0).any():
         raise ValueError("transposition leaves the piano range")
     out[p] = new

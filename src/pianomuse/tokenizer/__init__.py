@@ -14,6 +14,7 @@ from pianomuse.tokenizer.midi_io import (
     write_midi_atomic,
 )
 from pianomuse.tokenizer.remi import TOKENIZER_FILE, PianoTokenizer, TokenizerSettings
+from pianomuse.tokenizer.roundtrip import Survival, round_trip
 from pianomuse.tokenizer.structure import Header, Kind, Structure
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "MidiInputError",
     "PianoTokenizer",
     "Structure",
+    "Survival",
     "TokenizerSettings",
     "align_to_beats",
     "load_score",
@@ -31,6 +33,7 @@ __all__ = [
     "notes_in_beats",
     "onset_grid_share",
     "read_beats",
+    "round_trip",
     "write_bytes_atomic",
     "write_midi_atomic",
 ]

@@ -69,7 +69,7 @@ class TokenizerSettings:
     def miditok_config(self) -> miditok.TokenizerConfig:
         res = self.positions_per_beat
         return miditok.TokenizerConfig(
-            pitch_range=(self.pitch_low, self.pitch_high + 1),  # miditok's range is half-open
+            pitch_range=(self.pitch_low, self.pitch_high),  # inclusive at both ends in miditok 3
             beat_res={(0, 4): res, (4, self.max_duration_beats): max(res // 2, 1)},
             num_velocities=self.num_velocities,
             special_tokens=list(self.special_tokens),
@@ -111,6 +111,11 @@ class PianoTokenizer:
     def special_id(self, name: str) -> int:
         """Id of a special token by its name (e.g. "BOS", "FIM_Middle")."""
         return self.structure.id[name if "_" in name else f"{name}_None"]
+
+    @property
+    def velocity_bins(self) -> list[int]:
+        """The MIDI velocities the velocity tokens stand for."""
+        return [int(v) for v in self._remi.velocities]
 
     def config(self) -> dict:
         """The full configuration: our settings, miditok's config, the vocabulary."""

@@ -1,0 +1,40 @@
+"""Shared fixtures: real POP909 songs bundled in tests/data, a tokenizer, a prepared folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pianomuse.data.prepare import prepare
+from pianomuse.tokenizer import PianoTokenizer, align_to_beats, load_score, read_beats
+
+DATA = Path(__file__).parent / "data"
+POP909 = DATA / "pop909"
+SONGS = sorted(p.name for p in POP909.iterdir() if p.is_dir())
+
+
+@pytest.fixture(scope="session")
+def tok() -> PianoTokenizer:
+    return PianoTokenizer()
+
+
+def aligned_song(name: str):
+    """A bundled POP909 song re-timed onto its annotated beats."""
+    return align_to_beats(
+        load_score(POP909 / name / f"{name}.mid"), read_beats(POP909 / name / "beat_midi.txt")
+    )
+
+
+@pytest.fixture(scope="session")
+def song_ids(tok) -> np.ndarray:
+    """Token ids of song 001, aligned."""
+    return tok.encode(aligned_song("001"))
+
+
+@pytest.fixture(scope="session")
+def prepared(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("prepared")
+    prepare(POP909, out, val_fraction=0.2)
+    return out
