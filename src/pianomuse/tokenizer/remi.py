@@ -13,8 +13,9 @@ Choices (round-trip figures over the 800 aligned POP909 songs are in the README)
   one tempo per bar: the beat-by-beat wobble of a performance is timing, not composition;
 - sustain pedal off: POP909 has none and pedal tokens would double the sequence length of
   pedalled pieces for little gain on an already-legato model;
-- special tokens PAD, BOS, EOS and four fill-in-the-middle markers (used for infilling).
-BPE is available behind `bpe_vocab_size`, off by default.
+- special tokens PAD, BOS, EOS and four fill-in-the-middle markers (used for infilling);
+- no BPE: merged tokens would hide the note atoms and bar lines that window cutting and the
+  copilot's grammar mask rely on, and a 392-token vocabulary is already cheap to embed.
 """
 
 from __future__ import annotations
@@ -49,7 +50,6 @@ class TokenizerSettings:
     num_tempos: int = 32  # tempo bins
     tempo_low: int = 40  # slowest tempo token, quarter notes per minute
     tempo_high: int = 250  # fastest tempo token
-    bpe_vocab_size: int | None = None  # None: plain REMI; else a BPE vocabulary of that size
     special_tokens: tuple[str, ...] = field(default=("PAD", "BOS", "EOS", *FIM_TOKENS))
 
     def __post_init__(self) -> None:
@@ -89,11 +89,9 @@ class TokenizerSettings:
 class PianoTokenizer:
     """MIDI <-> REMI token ids for solo piano, with a saved configuration and its hash."""
 
-    def __init__(
-        self, settings: TokenizerSettings | None = None, _remi: miditok.REMI | None = None
-    ):
+    def __init__(self, settings: TokenizerSettings | None = None):
         self.settings = settings or TokenizerSettings()
-        self._remi = _remi or miditok.REMI(self.settings.miditok_config())
+        self._remi = miditok.REMI(self.settings.miditok_config())
         self.vocab: list[str] = [
             tok for tok, _ in sorted(self._remi.vocab.items(), key=lambda kv: kv[1])
         ]
@@ -102,7 +100,7 @@ class PianoTokenizer:
     # ----- identity ----------------------------------------------------------------------
     @property
     def vocab_size(self) -> int:
-        return len(self._remi) if self.settings.bpe_vocab_size else len(self.vocab)
+        return len(self.vocab)
 
     @property
     def pad_id(self) -> int:
