@@ -7,6 +7,7 @@ exit with status 1, never a traceback.
 from __future__ import annotations
 
 import functools
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -141,6 +142,99 @@ def export_pairs(
         else export_jsonl(pairs, shards.tokenizer, output)
     )
     typer.echo(f"{output}: {n} pairs")
+
+
+Opt = typer.Option
+
+
+@app.command()
+@user_errors
+def train(
+    data_path: Annotated[
+        str, Opt("--data-path", "--data_path", help="Prepared folder or MIDI folder.")
+    ],
+    output_dir: Annotated[str, Opt("--output-dir", "--output_dir", help="Run folder.")],
+    preset: Annotated[str | None, Opt(help="tiny, small, base, or a YAML file.")] = None,
+    pretrained_model: Annotated[
+        str | None,
+        Opt("--pretrained-model", "--pretrained_model", help="RWKV-7 checkpoint to start from."),
+    ] = None,
+    n_layer: Annotated[int | None, Opt(help="Blocks.")] = None,
+    n_embd: Annotated[int | None, Opt(help="Width.")] = None,
+    head_size: Annotated[int | None, Opt(help="Channels per head.")] = None,
+    chunk_len: Annotated[int | None, Opt(help="WKV chunk length.")] = None,
+    wkv_backend: Annotated[str | None, Opt(help="auto, chunked, reference or fla.")] = None,
+    deep_embed: Annotated[
+        bool | None, Opt("--deep-embed/--no-deep-embed", help="DeepEmbed channel-mix scale.")
+    ] = None,
+    max_seq_len: Annotated[
+        int | None, Opt("--max-seq-len", "--max_seq_len", help="Tokens per window.")
+    ] = None,
+    objective: Annotated[str | None, Opt(help="lm or completion.")] = None,
+    max_transpose: Annotated[int | None, Opt(help="Random transposition, ± semitones.")] = None,
+    batch_size: Annotated[
+        int | None,
+        Opt("--batch-size", "--batch_size", help="Windows per process per micro-step."),
+    ] = None,
+    grad_accum: Annotated[int | None, Opt(help="Micro-steps per optimizer step.")] = None,
+    epochs: Annotated[float | None, Opt(help="Passes over the data (without --max-steps).")] = None,
+    max_steps: Annotated[int | None, Opt(help="Optimizer steps.")] = None,
+    lr: Annotated[float | None, Opt(help="Peak learning rate.")] = None,
+    min_lr_ratio: Annotated[float | None, Opt(help="Final lr / peak lr of the cosine.")] = None,
+    warmup_steps: Annotated[int | None, Opt(help="Linear warm-up steps.")] = None,
+    weight_decay: Annotated[float | None, Opt(help="AdamW decay of 2-D weights.")] = None,
+    grad_clip: Annotated[float | None, Opt(help="Max gradient norm (0 = off).")] = None,
+    precision: Annotated[str | None, Opt(help="fp32 or bf16.")] = None,
+    seed: Annotated[int | None, Opt(help="Seed of init and data order.")] = None,
+    eval_every: Annotated[int | None, Opt(help="Steps between validations.")] = None,
+    eval_batches: Annotated[int | None, Opt(help="Batches per validation.")] = None,
+    save_every: Annotated[int | None, Opt(help="Steps between checkpoints.")] = None,
+    max_bad_steps: Annotated[
+        int | None, Opt(help="Non-finite steps in a row before stopping.")
+    ] = None,
+    device: Annotated[str | None, Opt(help="auto, cpu or cuda.")] = None,
+    tensorboard: Annotated[
+        bool | None, Opt("--tensorboard/--no-tensorboard", help="Log to TensorBoard too.")
+    ] = None,
+    resume: Annotated[bool, Opt(help="Continue from OUTPUT_DIR/last.pt.")] = False,
+) -> None:
+    """Train or fine-tune an RWKV-7 model on a MIDI collection (works under torchrun).
+
+    Values come from the dataclass defaults, then --preset, then the options given here.
+    """
+    from pianomuse.train.config import make_config
+    from pianomuse.train.loop import train as run
+
+    cfg = make_config({k: v for k, v in locals().items() if k != "run" and k != "make_config"})
+    summary = run(cfg)
+    val = summary["val"]
+    msg = f"{cfg.output_dir}: {summary['steps']} steps, {summary['tokens_per_s']:,.0f} tokens/s"
+    if val is not None:
+        msg += f", validation loss {val['loss']:.4f} ({val['bpt']:.3f} bits/token)"
+    typer.echo(msg)
+
+
+@app.command("eval")
+@user_errors
+def eval_(
+    model: Annotated[Path, Opt(help="Model file (.safetensors or official .pth).")],
+    data_path: Annotated[
+        Path, Opt("--data-path", "--data_path", help="Prepared folder or MIDI folder.")
+    ],
+    split: Annotated[str, Opt(help="Split of a prepared folder: val or train.")] = "val",
+    max_seq_len: Annotated[int, Opt("--max-seq-len", help="Tokens per window.")] = 1024,
+    batch_size: Annotated[int, Opt(help="Windows per batch.")] = 8,
+    max_batches: Annotated[int | None, Opt(help="Stop after this many batches.")] = None,
+    json_out: Annotated[Path | None, Opt("--json", help="Also write the report here.")] = None,
+) -> None:
+    """Loss, perplexity and bits per token of a model on a prepared split or a MIDI folder."""
+    from pianomuse.train.report import evaluate_model
+
+    report = evaluate_model(model, data_path, split, max_seq_len, batch_size, max_batches)
+    for k, v in report.items():
+        typer.echo(f"{k:<16} {v:.4f}" if isinstance(v, float) else f"{k:<16} {v}")
+    if json_out is not None:
+        json_out.write_text(json.dumps(report, indent=1))
 
 
 def main() -> None:

@@ -1,0 +1,298 @@
+"""Loading and saving RWKV-7 checkpoints.
+
+Two formats are read, recognised by their first bytes (not by the file name):
+
+* official RWKV-7 `.pth` state dicts (RWKV-LM, BlinkDL's releases, `RWKV7.save_official`),
+  read with `torch.load(weights_only=True)` so a pickle can never run code; the config is
+  inferred from the tensor shapes;
+* this project's safetensors files, whose metadata holds the model config (JSON) and optionally
+  the tokenizer config (JSON) and the tokenizer hash.
+
+Every failure is a `CheckpointError` with one message naming the file and the problem.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import pickle
+import re
+import tempfile
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .config import RWKV7Config
+from .rwkv7 import RWKV7
+
+FORMAT_NAME = "pianomuse-rwkv7"
+_BLOCK_KEY = re.compile(r"^blocks\.(\d+)\.")
+# Official checkpoints may omit the value-residual weights of layer 0 (unused there).
+_OPTIONAL_LAYER0 = ("blocks.0.att.v0", "blocks.0.att.v1", "blocks.0.att.v2")
+
+
+class CheckpointError(ValueError):
+    """A file that is not a usable RWKV-7 checkpoint."""
+
+
+@dataclass
+class Checkpoint:
+    """A loaded model plus what this project's format stores beside it."""
+
+    model: RWKV7
+    tokenizer_config: dict[str, Any] | None
+    tokenizer_hash: str | None
+    source_format: str  # "official" or "pianomuse"
+
+
+# ---------------------------------------------------------------------- writing
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    """Write through a temporary file in the same folder, then rename: readers never see a
+    half-written checkpoint, even if the process dies mid-write."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    """`torch.save` through a temporary file and `os.replace`."""
+    _atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+def save_model(
+    model: RWKV7,
+    path: str | Path,
+    tokenizer_config: Mapping[str, Any] | None = None,
+    tokenizer_hash: str | None = None,
+) -> None:
+    """Save weights and config (and the tokenizer's config/hash) as one safetensors file."""
+    from safetensors.torch import save_file
+
+    tensors = {
+        name: t.detach().to("cpu").contiguous().clone() for name, t in model.state_dict().items()
+    }
+    metadata = {"format": FORMAT_NAME, "model_config": json.dumps(model.config.to_dict())}
+    if tokenizer_config is not None:
+        metadata["tokenizer_config"] = json.dumps(dict(tokenizer_config), sort_keys=True)
+    if tokenizer_hash is not None:
+        metadata["tokenizer_hash"] = str(tokenizer_hash)
+    _atomic_write(Path(path), lambda tmp: save_file(tensors, tmp, metadata=metadata))
+
+
+# ---------------------------------------------------------------------- reading
+
+
+def _sniff(path: Path) -> str:
+    """'safetensors', 'torch' (zip or legacy pickle) or 'unknown', from the first bytes."""
+    with open(path, "rb") as f:
+        head = f.read(9)
+    if head[:2] == b"PK" or head[:1] == b"\x80":
+        return "torch"
+    if len(head) == 9 and head[8:9] == b"{":
+        header_len = int.from_bytes(head[:8], "little")
+        if 0 < header_len < 100_000_000:
+            return "safetensors"
+    return "unknown"
+
+
+def config_from_official(sd: Mapping[str, Tensor], **overrides: Any) -> RWKV7Config:
+    """Infer the config of an official RWKV-7 state dict from its tensor shapes."""
+    for key in ("emb.weight", "blocks.0.att.r_k", "blocks.0.att.w1", "blocks.0.ffn.key.weight"):
+        if key not in sd:
+            raise CheckpointError(f"missing key {key!r}: not an RWKV-7 (x070) state dict")
+    layers = {int(m.group(1)) for key in sd if (m := _BLOCK_KEY.match(key))}
+    n_layer = max(layers) + 1
+    if layers != set(range(n_layer)):
+        raise CheckpointError(f"block indices are not contiguous: {sorted(layers)}")
+    vocab, n_embd = sd["emb.weight"].shape
+    n_head, head_size = sd["blocks.0.att.r_k"].shape
+    v1 = next((sd[k] for k in ("blocks.1.att.v1", "blocks.0.att.v1") if k in sd), None)
+    dim_ffn = sd["blocks.0.ffn.key.weight"].shape[0]
+    if "blocks.0.att.a1" not in sd or "blocks.0.att.g1" not in sd:
+        raise CheckpointError("missing blocks.0.att.a1/g1: not an RWKV-7 (x070) state dict")
+    values: dict[str, Any] = {
+        "vocab_size": int(vocab),
+        "n_layer": n_layer,
+        "n_embd": int(n_embd),
+        "head_size": int(head_size),
+        "decay_lora": int(sd["blocks.0.att.w1"].shape[1]),
+        "aaa_lora": int(sd["blocks.0.att.a1"].shape[1]),
+        "mv_lora": None if v1 is None else int(v1.shape[1]),
+        "gate_lora": int(sd["blocks.0.att.g1"].shape[1]),
+        "ffn_mult": dim_ffn / n_embd,
+        "deep_embed": "blocks.0.ffn.enn.weight" in sd,
+    }
+    values.update(overrides)
+    if n_head * head_size != n_embd:
+        raise CheckpointError(f"r_k {n_head}x{head_size} does not match width {n_embd}")
+    try:
+        return RWKV7Config(**values)
+    except ValueError as err:
+        raise CheckpointError(f"inconsistent sizes: {err}") from err
+
+
+def _check_tensors(sd: Mapping[Any, Any]) -> None:
+    if not isinstance(sd, Mapping):
+        raise CheckpointError(f"expected a dict of tensors, found {type(sd).__name__}")
+    bad = [k for k, t in sd.items() if not (isinstance(k, str) and isinstance(t, Tensor))]
+    if bad:
+        raise CheckpointError(f"entries that are not named tensors: {bad[:5]}")
+    not_float = [k for k, t in sd.items() if not t.is_floating_point()]
+    if not_float:
+        raise CheckpointError(f"non-floating-point tensors: {not_float[:5]}")
+    non_finite = [k for k, t in sd.items() if not bool(torch.isfinite(t).all())]
+    if non_finite:
+        raise CheckpointError(f"tensors with NaN or infinity: {non_finite[:5]}")
+
+
+def load_state_into(model: RWKV7, sd: Mapping[str, Tensor], allow_missing: tuple = ()) -> None:
+    """Copy tensors into the model with strict name and shape checks (CheckpointError)."""
+    _check_tensors(sd)
+    own = model.state_dict()
+    missing = [k for k in own if k not in sd and k not in allow_missing]
+    unexpected = [k for k in sd if k not in own]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing keys {missing[:5]}" + (" ..." if len(missing) > 5 else ""))
+        if unexpected:
+            more = " ..." if len(unexpected) > 5 else ""
+            parts.append(f"unexpected keys {unexpected[:5]}{more}")
+        raise CheckpointError("; ".join(parts))
+    with torch.no_grad():
+        for name, target in own.items():
+            if name not in sd:
+                continue
+            t = sd[name]
+            # Accept squeezed copies of the (1, 1, C) vectors that some converters write.
+            if t.shape != target.shape and t.squeeze().shape != target.squeeze().shape:
+                raise CheckpointError(
+                    f"{name} has shape {tuple(t.shape)}, expected {tuple(target.shape)}"
+                )
+            target.copy_(t.reshape(target.shape).to(target.dtype))
+
+
+def _load_official(path: Path, map_location: Any) -> Checkpoint:
+    try:
+        sd = torch.load(path, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(
+            f"cannot be read as plain tensors with torch.load(weights_only=True): {first}"
+        ) from err
+    _check_tensors(sd)
+    model = RWKV7(config_from_official(sd), init_weights=False)
+    with torch.no_grad():
+        for key in _OPTIONAL_LAYER0:
+            if key not in sd:
+                model.get_parameter(key).zero_()
+    load_state_into(model, sd, allow_missing=_OPTIONAL_LAYER0)
+    return Checkpoint(model, None, None, "official")
+
+
+def _load_safetensors(path: Path, map_location: Any) -> Checkpoint:
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            metadata = f.metadata() or {}
+            sd = {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118 (not a dict)
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(f"unreadable safetensors file: {err}") from err
+    if "model_config" not in metadata:
+        raise CheckpointError("safetensors file without 'model_config' metadata")
+    try:
+        config = RWKV7Config.from_dict(json.loads(metadata["model_config"]))
+        tok_cfg = metadata.get("tokenizer_config")
+        tokenizer_config = None if tok_cfg is None else json.loads(tok_cfg)
+    except (ValueError, TypeError) as err:
+        raise CheckpointError(f"bad config metadata: {err}") from err
+    model = RWKV7(config, init_weights=False)
+    load_state_into(model, sd)
+    model.to(map_location)
+    return Checkpoint(model, tokenizer_config, metadata.get("tokenizer_hash"), "pianomuse")
+
+
+def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> Checkpoint:
+    """Load an official RWKV-7 `.pth` or a project safetensors file (see module docstring)."""
+    path = Path(path)
+    try:
+        kind = _sniff(path)
+        if kind == "torch":
+            return _load_official(path, map_location)
+        if kind == "safetensors":
+            return _load_safetensors(path, map_location)
+        raise CheckpointError("neither a PyTorch .pth nor a safetensors file")
+    except CheckpointError as err:
+        raise CheckpointError(f"bad checkpoint {path}: {err}") from err
+    except OSError as err:
+        raise CheckpointError(f"bad checkpoint {path}: {err.strerror or err}") from err
+
+
+def load_model(path: str | Path, map_location: Any = "cpu") -> RWKV7:
+    """The model of `load_checkpoint`, with fp32 weights."""
+    return load_checkpoint(path, map_location).model
+
+
+# ---------------------------------------------------------------------- vocabulary change
+
+
+def _fresh_vocab_tensors(vocab: int, n_embd: int) -> tuple[Tensor, Tensor]:
+    """New embedding and head with the official init (see `init_embedding_and_head_`)."""
+    emb = torch.empty(vocab, n_embd).uniform_(-1e-4, 1e-4)
+    gain = 0.5 * math.sqrt(vocab / n_embd) if vocab > n_embd else 0.5
+    head = torch.nn.init.orthogonal_(torch.empty(vocab, n_embd), gain=gain)
+    return emb, head
+
+
+def reinit_vocab(model_or_state: RWKV7 | dict[str, Tensor], new_vocab: int) -> Any:
+    """Keep every block of a pretrained RWKV-7 and re-initialise the vocabulary-sized weights
+    (embedding, head, DeepEmbed tables) for `new_vocab` tokens.
+
+    Takes a model (changed in place and returned) or an official state dict (a new dict is
+    returned). The time-mix and channel-mix weights carry over, which is the point: they hold
+    what the pretrained model learned about sequences."""
+    if new_vocab <= 0:
+        raise ValueError(f"new_vocab must be positive, got {new_vocab}")
+    if isinstance(model_or_state, RWKV7):
+        model = model_or_state
+        config = dataclasses.replace(model.config, vocab_size=new_vocab)
+        device = model.emb.weight.device
+        dtype = model.emb.weight.dtype
+        emb, head = _fresh_vocab_tensors(new_vocab, config.n_embd)
+        model.emb = torch.nn.Embedding(new_vocab, config.n_embd).to(device, dtype)
+        model.head = torch.nn.Linear(config.n_embd, new_vocab, bias=False).to(device, dtype)
+        with torch.no_grad():
+            model.emb.weight.copy_(emb)
+            model.head.weight.copy_(head)
+            for block in model.blocks:
+                if block.ffn.enn is not None:
+                    block.ffn.enn = torch.nn.Embedding(new_vocab, config.n_embd).to(device, dtype)
+                    block.ffn.enn.weight.fill_(1.0)
+        model.config.vocab_size = config.vocab_size  # shared by every submodule
+        return model
+    sd = dict(model_or_state)
+    _check_tensors(sd)
+    if "emb.weight" not in sd:
+        raise CheckpointError("state dict without emb.weight")
+    n_embd = sd["emb.weight"].shape[1]
+    sd["emb.weight"], sd["head.weight"] = _fresh_vocab_tensors(new_vocab, n_embd)
+    for key in [k for k in sd if k.endswith(".ffn.enn.weight")]:
+        sd[key] = torch.ones(new_vocab, n_embd)
+    return sd

@@ -1,0 +1,350 @@
+"""`pianomuse train`: the training loop, single process or DistributedDataParallel.
+
+The global batch of an optimizer step is `batch_size x world x grad_accum` windows, taken in
+order from a stream that depends only on (seed, epoch): rank r reads its own slice, so the
+ranks together see exactly what one process with the whole batch would see. The loss is
+normalised by the token count of the whole global batch, which makes N processes and one
+process compute the same gradient.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pianomuse import distributed
+from pianomuse.data.prepare import prepare, read_manifest
+from pianomuse.data.samples import SampleStream, collate
+from pianomuse.data.shards import TokenShards
+from pianomuse.errors import UserError
+from pianomuse.model import RWKV7, RWKV7Config
+from pianomuse.model.checkpoint import load_checkpoint, reinit_vocab, save_model
+from pianomuse.train.config import TrainConfig
+from pianomuse.train.evaluate import autocast, evaluate, masked_loss_sum
+from pianomuse.train.monitor import Monitor
+from pianomuse.train.schedule import lr_factor, make_optimizer
+from pianomuse.train.state import load_training_state, rng_state, save_atomic, set_rng_state
+
+
+class TrainingStopped(UserError):
+    """The run cannot go on (e.g. too many non-finite steps); the last good checkpoint stays."""
+
+
+def resolve_data(data_path: str, output_dir: Path, d: distributed.Dist) -> Path:
+    """A prepared folder as it is, or a MIDI folder prepared (once, cached) into the run."""
+    p = Path(data_path)
+    if read_manifest(p) is not None:
+        return p
+    if not p.exists():
+        raise UserError(f"{p}: no such file or folder")
+    cache = output_dir / "data"
+    if d.is_main:
+        prepare(p, cache)
+    distributed.barrier(d)
+    return cache
+
+
+def build_model(cfg: TrainConfig, vocab_size: int) -> RWKV7:
+    """A fresh model with the official init, or a pretrained one with its vocabulary fitted."""
+    torch.manual_seed(cfg.seed)
+    if cfg.pretrained_model:
+        model = load_checkpoint(cfg.pretrained_model).model
+        if model.config.vocab_size != vocab_size:
+            reinit_vocab(model, vocab_size)
+        return model
+    return RWKV7(
+        RWKV7Config(
+            vocab_size=vocab_size,
+            n_layer=cfg.n_layer,
+            n_embd=cfg.n_embd,
+            head_size=cfg.head_size,
+            chunk_len=cfg.chunk_len,
+            wkv_backend=cfg.wkv_backend,
+            deep_embed=cfg.deep_embed,
+        )
+    )
+
+
+class Trainer:
+    """One training run; `run()` trains to the end, resuming first if asked to."""
+
+    def __init__(self, cfg: TrainConfig, on_step: Callable[[int], None] | None = None):
+        self.cfg = cfg
+        self.on_step = on_step
+        self.d = distributed.setup(cfg.device)
+        self.out = Path(cfg.output_dir)
+        if self.d.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+        distributed.barrier(self.d)
+        data = resolve_data(cfg.data_path, self.out, self.d)
+        train_shards = TokenShards(data, "train")
+        if len(train_shards) == 0:
+            raise UserError(f"{data}: no training songs")
+        self.tok = train_shards.tokenizer
+        self.stream = SampleStream(
+            train_shards, cfg.max_seq_len, cfg.objective, cfg.max_transpose, cfg.seed
+        )
+        val_shards = TokenShards(data, "val")
+        # Validation always scores every token of fixed windows, whatever the objective.
+        self.val = SampleStream(val_shards, cfg.max_seq_len) if len(val_shards) else None
+        self.model = build_model(cfg, self.tok.vocab_size).to(self.d.device)
+        self.ddp = distributed.wrap(self.model, self.d)
+        self.opt = make_optimizer(
+            self.model, cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2), cfg.adam_eps
+        )
+        self.global_batch = cfg.batch_size * self.d.world * cfg.grad_accum
+        per_epoch = len(self.stream.items(0))
+        self.total_steps = cfg.max_steps or max(
+            1, math.ceil(cfg.epochs * per_epoch / self.global_batch)
+        )
+        self.sched = torch.optim.lr_scheduler.LambdaLR(
+            self.opt,
+            lambda s: lr_factor(s, cfg.warmup_steps, self.total_steps, cfg.min_lr_ratio),
+        )
+        self.step = 0
+        self.position = 0  # samples consumed, over all epochs
+        self.tokens_seen = 0.0  # loss-carrying tokens consumed
+        self.best = math.inf
+        self.monitor = Monitor(self.out, self.d.is_main, cfg.tensorboard)
+
+    # ----- data --------------------------------------------------------------------------
+    def micro_batches(self) -> list[dict[str, torch.Tensor]]:
+        """This rank's micro-batches of the current step (its slice of the global batch)."""
+        cfg, d = self.cfg, self.d
+        n = len(self.stream.items(0))
+        out = []
+        for m in range(cfg.grad_accum):
+            base = self.position + (m * d.world + d.rank) * cfg.batch_size
+            samples = []
+            for b in range(cfg.batch_size):
+                g = base + b
+                samples.append(self.stream.sample(g // n, g % n))
+            out.append({k: v.to(d.device) for k, v in collate(samples, self.tok.pad_id).items()})
+        return out
+
+    # ----- checkpoints -------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.opt.state_dict(),
+            "scheduler": self.sched.state_dict(),
+            "step": self.step,
+            "position": self.position,
+            "tokens_seen": self.tokens_seen,
+            "best": self.best,
+            "rng": rng_state(),
+            "train_config": self.cfg.to_dict(),
+            "model_config": self.model.config.to_dict(),
+            "tokenizer_config": self.tok.config(),
+            "tokenizer_hash": self.tok.hash,
+        }
+
+    def save(self, name: str) -> None:
+        if not self.d.is_main:
+            return
+        save_atomic(self.state(), self.out / f"{name}.pt")
+        save_model(self.model, self.out / f"{name}.safetensors", self.tok.config(), self.tok.hash)
+
+    def resume(self) -> None:
+        path = self.out / "last.pt"
+        if not path.exists():
+            raise UserError(f"--resume: no checkpoint at {path}")
+        st = load_training_state(path)
+        self.tok.check_hash(st["tokenizer_hash"], what="the checkpoint to resume")
+        self.model.load_state_dict(st["model"])
+        self.opt.load_state_dict(st["optimizer"])
+        self.sched.load_state_dict(st["scheduler"])
+        self.step, self.position, self.best = st["step"], st["position"], st["best"]
+        self.tokens_seen = st["tokens_seen"]
+        set_rng_state(st["rng"])
+        self.monitor.truncate_after(self.step)
+
+    # ----- one step ----------------------------------------------------------------------
+    def train_step(self) -> dict[str, Any]:
+        cfg, d = self.cfg, self.d
+        batches = self.micro_batches()
+        local_tokens = sum(b["mask"].sum() for b in batches)
+        tokens = distributed.all_sum(local_tokens.detach(), d).clamp_min(1.0)
+        loss_sum = torch.zeros((), device=d.device)
+        for i, b in enumerate(batches):
+            last = i == len(batches) - 1
+            # Gradients are all-reduced once, on the last micro-batch of the step.
+            sync = self.ddp.no_sync() if d.enabled and not last else contextlib.nullcontext()
+            with sync:
+                with autocast(d.device, cfg.precision):
+                    logits = self.ddp(b["idx"])
+                part = masked_loss_sum(logits, b["targets"], b["mask"])
+                # DDP averages gradients over ranks; x world turns that average into the sum
+                # over the global batch, divided by the global batch's token count.
+                (part * d.world / tokens).backward()
+            loss_sum += part.detach()
+        loss = float(distributed.all_sum(loss_sum, d) / tokens)
+        clip = cfg.grad_clip if cfg.grad_clip > 0 else math.inf
+        gnorm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip))
+        ok = math.isfinite(loss) and math.isfinite(gnorm)  # equal on all ranks: grads are synced
+        if ok:
+            self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        self.sched.step()
+        self.position += self.global_batch
+        self.tokens_seen += float(tokens)
+        return {"loss": loss, "grad_norm": gnorm, "tokens": float(tokens), "ok": ok}
+
+    def validate(self) -> dict[str, float] | None:
+        if self.val is None:
+            return None
+        return evaluate(
+            self.model,
+            self.val,
+            self.cfg.batch_size,
+            self.cfg.eval_batches,
+            self.d.device,
+            self.cfg.precision,
+        )
+
+    # ----- the run -----------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        """Train to `total_steps`; returns a summary (final losses, steps, throughput)."""
+        cfg = self.cfg
+        if cfg.resume:
+            self.resume()
+        elif self.d.is_main:
+            (self.out / "metrics.jsonl").unlink(missing_ok=True)
+            self.monitor.log(
+                {
+                    "step": 0,
+                    "event": "start",
+                    "total_steps": self.total_steps,
+                    "params": sum(p.numel() for p in self.model.parameters()),
+                    "world": self.d.world,
+                    "train_config": cfg.to_dict(),
+                }
+            )
+        self.model.train()
+        bad = 0
+        last_val = None
+        t0 = time.perf_counter()
+        seen = 0.0
+        with progress_bar(self.d.is_main, self.total_steps, self.step) as bar:
+            while self.step < self.total_steps:
+                t_step = time.perf_counter()
+                r = self.train_step()
+                self.step += 1
+                seen += r["tokens"]
+                dt = time.perf_counter() - t_step
+                lr = self.sched.get_last_lr()[0]
+                if not r["ok"]:
+                    bad += 1
+                    warnings.warn(
+                        f"step {self.step}: non-finite loss or gradient, step skipped "
+                        f"({bad} in a row)",
+                        stacklevel=1,
+                    )
+                    if bad >= cfg.max_bad_steps:
+                        raise TrainingStopped(
+                            f"stopped after {bad} non-finite steps in a row at step {self.step}; "
+                            f"the last good checkpoint is kept in {self.out}"
+                        )
+                    continue
+                bad = 0
+                tps = r["tokens"] / max(dt, 1e-9)
+                if self.step % cfg.log_every == 0:
+                    self.monitor.log(
+                        {
+                            "step": self.step,
+                            "loss": r["loss"],
+                            "lr": lr,
+                            "grad_norm": r["grad_norm"],
+                            "tokens_per_s": tps,
+                            "tokens_seen": self.tokens_seen,
+                            "epoch": self.position / len(self.stream.items(0)),
+                        }
+                    )
+                bar.update(self.step, r["loss"], tps, lr)
+                final = self.step == self.total_steps
+                if self.step % cfg.eval_every == 0 or final:
+                    last_val = self.validate()
+                    if last_val is not None:
+                        self.monitor.log(
+                            {
+                                "step": self.step,
+                                "val_loss": last_val["loss"],
+                                "val_ppl": last_val["ppl"],
+                                "val_bpt": last_val["bpt"],
+                            }
+                        )
+                        if last_val["loss"] < self.best:
+                            self.best = last_val["loss"]
+                            self.save("best")
+                    self.monitor.plot()
+                    spread = distributed.weight_spread(self.model, self.d)
+                    if self.d.enabled:
+                        self.monitor.log({"step": self.step, "rank_weight_spread": spread})
+                if self.step % cfg.save_every == 0 or final:
+                    if self.val is None:
+                        self.save("best")  # without validation songs the latest is the best
+                    self.save("last")
+                if self.on_step is not None:
+                    self.on_step(self.step)
+        self.monitor.close()
+        wall = time.perf_counter() - t0
+        return {
+            "steps": self.step,
+            "val": last_val,
+            "best_val_loss": self.best,
+            "tokens_per_s": seen / max(wall, 1e-9),
+        }
+
+
+def train(cfg: TrainConfig, on_step: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Run `cfg` to the end (the function behind `pianomuse train`)."""
+    trainer = Trainer(cfg, on_step)
+    try:
+        return trainer.run()
+    finally:
+        distributed.teardown(trainer.d)
+
+
+class progress_bar:  # noqa: N801 - used as a context manager like `open`
+    """A rich progress bar with loss, tokens/s and learning rate, on the main rank only."""
+
+    def __init__(self, enabled: bool, total: int, start: int):
+        self.enabled = enabled
+        self.total, self.start = total, start
+
+    def __enter__(self) -> progress_bar:
+        if self.enabled:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+            )
+
+            self.p = Progress(
+                TextColumn("train"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[info]}"),
+                TimeRemainingColumn(),
+            )
+            self.p.start()
+            self.task = self.p.add_task("train", total=self.total, completed=self.start, info="")
+        return self
+
+    def update(self, step: int, loss: float, tps: float, lr: float) -> None:
+        if self.enabled:
+            info = f"loss {loss:.4f}  {tps:,.0f} tok/s  lr {lr:.2e}"
+            self.p.update(self.task, completed=step, info=info)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.enabled:
+            self.p.stop()
