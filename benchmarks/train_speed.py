@@ -1,0 +1,104 @@
+"""Training throughput of a preset and its model-FLOPs utilisation (MFU).
+
+    uv run python benchmarks/train_speed.py [--preset small] [--steps 5] [--precision fp32]
+
+The machine's matmul peak is measured in the same run (a large fp32/bf16 matmul on all
+threads), so MFU = model FLOPs/s of a full training step (forward, backward, AdamW) divided by
+that peak. Model FLOPs per token: 6 x the matmul parameters (forward 2, backward 4) plus the
+WKV recurrence, ~10 N^2 per head and layer forward (decay, low-rank, outer-product updates
+and the readout), x3 with the backward.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from pianomuse.model import RWKV7, RWKV7Config
+from pianomuse.train.config import load_preset
+from pianomuse.train.evaluate import autocast, masked_loss_sum
+from pianomuse.train.schedule import make_optimizer
+
+VOCAB = 392  # the piano REMI vocabulary
+
+
+def matmul_peak(dtype: torch.dtype, device: torch.device, n: int = 2048, reps: int = 5) -> float:
+    a = torch.randn(n, n, dtype=dtype, device=device)
+    b = torch.randn(n, n, dtype=dtype, device=device)
+    a @ b  # warm-up
+    best = float("inf")
+    for _ in range(reps):
+        t = time.perf_counter()
+        a @ b
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best
+
+
+def flops_per_token(cfg: RWKV7Config) -> float:
+    matmul = 0
+    model = RWKV7(cfg)
+    for name, p in model.named_parameters():
+        if p.ndim == 2 and name != "emb.weight" and ".enn." not in name:
+            matmul += p.numel()
+    wkv = 10 * cfg.head_size**2 * cfg.n_head * cfg.n_layer
+    return 6 * matmul + 3 * wkv
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--preset", default="small")
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    ap.add_argument("--backend", default="chunked")
+    ap.add_argument("--batch-size", type=int, default=None)
+    args = ap.parse_args()
+    p = load_preset(args.preset)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    cfg = RWKV7Config(VOCAB, p["n_layer"], p["n_embd"], p["head_size"], wkv_backend=args.backend)
+    B, T = args.batch_size or p["batch_size"], p["max_seq_len"]
+    torch.manual_seed(0)
+    model = RWKV7(cfg).to(device)
+    opt = make_optimizer(model, 1e-3, 0.1, (0.9, 0.99), 1e-8)
+    idx = torch.randint(0, VOCAB, (B, T + 1), device=device)
+    mask = torch.ones(B, T, device=device)
+
+    def step() -> None:
+        with autocast(device, args.precision):
+            logits = model(idx[:, :-1])
+        loss = masked_loss_sum(logits, idx[:, 1:], mask) / (B * T)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    step()  # warm-up
+    times = []
+    for _ in range(args.steps):
+        t = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t)
+    dt = sorted(times)[len(times) // 2]
+    tps = B * T / dt
+    fpt = flops_per_token(cfg)
+    peak = matmul_peak(torch.bfloat16 if args.precision == "bf16" else torch.float32, device)
+    print(
+        f"device {device}, threads {torch.get_num_threads()}, preset {args.preset}, "
+        f"{sum(q.numel() for q in model.parameters()) / 1e6:.2f}M params, B={B} T={T}, "
+        f"{args.precision}, wkv {args.backend}"
+    )
+    print(f"{'measure':<28} {'value':>14}")
+    print(f"{'step time (median)':<28} {dt:>13.3f}s")
+    print(f"{'training tokens/s':<28} {tps:>14,.0f}")
+    print(f"{'model GFLOP per token':<28} {fpt / 1e9:>14.4f}")
+    print(f"{'achieved GFLOP/s':<28} {tps * fpt / 1e9:>14.1f}")
+    print(f"{'matmul peak GFLOP/s':<28} {peak / 1e9:>14.1f}")
+    print(f"{'MFU (achieved / peak)':<28} {tps * fpt / peak:>14.1%}")
+
+
+if __name__ == "__main__":
+    main()
