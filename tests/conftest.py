@@ -38,3 +38,26 @@ def prepared(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("prepared")
     prepare(POP909, out, val_fraction=0.2)
     return out
+
+
+@pytest.fixture(scope="session")
+def trained_model(prepared, tmp_path_factory) -> Path:
+    """A tiny model trained for a few steps by the project's own training loop."""
+    from pianomuse.train.config import make_config
+    from pianomuse.train.loop import train
+
+    out = tmp_path_factory.mktemp("run")
+    cfg = make_config(
+        {
+            "data_path": str(prepared),
+            "output_dir": str(out),
+            "preset": "tiny",
+            "max_seq_len": 256,
+            "max_steps": 40,
+            "eval_every": 40,
+            "save_every": 40,
+            "device": "cpu",
+        }
+    )
+    train(cfg)
+    return out / "best.safetensors"

@@ -237,6 +237,104 @@ def eval_(
         json_out.write_text(json.dumps(report, indent=1))
 
 
+NO_DEFAULT_MODEL = (
+    "no default model is bundled yet; pass --model PATH (a model trained with "
+    "`pianomuse train`, e.g. RUN_DIR/best.safetensors)"
+)
+
+
+def default_model() -> Path | None:
+    """The bundled default model, when this installation has one."""
+    from importlib import resources
+
+    path = resources.files("pianomuse") / "models" / "default.safetensors"
+    return Path(str(path)) if path.is_file() else None
+
+
+@app.command()
+@user_errors
+def complete(
+    context: Annotated[Path | None, typer.Argument(help="The piece to continue (MIDI).")] = None,
+    context_midi: Annotated[
+        Path | None, Opt("--context-midi", "--context_midi", help="Same as CONTEXT.")
+    ] = None,
+    output_dir: Annotated[
+        Path, Opt("-o", "--output-dir", "--output_dir", help="Where the candidates go.")
+    ] = Path("candidates"),
+    model: Annotated[
+        Path | None,
+        Opt(
+            "--model",
+            "--model_path",
+            "--model-path",
+            help="Model file; default: the bundled model.",
+        ),
+    ] = None,
+    bars: Annotated[int | None, Opt(help="Bars to write (default 8).")] = None,
+    max_new_tokens: Annotated[
+        int | None,
+        Opt("--max-new-tokens", "--max_new_tokens", help="Tokens to write, instead of --bars."),
+    ] = None,
+    candidates: Annotated[int, Opt(help="Continuations to write, from one prefill.")] = 4,
+    temperature: Annotated[float, Opt(help="Sampling temperature (0 = greedy).")] = 1.0,
+    top_p: Annotated[float | None, Opt("--top-p", "--top_p", help="Nucleus sampling mass.")] = 0.95,
+    top_k: Annotated[
+        int | None, Opt("--top-k", "--top_k", help="Keep the k most likely tokens.")
+    ] = None,
+    seed: Annotated[int, Opt(help="Random seed: the same seed gives the same MIDI.")] = 0,
+    context_bars: Annotated[
+        int | None, Opt("--context-bars", help="Use only the last N bars as context.")
+    ] = None,
+    device: Annotated[str, Opt(help="cpu or cuda.")] = "cpu",
+) -> None:
+    """Continue a piano MIDI file: K candidates, ranked by the model's likelihood, each as
+    MIDI (whole piece and continuation alone), a piano-roll PNG and a JSON sidecar."""
+    from pianomuse.copilot import Copilot
+
+    src = context or context_midi
+    if src is None:
+        raise UserError("give the MIDI file to continue: pianomuse complete CONTEXT.mid")
+    if bars is not None and max_new_tokens is not None:
+        raise UserError("use --bars or --max-new-tokens, not both")
+    model = model or default_model()
+    if model is None:
+        raise UserError(NO_DEFAULT_MODEL)
+    if bars is None and max_new_tokens is None:
+        bars = 8
+    result = Copilot(model, device=device).complete(
+        src, bars, candidates, temperature, top_p, top_k, seed, context_bars, max_new_tokens
+    )
+    paths = result.write(output_dir)
+    _summary(result, paths)
+
+
+def _summary(result, paths: list[Path]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    s = result.stats
+    table = Table(title=f"{len(result.candidates)} candidates after bar {result.seam_bar}")
+    for col in ("rank", "mean log-lik", "tokens", "notes", "file"):
+        table.add_column(col)
+    for c in result.candidates:
+        table.add_row(
+            str(c.rank),
+            f"{c.loglik:.3f}",
+            str(len(c.tokens)),
+            str(c.continuation.note_num()),
+            str(paths[4 * (c.rank - 1)]),
+        )
+    con = Console()
+    con.print(table)
+    total = s.prefill_s + s.decode_s
+    con.print(
+        f"context bars {result.context['first_bar']}-{result.context['last_bar']} "
+        f"({s.prefill_tokens} tokens, prefill {s.prefill_s:.2f}s), decode {s.decode_steps} steps "
+        f"in {s.decode_s:.2f}s; {result.seconds_of_music() / max(total, 1e-9):.1f}x real time"
+    )
+    con.print(f"written to {paths[0].parent}")
+
+
 def main() -> None:
     """Entry point of the console script."""
     app(prog_name="pianomuse")

@@ -29,6 +29,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from pianomuse.errors import UserError
+
 from .config import RWKV7Config
 from .rwkv7 import RWKV7
 
@@ -38,7 +40,7 @@ _BLOCK_KEY = re.compile(r"^blocks\.(\d+)\.")
 _OPTIONAL_LAYER0 = ("blocks.0.att.v0", "blocks.0.att.v1", "blocks.0.att.v2")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A file that is not a usable RWKV-7 checkpoint."""
 
 
@@ -191,11 +193,14 @@ def load_state_into(model: RWKV7, sd: Mapping[str, Tensor], allow_missing: tuple
 def _load_official(path: Path, map_location: Any) -> Checkpoint:
     try:
         sd = torch.load(path, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    except pickle.UnpicklingError as err:
         raise CheckpointError(
-            f"cannot be read as plain tensors with torch.load(weights_only=True): {first}"
+            "holds Python objects other than tensors (refused: unpickling them could run code)"
         ) from err
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as err:
+        first = str(err).strip().split(". ")[0].splitlines()[0] if str(err).strip() else ""
+        message = f"not a readable PyTorch checkpoint ({first or type(err).__name__})"
+        raise CheckpointError(message) from err
     _check_tensors(sd)
     model = RWKV7(config_from_official(sd), init_weights=False)
     with torch.no_grad():

@@ -7,6 +7,7 @@ token ids and `symusic.Score` objects handed out from here.
 from pianomuse.tokenizer.align import BeatTrack, align_to_beats, onset_grid_share, read_beats
 from pianomuse.tokenizer.midi_io import (
     MidiInputError,
+    MidiSource,
     load_score,
     merge_to_piano,
     notes_in_beats,
@@ -23,6 +24,7 @@ __all__ = [
     "Header",
     "Kind",
     "MidiInputError",
+    "MidiSource",
     "PianoTokenizer",
     "Structure",
     "Survival",

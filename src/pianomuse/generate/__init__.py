@@ -1,0 +1,1 @@
+"""Generation over token ids: the REMI grammar, pure sampling functions, batched decoding."""
