@@ -6,10 +6,10 @@ import json
 
 import numpy as np
 import pytest
-from conftest import POP909
 from symusic import Note, Score, Track
 from typer.testing import CliRunner
 
+from conftest import POP909
 from pianomuse.cli import app
 from pianomuse.copilot import Copilot
 from pianomuse.tokenizer import Kind, load_score, merge_to_piano, notes_in_beats
