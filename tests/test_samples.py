@@ -118,3 +118,42 @@ def test_pairs_and_jsonl_round_trip(shards, tmp_path):
     other = PianoTokenizer(TokenizerSettings(num_velocities=8))
     with pytest.raises(UserError):
         import_jsonl(path, other)
+
+
+def test_fim_samples_show_the_suffix_before_the_middle(shards):
+    stream = SampleStream(shards, 256, objective="completion", seed=2, fim_rate=1.0)
+    st, m = stream.structure, stream.markers
+    n_fim = 0
+    for i in range(30):
+        s = stream.sample(0, i)
+        assert len(s.ids) <= 257
+        if s.ids[0] != m.suffix:
+            continue
+        n_fim += 1
+        pos = {
+            name: int(np.flatnonzero(s.ids == getattr(m, name))[0])
+            for name in ("suffix", "prefix", "middle", "end")
+        }
+        assert pos["suffix"] < pos["prefix"] < pos["middle"] < pos["end"] == len(s.ids) - 1
+        suffix = s.ids[1 : pos["prefix"]]
+        prefix = s.ids[pos["prefix"] + 1 : pos["middle"]]
+        middle = s.ids[pos["middle"] + 1 : pos["end"]]
+        for part in (suffix, prefix):
+            if len(part):
+                assert st.kinds(part[:4]).tolist() == [
+                    Kind.BAR,
+                    Kind.TIMESIG,
+                    Kind.POSITION,
+                    Kind.TEMPO,
+                ]
+                assert shards.tokenizer.tokens_errors(part) == 0.0
+        assert st.kinds(middle[:2]).tolist() == [Kind.BAR, Kind.TIMESIG]
+        assert 1 <= len(st.bar_starts(middle)) <= 8
+        # Loss only on the middle and its end marker.
+        assert not s.loss_mask[: pos["middle"] + 1].any() and s.loss_mask[pos["middle"] + 1 :].all()
+        # The middle is a run of whole bars of the window, verbatim, and the prefix its start.
+        song, start = shards.song(int(stream.items(0)[i, 0])), int(stream.items(0)[i, 1])
+        w = st.with_header(song, start)
+        assert np.array_equal(w[: len(prefix)], prefix)
+        assert np.array_equal(w[len(prefix) : len(prefix) + len(middle)], middle)
+    assert n_fim >= 25

@@ -172,6 +172,7 @@ def train(
     ] = None,
     objective: Annotated[str | None, Opt(help="lm or completion.")] = None,
     max_transpose: Annotated[int | None, Opt(help="Random transposition, ± semitones.")] = None,
+    fim_rate: Annotated[float | None, Opt(help="Share of fill-in-the-middle samples.")] = None,
     batch_size: Annotated[
         int | None,
         Opt("--batch-size", "--batch_size", help="Windows per process per micro-step."),

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from pianomuse.data.fim import FIM_OVERHEAD, FimMarkers, fim_from_window
 from pianomuse.data.shards import TokenShards
 from pianomuse.tokenizer import Kind, Structure
 
@@ -108,6 +109,7 @@ class SampleStream:
         objective: str = "lm",
         max_transpose: int = 0,
         seed: int = 0,
+        fim_rate: float = 0.0,
     ):
         if objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {OBJECTIVES}")
@@ -119,6 +121,10 @@ class SampleStream:
         self.objective = objective
         self.max_transpose = max_transpose
         self.seed = seed
+        if not 0.0 <= fim_rate <= 1.0:
+            raise ValueError("fim_rate must be in [0, 1]")
+        self.fim_rate = fim_rate
+        self.markers = FimMarkers.of(self.structure)
         self._items: dict[int, np.ndarray] = {}
 
     def items(self, epoch: int) -> np.ndarray:
@@ -136,12 +142,22 @@ class SampleStream:
         return self._items[epoch]
 
     def sample(self, epoch: int, i: int) -> Sample:
+        """The i-th sample of an epoch: a plain window, or (with probability `fim_rate`) the
+        same window rearranged for fill-in-the-middle."""
         song_idx, start = self.items(epoch)[i]
         rng = np.random.default_rng([self.seed, epoch, 1, i])
-        ids = window(self.structure, self.shards.song(int(song_idx)), int(start), self.length)
+        fim = self.fim_rate > 0 and rng.random() < self.fim_rate
+        length = self.length - FIM_OVERHEAD if fim else self.length
+        ids = window(self.structure, self.shards.song(int(song_idx)), int(start), length)
         if self.max_transpose:
             lo, hi = transpose_range(self.structure, ids, self.max_transpose)
             ids = transpose(self.structure, ids, int(rng.integers(lo, hi + 1)))
+        if fim and (arranged := fim_from_window(self.structure, ids, rng, self.markers)):
+            ids, middle = arranged
+            mask = np.ones(len(ids), dtype=bool)
+            if self.objective == "completion":
+                mask[:middle] = False  # the middle and its end marker are the completion
+            return Sample(ids, mask)
         mask = np.ones(len(ids), dtype=bool)
         if self.objective == "completion":
             mask[:] = False

@@ -35,6 +35,7 @@ class TrainConfig:
     max_seq_len: int = 256  # tokens per training window (model input length T)
     objective: str = "lm"  # lm: loss on every token; completion: loss on the completion only
     max_transpose: int = 0  # random transposition by up to ± this many semitones
+    fim_rate: float = 0.0  # share of windows rearranged for fill-in-the-middle (infilling)
     # optimisation
     batch_size: int = 8  # windows per process per micro-step
     grad_accum: int = 1  # micro-steps per optimizer step
@@ -75,6 +76,8 @@ class TrainConfig:
             raise UserError("--max-steps must be positive")
         if self.epochs <= 0:
             raise UserError("--epochs must be positive")
+        if not 0.0 <= self.fim_rate <= 1.0:
+            raise UserError("--fim-rate must be in [0, 1]")
         if self.max_transpose < 0 or self.max_bad_steps <= 0:
             raise UserError("--max-transpose must be >= 0 and --max-bad-steps positive")
 

@@ -89,7 +89,7 @@ class Trainer:
             raise UserError(f"{data}: no training songs")
         self.tok = train_shards.tokenizer
         self.stream = SampleStream(
-            train_shards, cfg.max_seq_len, cfg.objective, cfg.max_transpose, cfg.seed
+            train_shards, cfg.max_seq_len, cfg.objective, cfg.max_transpose, cfg.seed, cfg.fim_rate
         )
         val_shards = TokenShards(data, "val")
         # Validation always scores every token of fixed windows, whatever the objective.
