@@ -309,12 +309,62 @@ def complete(
     _summary(result, paths)
 
 
+@app.command()
+@user_errors
+def infill(
+    song: Annotated[Path, typer.Argument(help="The piece to rewrite a passage of (MIDI).")],
+    bars: Annotated[str, Opt(help="Bars to rewrite, 1-based and inclusive: I-J (or I).")],
+    output_dir: Annotated[
+        Path, Opt("-o", "--output-dir", "--output_dir", help="Where the candidates go.")
+    ] = Path("infills"),
+    model: Annotated[
+        Path | None,
+        Opt(
+            "--model",
+            "--model_path",
+            "--model-path",
+            help="Model file; default: the bundled model.",
+        ),
+    ] = None,
+    candidates: Annotated[int, Opt(help="Alternatives to write, from one prefill.")] = 4,
+    temperature: Annotated[float, Opt(help="Sampling temperature (0 = greedy).")] = 1.0,
+    top_p: Annotated[float | None, Opt("--top-p", "--top_p", help="Nucleus sampling mass.")] = 0.95,
+    top_k: Annotated[
+        int | None, Opt("--top-k", "--top_k", help="Keep the k most likely tokens.")
+    ] = None,
+    seed: Annotated[int, Opt(help="Random seed: the same seed gives the same MIDI.")] = 0,
+    device: Annotated[str, Opt(help="cpu or cuda.")] = "cpu",
+) -> None:
+    """Rewrite bars I..J of a piece so that they lead into what follows: K alternatives,
+    ranked by the model's likelihood, as MIDI, piano roll (gap highlighted) and JSON."""
+    from pianomuse.copilot import Copilot
+
+    try:
+        first, _, last = bars.partition("-")
+        i, j = int(first), int(last or first)
+    except ValueError:
+        raise UserError(f"--bars takes I-J (e.g. 9-12), not {bars!r}") from None
+    model = model or default_model()
+    if model is None:
+        raise UserError(NO_DEFAULT_MODEL)
+    result = Copilot(model, device=device).infill(
+        song, i, j, candidates, temperature, top_p, top_k, seed
+    )
+    paths = result.write(output_dir, stem="infill")
+    _summary(result, paths)
+
+
 def _summary(result, paths: list[Path]) -> None:
     from rich.console import Console
     from rich.table import Table
 
     s = result.stats
-    table = Table(title=f"{len(result.candidates)} candidates after bar {result.seam_bar}")
+    if result.kind == "infill":
+        g = result.context["gap"]
+        title = f"{len(result.candidates)} infills of bars {g[0]}-{g[1]}"
+    else:
+        title = f"{len(result.candidates)} candidates after bar {result.seam_bar}"
+    table = Table(title=title)
     for col in ("rank", "mean log-lik", "tokens", "notes", "file"):
         table.add_column(col)
     for c in result.candidates:

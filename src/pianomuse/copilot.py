@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from pianomuse.data.fim import FimMarkers, arrange
 from pianomuse.errors import UserError
 from pianomuse.generate.decode import DecodeStats, Sampling, continue_tokens
 from pianomuse.generate.grammar import Grammar
@@ -38,6 +39,7 @@ from pianomuse.tokenizer.remi import bar_ticks
 DEFAULT_CONTEXT_TOKENS = 1024  # when the model file does not say how long it was trained on
 MAX_BARS = 256
 MAX_CANDIDATES = 64
+MAX_GAP_BARS = 16  # training shows gaps of up to 8 bars; twice that is still sensible
 
 
 @dataclass
@@ -61,10 +63,12 @@ class Completion:
     seam_tick: int  # where the new bars start, in the piece's ticks
     seam_bar: int  # 0-based bar number of the first new bar
     bars: int | None  # bars written per candidate (None with max_new_tokens)
-    context: dict[str, Any]  # window: first bar, last bar, tokens
+    context: dict[str, Any]  # window: first bar, last bar (1-based), tokens
     sampling: Sampling
     stats: DecodeStats
     model_info: dict[str, Any] = field(default_factory=dict)
+    gap_end_tick: int | None = None  # infill: where the kept music resumes
+    kind: str = "continuation"  # or "infill"
 
     def seconds_of_music(self) -> float:
         """Length of one candidate's new music in seconds, at the context's tempo."""
@@ -113,7 +117,8 @@ class Completion:
             "tokens": len(c.tokens),
             "notes": len(n["pitch"]),
             "bars": self.bars,
-            "seam_bar": self.seam_bar + 1,  # 1-based, as musicians count
+            "kind": self.kind,
+            "first_new_bar": self.seam_bar + 1,  # 1-based, as musicians count
             "seam_tick": self.seam_tick,
             "context": self.context,
             "sampling": asdict(self.sampling),
@@ -124,20 +129,25 @@ class Completion:
     def _png(self, c: Candidate) -> bytes:
         tpq = self.piece.tpq
         first = self.context["first_bar"] - 1
-        lines = bar_ticks(c.full)
+        last = self.context.get("suffix_last_bar", self.seam_bar + (self.bars or 0))
         start_tick = bar_tick(self.piece, first)
-        end_tick = (
-            bar_tick(self.piece, self.seam_bar + (self.bars or 0)) if self.bars else c.full.end()
+        new_end = self.gap_end_tick or (
+            bar_tick(self.piece, self.seam_bar + self.bars) if self.bars else c.full.end()
         )
-        ctx = _clip(notes_in_beats(self.piece), start_tick / tpq, self.seam_tick / tpq)
+        end_tick = max(bar_tick(self.piece, last), new_end)
+        kept = notes_in_beats(self.piece)
+        outside = (kept["onset"] < self.seam_tick / tpq) | (kept["onset"] >= new_end / tpq)
+        kept = {k: v[outside] for k, v in kept.items()}
+        ctx = _clip(kept, start_tick / tpq, end_tick / tpq)
         new = notes_in_beats(c.continuation)
         new["onset"] = new["onset"] + self.seam_tick / tpq
-        beats = [t / tpq for t in lines if start_tick <= t <= end_tick]
+        beats = [t / tpq for t in bar_ticks(c.full) if start_tick <= t <= end_tick]
+        label = "infill" if self.kind == "infill" else "continuation"
         return piano_roll_png(
-            [(ctx, CONTEXT_COLOUR, "context"), (new, NEW_COLOUR, "continuation")],
+            [(ctx, CONTEXT_COLOUR, "kept"), (new, NEW_COLOUR, label)],
             beats,
-            title=f"candidate {c.rank}: mean log-likelihood {c.loglik:.3f}",
-            highlight=(self.seam_tick / tpq, end_tick / tpq),
+            title=f"{label} {c.rank}: mean log-likelihood {c.loglik:.3f}",
+            highlight=(self.seam_tick / tpq, new_end / tpq),
             bar_numbers_from=first + 1,
         )
 
@@ -278,6 +288,87 @@ class Copilot:
         context = {"first_bar": first + 1, "last_bar": n_bars, "tokens": len(window)}
         return Completion(
             out, piece, seam_tick, n_bars, bars, context, sampling, stats, self.model_info
+        )
+
+    # ----- infilling ---------------------------------------------------------------------
+    def infill(
+        self,
+        midi: MidiSource,
+        first_bar: int,
+        last_bar: int,
+        candidates: int = 4,
+        temperature: float = 1.0,
+        top_p: float | None = 0.95,
+        top_k: int | None = None,
+        seed: int = 0,
+    ) -> Completion:
+        """Rewrite bars first_bar..last_bar (1-based, inclusive) of `midi` so that they lead
+        into the music after them; everything outside the gap is kept note for note."""
+        if not 1 <= candidates <= MAX_CANDIDATES:
+            raise UserError(f"--candidates must be between 1 and {MAX_CANDIDATES}")
+        sampling = _sampling(temperature, top_k, top_p, seed)
+        piece, ids = self.load(midi)
+        st = self.tok.structure
+        bars = st.bar_starts(ids)
+        n_bars = len(bars)
+        if not 1 <= first_bar <= last_bar <= n_bars:
+            raise UserError(f"--bars {first_bar}-{last_bar} is outside the piece's bars 1-{n_bars}")
+        n_gap = last_bar - first_bar + 1
+        if n_gap > MAX_GAP_BARS:
+            raise UserError(
+                f"a gap of {n_gap} bars is longer than the {MAX_GAP_BARS} this model can fill"
+            )
+        i, j = first_bar - 1, last_bar  # gap = bars [i, j), 0-based
+        edges = np.append(bars, len(ids))
+        budget = self.max_context_tokens - 4
+        # The suffix gets up to half the budget, whole bars from the end of the gap on.
+        k = j
+        while k < n_bars and len(st.with_header(ids[: edges[k + 1]], int(edges[j]))) <= budget // 2:
+            k += 1
+        suffix = st.with_header(ids[: edges[k]], int(edges[j])) if k > j else ids[:0]
+        p = 0
+        while p < i and len(st.with_header(ids[: edges[i]], int(edges[p]))) > budget - len(suffix):
+            p += 1
+        prefix = st.with_header(ids[: edges[i]], int(edges[p])) if p < i else ids[:0]
+        markers = FimMarkers.of(st)
+        context, _ = arrange(st, prefix, ids[:0], suffix, markers)
+        context = context[:-1]  # the arranged empty middle's FIM_End
+        ts_id = st.header_at(ids, int(edges[i]) + 2).time_sig
+        g = Grammar(st, self.tok.settings.positions_per_beat, ts_id, n_gap, close_id=markers.end)
+        conts, stats = continue_tokens(
+            self.model, context, candidates, sampling, st.id["Bar_None"], g, n_gap, n_gap * 512
+        )
+        start_tick, end_tick = bar_tick(piece, i), bar_tick(piece, j)
+        qpm, ts = in_force(piece, start_tick)
+        out = []
+        for n, c in enumerate(conts):
+            score = decode_bars(self.tok, c.ids, piece.tpq, qpm, ts)
+            full = splice(piece, score, start_tick, until_tick=end_tick)
+            out.append(Candidate(0, n, c.ids, c.loglik, score, full))
+        out.sort(key=lambda c: (-c.loglik, c.index))
+        for r, c in enumerate(out, 1):
+            c.rank = r
+        info = {
+            "first_bar": p + 1,
+            "last_bar": k,
+            "gap": [first_bar, last_bar],
+            "prefix_tokens": len(prefix),
+            "suffix_tokens": len(suffix),
+            "tokens": len(context),
+            "suffix_last_bar": k,
+        }
+        return Completion(
+            out,
+            piece,
+            start_tick,
+            i,
+            n_gap,
+            info,
+            sampling,
+            stats,
+            self.model_info,
+            gap_end_tick=end_tick,
+            kind="infill",
         )
 
 

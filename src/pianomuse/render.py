@@ -39,7 +39,8 @@ def piano_roll_png(
     pitches = np.concatenate(
         [p[0]["pitch"] for p in parts if len(p[0]["pitch"])] or [np.array([60])]
     )
-    x0, x1 = float(onsets.min()), float(max(ends.max(), max(bar_lines, default=0)))
+    x0 = float(min(onsets.min(), min(bar_lines, default=onsets.min())))
+    x1 = float(max(ends.max(), max(bar_lines, default=0)))
     lo, hi = int(pitches.min()) - 2, int(pitches.max()) + 2
     width = min(max(8.0, (x1 - x0) * 0.12), 40.0)
     fig, ax = plt.subplots(figsize=(width, 5), dpi=100)

@@ -6,7 +6,8 @@ with positions strictly increasing inside a bar and below the bar's length, pitc
 increasing at one position (a key is struck once; it also matches how the data is ordered),
 and the piece's time signature kept. Tempo tokens are never generated: a continuation keeps
 the tempo of its context. The mask also ends the stream: once `bars` bars are complete, only
-a closing Bar is allowed, which marks the candidate done and is not part of the result.
+the closing token is allowed (the next Bar for a continuation, FIM_End for an infill), which
+marks the candidate done and is not part of the result.
 """
 
 from __future__ import annotations
@@ -45,7 +46,12 @@ class Grammar:
     """Vectorised validity masks for K candidates continuing one context."""
 
     def __init__(
-        self, structure: Structure, positions_per_beat: int, time_sig: int, bars: int | None
+        self,
+        structure: Structure,
+        positions_per_beat: int,
+        time_sig: int,
+        bars: int | None,
+        close_id: int | None = None,
     ):
         self.st = structure
         self.bars = bars
@@ -57,6 +63,9 @@ class Grammar:
         self.bar_id = structure.id["Bar_None"]
         self.only_bar = np.zeros(V, dtype=bool)
         self.only_bar[self.bar_id] = True
+        self.close_id = self.bar_id if close_id is None else close_id
+        self.only_close = np.zeros(V, dtype=bool)
+        self.only_close[self.close_id] = True
         self.only_ts = np.zeros(V, dtype=bool)
         self.only_ts[time_sig] = True
         self.is_pos = (k == Kind.POSITION) & (val < self.bar_positions)
@@ -76,9 +85,14 @@ class Grammar:
             out[i] = self._row(r, force_close)
         return torch.from_numpy(out)
 
+    def _complete(self, r: Row) -> bool:
+        return self.bars is not None and r.bars >= self.bars
+
     def _row(self, r: Row, force_close: bool) -> np.ndarray:
-        if r.done or r.state == _START:
-            return self.only_bar  # finished rows keep emitting Bar; their tokens are ignored
+        if r.done:
+            return self.only_close  # finished rows keep emitting it; their tokens are ignored
+        if r.state == _START:
+            return self.only_bar
         if r.state == _BAR:
             return self.only_ts
         if r.state == _POSITION:
@@ -87,9 +101,9 @@ class Grammar:
             return self.is_vel
         if r.state == _VELOCITY:
             return self.is_dur
-        # After TimeSig or Duration: a new bar, a later position, or (after a Duration) a
-        # higher pitch at the same position.
-        m = self.only_bar.copy()
+        # After TimeSig or Duration: the next bar (or the close once all bars are written),
+        # a later position, or (after a Duration) a higher pitch at the same position.
+        m = (self.only_close if self._complete(r) else self.only_bar).copy()
         if not force_close:
             m |= self.is_pos & (self.value > r.position)
             if r.state == _DURATION:
@@ -101,11 +115,11 @@ class Grammar:
         for r, tok in zip(rows, tokens.tolist(), strict=True):
             if r.done:
                 continue
+            if tok == self.close_id and self._complete(r):
+                r.done = True
+                continue
             kind = Kind(int(self.st.kind[tok]))
             if kind == Kind.BAR:
-                if self.bars is not None and r.bars >= self.bars:
-                    r.done = True
-                    continue
                 r.bars += 1
                 r.position, r.last_pitch = -1, -1
             elif kind == Kind.POSITION:
