@@ -42,7 +42,8 @@ def prepared(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def trained_model(prepared, tmp_path_factory) -> Path:
-    """A tiny model trained for a few steps by the project's own training loop."""
+    """A tiny model trained for a few steps by the project's own training loop, half of its
+    samples in the fill-in-the-middle layout."""
     from pianomuse.train.config import make_config
     from pianomuse.train.loop import train
 
@@ -54,6 +55,7 @@ def trained_model(prepared, tmp_path_factory) -> Path:
             "preset": "tiny",
             "max_seq_len": 256,
             "max_steps": 40,
+            "fim_rate": 0.5,
             "eval_every": 40,
             "save_every": 40,
             "device": "cpu",
