@@ -290,6 +290,33 @@ class Copilot:
             out, piece, seam_tick, n_bars, bars, context, sampling, stats, self.model_info
         )
 
+    def fim_context(
+        self, ids: np.ndarray, i: int, j: int, with_suffix: bool = True
+    ) -> tuple[np.ndarray, int, int, int, int]:
+        """The fill-in-the-middle prompt for the gap of bars [i, j) (0-based) of `ids`, up to
+        FIM_Middle: the suffix gets up to half the token budget (whole bars from bar j on),
+        the prefix the rest (whole bars ending at bar i). Returns (prompt, first prefix bar,
+        end of the suffix bars, prefix tokens, suffix tokens)."""
+        st = self.tok.structure
+        bars = st.bar_starts(ids)
+        n_bars = len(bars)
+        edges = np.append(bars, len(ids))
+        budget = self.max_context_tokens - 4
+        k = j
+        if with_suffix:
+            while (
+                k < n_bars
+                and len(st.with_header(ids[: edges[k + 1]], int(edges[j]))) <= budget // 2
+            ):
+                k += 1
+        suffix = st.with_header(ids[: edges[k]], int(edges[j])) if k > j else ids[:0]
+        p = 0
+        while p < i and len(st.with_header(ids[: edges[i]], int(edges[p]))) > budget - len(suffix):
+            p += 1
+        prefix = st.with_header(ids[: edges[i]], int(edges[p])) if p < i else ids[:0]
+        prompt, _ = arrange(st, prefix, ids[:0], suffix, FimMarkers.of(st))
+        return prompt[:-1], p, k, len(prefix), len(suffix)  # drop the empty middle's FIM_End
+
     # ----- infilling ---------------------------------------------------------------------
     def infill(
         self,
@@ -319,20 +346,9 @@ class Copilot:
                 f"a gap of {n_gap} bars is longer than the {MAX_GAP_BARS} this model can fill"
             )
         i, j = first_bar - 1, last_bar  # gap = bars [i, j), 0-based
-        edges = np.append(bars, len(ids))
-        budget = self.max_context_tokens - 4
-        # The suffix gets up to half the budget, whole bars from the end of the gap on.
-        k = j
-        while k < n_bars and len(st.with_header(ids[: edges[k + 1]], int(edges[j]))) <= budget // 2:
-            k += 1
-        suffix = st.with_header(ids[: edges[k]], int(edges[j])) if k > j else ids[:0]
-        p = 0
-        while p < i and len(st.with_header(ids[: edges[i]], int(edges[p]))) > budget - len(suffix):
-            p += 1
-        prefix = st.with_header(ids[: edges[i]], int(edges[p])) if p < i else ids[:0]
+        context, p, k, n_prefix, n_suffix = self.fim_context(ids, i, j)
         markers = FimMarkers.of(st)
-        context, _ = arrange(st, prefix, ids[:0], suffix, markers)
-        context = context[:-1]  # the arranged empty middle's FIM_End
+        edges = np.append(bars, len(ids))
         ts_id = st.header_at(ids, int(edges[i]) + 2).time_sig
         g = Grammar(st, self.tok.settings.positions_per_beat, ts_id, n_gap, close_id=markers.end)
         conts, stats = continue_tokens(
@@ -352,8 +368,8 @@ class Copilot:
             "first_bar": p + 1,
             "last_bar": k,
             "gap": [first_bar, last_bar],
-            "prefix_tokens": len(prefix),
-            "suffix_tokens": len(suffix),
+            "prefix_tokens": n_prefix,
+            "suffix_tokens": n_suffix,
             "tokens": len(context),
             "suffix_last_bar": k,
         }

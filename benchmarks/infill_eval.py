@@ -1,0 +1,96 @@
+"""Does the model use the music after a gap? Infilling on held-out songs.
+
+    uv run python benchmarks/infill_eval.py --model M --data-path PREPARED [--gap-bars 2]
+
+For gaps of `--gap-bars` bars every 8 bars of each validation song, prints the bits per token
+of the true middle (teacher-forced, middle tokens and FIM_End) given prefix and suffix, and
+given the prefix only (same layout, empty suffix), side by side with their ratio. Then it
+samples one infill per gap and reports the share that leads into the suffix cleanly: the last
+bar of the infill has notes (no silent gap before the suffix) and no infill note is still
+held when the suffix strikes the same key at the seam (no overlap).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pianomuse.copilot import Copilot
+from pianomuse.data.fim import FimMarkers
+from pianomuse.data.shards import TokenShards
+from pianomuse.tokenizer import notes_in_beats
+
+
+@torch.inference_mode()
+def middle_bits(
+    cp: Copilot, prompt: np.ndarray, middle: np.ndarray, end_id: int
+) -> tuple[float, int]:
+    seq = torch.as_tensor(np.concatenate([prompt, middle, [end_id]]), dtype=torch.long)[None]
+    logits = cp.model(seq[:, :-1]).float()
+    logp = torch.log_softmax(logits, -1)[0]
+    tgt = seq[0, 1:]
+    n = len(middle) + 1
+    nll = -logp[-n:].gather(-1, tgt[-n:, None]).sum()
+    return float(nll) / math.log(2), n
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", type=Path, required=True)
+    ap.add_argument("--data-path", type=Path, required=True)
+    ap.add_argument("--split", default="val")
+    ap.add_argument("--gap-bars", type=int, default=2)
+    ap.add_argument("--every", type=int, default=8)
+    ap.add_argument("--max-songs", type=int, default=None)
+    ap.add_argument("--context", type=int, default=1024)
+    ap.add_argument("--sample", type=int, default=1, help="infills sampled per gap")
+    args = ap.parse_args()
+    cp = Copilot(args.model, max_context_tokens=args.context)
+    shards = TokenShards(args.data_path, args.split)
+    st = cp.tok.structure
+    end_id = FimMarkers.of(st).end
+    bits = {"prefix + suffix": [0.0, 0], "prefix only": [0.0, 0]}
+    clean = total = 0
+    for s in range(min(len(shards), args.max_songs or len(shards))):
+        ids = shards.song(s)
+        bars = np.append(st.bar_starts(ids), len(ids))
+        n_bars = len(bars) - 1
+        for i in range(4, n_bars - args.gap_bars - 4, args.every):
+            j = i + args.gap_bars
+            middle = ids[bars[i] : bars[j]]
+            for name, with_suffix in (("prefix + suffix", True), ("prefix only", False)):
+                prompt = cp.fim_context(ids, i, j, with_suffix=with_suffix)[0]
+                b, n = middle_bits(cp, prompt, middle, end_id)
+                bits[name][0] += b
+                bits[name][1] += n
+            if args.sample:
+                piece = cp.tok.decode(ids)
+                r = cp.infill(piece, i + 1, j, candidates=args.sample, seed=s * 1000 + i)
+                tpq = piece.tpq
+                start, end = r.seam_tick / tpq, r.gap_end_tick / tpq
+                suffix = notes_in_beats(piece)
+                at_seam = set(suffix["pitch"][np.isclose(suffix["onset"], end)].tolist())
+                bar_len = (end - start) / args.gap_bars
+                for c in r.candidates:
+                    new = notes_in_beats(c.continuation)
+                    total += 1
+                    last_bar_has_notes = bool(np.any(new["onset"] >= (args.gap_bars - 1) * bar_len))
+                    held = new["pitch"][new["onset"] + new["duration"] > end - start + 1e-6]
+                    clean += int(last_bar_has_notes and not (set(held.tolist()) & at_seam))
+    print(f"{'middle given':<18} {'tokens':>8} {'bits/token':>11}")
+    for name, (b, n) in bits.items():
+        print(f"{name:<18} {n:>8} {b / n:>11.3f}")
+    ratio = (bits["prefix only"][0] / bits["prefix only"][1]) / (
+        bits["prefix + suffix"][0] / bits["prefix + suffix"][1]
+    )
+    print(f"prefix-only / prefix+suffix bits per token: {ratio:.3f}")
+    if total:
+        print(f"infills leading cleanly into the suffix: {clean}/{total} = {clean / total:.1%}")
+
+
+if __name__ == "__main__":
+    main()
