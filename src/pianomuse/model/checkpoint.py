@@ -36,8 +36,9 @@ from .rwkv7 import RWKV7
 
 FORMAT_NAME = "pianomuse-rwkv7"
 _BLOCK_KEY = re.compile(r"^blocks\.(\d+)\.")
-# Official checkpoints may omit the value-residual weights of layer 0 (unused there).
-_OPTIONAL_LAYER0 = ("blocks.0.att.v0", "blocks.0.att.v1", "blocks.0.att.v2")
+# Value-residual weights of layer 0: some official checkpoints carry them though layer 0 never
+# uses them; they are dropped on load (the model has none there).
+_UNUSED_LAYER0 = ("blocks.0.att.v0", "blocks.0.att.v1", "blocks.0.att.v2")
 
 
 class CheckpointError(UserError, ValueError):
@@ -113,38 +114,37 @@ def _sniff(path: Path) -> str:
     return "unknown"
 
 
-def config_from_official(sd: Mapping[str, Tensor], **overrides: Any) -> RWKV7Config:
+def config_from_official(sd: Mapping[str, Tensor]) -> RWKV7Config:
     """Infer the config of an official RWKV-7 state dict from its tensor shapes."""
-    for key in ("emb.weight", "blocks.0.att.r_k", "blocks.0.att.w1", "blocks.0.ffn.key.weight"):
+    required = ["emb.weight", "blocks.0.ffn.key.weight"]
+    required += [f"blocks.0.att.{name}" for name in ("r_k", "w1", "a1", "g1")]
+    for key in required:
         if key not in sd:
             raise CheckpointError(f"missing key {key!r}: not an RWKV-7 (x070) state dict")
+        if sd[key].dim() != 2:
+            raise CheckpointError(f"{key} has shape {tuple(sd[key].shape)}, expected 2-D")
     layers = {int(m.group(1)) for key in sd if (m := _BLOCK_KEY.match(key))}
     n_layer = max(layers) + 1
     if layers != set(range(n_layer)):
         raise CheckpointError(f"block indices are not contiguous: {sorted(layers)}")
     vocab, n_embd = sd["emb.weight"].shape
-    n_head, head_size = sd["blocks.0.att.r_k"].shape
-    v1 = next((sd[k] for k in ("blocks.1.att.v1", "blocks.0.att.v1") if k in sd), None)
-    dim_ffn = sd["blocks.0.ffn.key.weight"].shape[0]
-    if "blocks.0.att.a1" not in sd or "blocks.0.att.g1" not in sd:
-        raise CheckpointError("missing blocks.0.att.a1/g1: not an RWKV-7 (x070) state dict")
-    values: dict[str, Any] = {
-        "vocab_size": int(vocab),
-        "n_layer": n_layer,
-        "n_embd": int(n_embd),
-        "head_size": int(head_size),
-        "decay_lora": int(sd["blocks.0.att.w1"].shape[1]),
-        "aaa_lora": int(sd["blocks.0.att.a1"].shape[1]),
-        "mv_lora": None if v1 is None else int(v1.shape[1]),
-        "gate_lora": int(sd["blocks.0.att.g1"].shape[1]),
-        "ffn_mult": dim_ffn / n_embd,
-        "deep_embed": "blocks.0.ffn.enn.weight" in sd,
-    }
-    values.update(overrides)
+    n_head, head_size = sd["blocks.0.att.r_k"].shape  # r_k is (H, N)
     if n_head * head_size != n_embd:
         raise CheckpointError(f"r_k {n_head}x{head_size} does not match width {n_embd}")
+    v1 = next((sd[k] for k in ("blocks.1.att.v1", "blocks.0.att.v1") if k in sd), None)
     try:
-        return RWKV7Config(**values)
+        return RWKV7Config(
+            vocab_size=int(vocab),
+            n_layer=n_layer,
+            n_embd=int(n_embd),
+            head_size=int(head_size),
+            decay_lora=int(sd["blocks.0.att.w1"].shape[1]),
+            aaa_lora=int(sd["blocks.0.att.a1"].shape[1]),
+            mv_lora=None if v1 is None else int(v1.shape[-1]),
+            gate_lora=int(sd["blocks.0.att.g1"].shape[1]),
+            ffn_mult=sd["blocks.0.ffn.key.weight"].shape[0] / n_embd,
+            deep_embed="blocks.0.ffn.enn.weight" in sd,
+        )
     except ValueError as err:
         raise CheckpointError(f"inconsistent sizes: {err}") from err
 
@@ -163,11 +163,11 @@ def _check_tensors(sd: Mapping[Any, Any]) -> None:
         raise CheckpointError(f"tensors with NaN or infinity: {non_finite[:5]}")
 
 
-def load_state_into(model: RWKV7, sd: Mapping[str, Tensor], allow_missing: tuple = ()) -> None:
+def load_state_into(model: RWKV7, sd: Mapping[str, Tensor]) -> None:
     """Copy tensors into the model with strict name and shape checks (CheckpointError)."""
     _check_tensors(sd)
     own = model.state_dict()
-    missing = [k for k in own if k not in sd and k not in allow_missing]
+    missing = [k for k in own if k not in sd]
     unexpected = [k for k in sd if k not in own]
     if missing or unexpected:
         parts = []
@@ -179,8 +179,6 @@ def load_state_into(model: RWKV7, sd: Mapping[str, Tensor], allow_missing: tuple
         raise CheckpointError("; ".join(parts))
     with torch.no_grad():
         for name, target in own.items():
-            if name not in sd:
-                continue
             t = sd[name]
             # Accept squeezed copies of the (1, 1, C) vectors that some converters write.
             if t.shape != target.shape and t.squeeze().shape != target.squeeze().shape:
@@ -190,9 +188,9 @@ def load_state_into(model: RWKV7, sd: Mapping[str, Tensor], allow_missing: tuple
             target.copy_(t.reshape(target.shape).to(target.dtype))
 
 
-def _load_official(path: Path, map_location: Any) -> Checkpoint:
+def _load_official(path: Path, map_location: str | torch.device) -> Checkpoint:
     try:
-        sd = torch.load(path, map_location=map_location, weights_only=True)
+        sd = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         raise CheckpointError(
             "holds Python objects other than tensors (refused: unpickling them could run code)"
@@ -203,15 +201,11 @@ def _load_official(path: Path, map_location: Any) -> Checkpoint:
         raise CheckpointError(message) from err
     _check_tensors(sd)
     model = RWKV7(config_from_official(sd), init_weights=False)
-    with torch.no_grad():
-        for key in _OPTIONAL_LAYER0:
-            if key not in sd:
-                model.get_parameter(key).zero_()
-    load_state_into(model, sd, allow_missing=_OPTIONAL_LAYER0)
-    return Checkpoint(model, None, None, "official")
+    load_state_into(model, {k: t for k, t in sd.items() if k not in _UNUSED_LAYER0})
+    return Checkpoint(model.to(map_location), None, None, "official")
 
 
-def _load_safetensors(path: Path, map_location: Any) -> Checkpoint:
+def _load_safetensors(path: Path, map_location: str | torch.device) -> Checkpoint:
     from safetensors import SafetensorError, safe_open
 
     try:
@@ -230,12 +224,14 @@ def _load_safetensors(path: Path, map_location: Any) -> Checkpoint:
         raise CheckpointError(f"bad config metadata: {err}") from err
     model = RWKV7(config, init_weights=False)
     load_state_into(model, sd)
-    model.to(map_location)
-    return Checkpoint(model, tokenizer_config, metadata.get("tokenizer_hash"), "pianomuse")
+    return Checkpoint(
+        model.to(map_location), tokenizer_config, metadata.get("tokenizer_hash"), "pianomuse"
+    )
 
 
-def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> Checkpoint:
-    """Load an official RWKV-7 `.pth` or a project safetensors file (see module docstring)."""
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> Checkpoint:
+    """Load an official RWKV-7 `.pth` or a project safetensors file (see module docstring);
+    the weights are read on the CPU, checked, then the model is moved to `map_location`."""
     path = Path(path)
     try:
         kind = _sniff(path)
@@ -250,7 +246,7 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> Checkpoint:
         raise CheckpointError(f"bad checkpoint {path}: {err.strerror or err}") from err
 
 
-def load_model(path: str | Path, map_location: Any = "cpu") -> RWKV7:
+def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> RWKV7:
     """The model of `load_checkpoint`, with fp32 weights."""
     return load_checkpoint(path, map_location).model
 

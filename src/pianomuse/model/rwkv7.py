@@ -46,13 +46,18 @@ class TimeMix(nn.Module):
             return nn.Parameter(torch.zeros(1, 1, c))
 
         self.x_r, self.x_w, self.x_k, self.x_v, self.x_a, self.x_g = (vec() for _ in range(6))
-        self.w0, self.a0, self.v0 = vec(), vec(), vec()
+        self.w0, self.a0 = vec(), vec()
         self.w1 = nn.Parameter(torch.zeros(c, config.decay_lora))
         self.w2 = nn.Parameter(torch.zeros(config.decay_lora, c))
         self.a1 = nn.Parameter(torch.zeros(c, config.aaa_lora))
         self.a2 = nn.Parameter(torch.zeros(config.aaa_lora, c))
-        self.v1 = nn.Parameter(torch.zeros(c, config.mv_lora))
-        self.v2 = nn.Parameter(torch.zeros(config.mv_lora, c))
+        if layer_id > 0:
+            # Layer 0 has no value residual (its v is v_first), so it has no v0/v1/v2 — like
+            # BlinkDL's released checkpoints. Unused parameters would also break DDP, which
+            # insists that every parameter receives a gradient.
+            self.v0 = vec()
+            self.v1 = nn.Parameter(torch.zeros(c, config.mv_lora))
+            self.v2 = nn.Parameter(torch.zeros(config.mv_lora, c))
         self.g1 = nn.Parameter(torch.zeros(c, config.gate_lora))
         self.g2 = nn.Parameter(torch.zeros(config.gate_lora, c))
         self.k_k, self.k_a = vec(), vec()
@@ -68,33 +73,39 @@ class TimeMix(nn.Module):
     ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
         """Projections for any leading shape [..., C]; xx = x_{t-1} - x_t (token shift).
 
-        Returns r, log-decay (fp32), k, v, a_wkv = -kk, b_wkv = kk * alpha, gate g, v_first."""
+        Returns r, log-decay (fp32), k, v, a_wkv = -kk, b_wkv = kk * alpha, gate g, v_first.
+        The (1, 1, C) vectors are used as `.view(-1)` (C,) so they broadcast over any leading
+        shape, [B, T, C] as well as the one-token [B, C]."""
         h, n = self.n_head, self.head_size
-        xr = x + xx * self.x_r.view(-1)
-        xw = x + xx * self.x_w.view(-1)
-        xk = x + xx * self.x_k.view(-1)
-        xv = x + xx * self.x_v.view(-1)
-        xa = x + xx * self.x_a.view(-1)
-        xg = x + xx * self.x_g.view(-1)
+        xr = torch.addcmul(x, xx, self.x_r.view(-1))  # x + (x_{t-1} - x_t) * mix
+        xw = torch.addcmul(x, xx, self.x_w.view(-1))
+        xk = torch.addcmul(x, xx, self.x_k.view(-1))
+        xv = torch.addcmul(x, xx, self.x_v.view(-1))
+        xa = torch.addcmul(x, xx, self.x_a.view(-1))
+        xg = torch.addcmul(x, xx, self.x_g.view(-1))
 
-        r = self.receptance(xr)
-        k = self.key(xk)
-        v = self.value(xv)
+        # F.linear rather than module calls: the one-token path is dominated by per-call cost.
+        r = F.linear(xr, self.receptance.weight)
+        k = F.linear(xk, self.key.weight)
+        v = F.linear(xv, self.value.weight)
         # Decay in fp32 whatever autocast does: w0 is O(1..6) and bf16 would quantise the decay.
         z = self.w0.view(-1).float() + (torch.tanh(xw @ self.w1) @ self.w2).float()
         log_w = -_LOG_DECAY_SCALE * torch.sigmoid(z)
         if self.layer_id == 0:
             v_first = v
         else:
-            # Value residual: blend toward layer 0's value (RWKV-7 paper, sec. "value residual").
-            v = v + (v_first - v) * torch.sigmoid(self.v0.view(-1) + (xv @ self.v1) @ self.v2)
+            # Value residual: v + (v_first - v) * sigmoid(v0 + LoRA), a learned blend toward
+            # layer 0's value (RWKV-7 paper, "value residual learning").
+            gate = torch.sigmoid(self.v0.view(-1) + (xv @ self.v1) @ self.v2)
+            v = torch.lerp(v, v_first, gate.to(v.dtype))
         alpha = torch.sigmoid(self.a0.view(-1) + (xa @ self.a1) @ self.a2)  # in-context lr
         g = torch.sigmoid(xg @ self.g1) @ self.g2
 
         lead = k.shape[:-1]
-        kk = F.normalize((k * self.k_k.view(-1)).view(*lead, h, n), dim=-1, p=2.0, eps=1e-12)
-        kk = kk.view(*lead, h * n)  # [..., C]
-        k = k * (1 + (alpha - 1) * self.k_a.view(-1))
+        kk = (k * self.k_k.view(-1)).view(*lead, h, n)  # [..., C] -> [..., H, N]
+        kk = F.normalize(kk, dim=-1, p=2.0, eps=1e-12).view(*lead, h * n)  # unit per head, [.., C]
+        k_a = self.k_a.view(-1)
+        k = k * torch.addcmul(1 - k_a, alpha, k_a)  # k * (1 + (alpha - 1) * k_a)
         return r, log_w, k, v, -kk, kk * alpha, g, v_first
 
     def _out(self, y: Tensor, r: Tensor, k: Tensor, v: Tensor, g: Tensor) -> Tensor:
@@ -102,10 +113,13 @@ class TimeMix(nn.Module):
         h, n = self.n_head, self.head_size
         lead = y.shape[:-1]
         # GroupNorm statistics in fp32: eps 64e-5 is tuned for fp32 and bf16 would skew them.
-        y = self.ln_x(y.float().reshape(-1, h * n)).view(*lead, h * n)  # [.., C]
+        ln_x = self.ln_x
+        y = y.float().reshape(-1, h * n)  # [..., C] -> [rows, C]: GroupNorm wants 2-D
+        y = F.group_norm(y, h, ln_x.weight, ln_x.bias, ln_x.eps).view(*lead, h * n)  # [.., C]
+        # Bonus: the current token's own (r . k) per head, weighted by r_k, times its value.
         rk = (r * k * self.r_k.view(-1)).view(*lead, h, n).sum(dim=-1, keepdim=True)  # [..,H,1]
-        y = y + (rk * v.view(*lead, h, n)).view(*lead, h * n)
-        return self.output(y * g)
+        y = y + (rk * v.view(*lead, h, n)).view(*lead, h * n)  # [..,H,N] -> [.., C]
+        return F.linear(y * g, self.output.weight)
 
     def forward(
         self, x: Tensor, shift: Tensor, state: Tensor | None, v_first: Tensor | None
@@ -125,26 +139,34 @@ class TimeMix(nn.Module):
             heads(r), heads(log_w), heads(k), heads(v), heads(a), heads(b), state,
             backend=self.config.wkv_backend, chunk_len=self.config.chunk_len,
         )  # fmt: skip
-        out = self._out(y.reshape(bsz, seq, c), r, k, v, g)
+        out = self._out(y.reshape(bsz, seq, c), r, k, v, g)  # [B,T,H,N] -> [B,T,C]
         return out, x[:, -1], state, v_first
 
     def step(
-        self, x: Tensor, shift: Tensor, state: Tensor, v_first: Tensor | None
-    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """One-token path. x [B,C], shift [B,C], state [B,H,N,N] fp32 -> same as `forward`."""
+        self, x: Tensor, shift: Tensor, state: Tensor, v_first: Tensor | None, inplace: bool
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """One-token path. x [B,C], shift [B,C], state [B,H,N,N] fp32 (updated in place when
+        `inplace`, which spares allocating a new state: at batch 8 that is ~0.5 MB per layer).
+
+        Returns (out [B,C], new state [B,H,N,N] fp32, v_first [B,C])."""
         bsz, c = x.shape
         h, n = self.n_head, self.head_size
         r, log_w, k, v, a, b, g, v_first = self._mix(x, shift.to(x.dtype) - x, v_first)
-        # S <- S diag(w) + (S a) b^T + v k^T ; y = S r  (one step of the reference scan)
-        r4, k4, v4, a4, b4 = (t.float().view(bsz, h, n, 1) for t in (r, k, v, a, b))
-        decay = torch.exp(log_w).view(bsz, h, 1, n)
-        state = torch.baddbmm(
-            (state * decay).view(-1, n, n),
-            torch.cat([state @ a4, v4], dim=-1).view(-1, n, 2),  # [(S a) | v]
-            torch.cat([b4, k4], dim=-1).transpose(-1, -2).reshape(-1, 2, n),  # [b | k]^T
-        ).view(bsz, h, n, n)
-        y = (state @ r4).view(bsz, c).to(r.dtype)
-        return self._out(y, r, k, v, g), x, state, v_first
+        # One step of the scan: S' = S diag(w) + (S a) b^T + v k^T, y = S' r. Written so the
+        # (large at batch 8) state is read once by a single matmul and written once:
+        #   [S a | S (w*r)] = S [a | w*r];  y = S (w*r) + [S a | v] [b | k]^T r.
+        r4, k4, v4, a4, b4 = (t.float().view(bsz, h, n, 1) for t in (r, k, v, a, b))  # [B,H,N,1]
+        decay = torch.exp(log_w).view(bsz, h, n, 1)  # [B,C] -> [B,H,N,1]
+        sa_swr = state @ torch.cat([a4, decay * r4], dim=-1)  # [B,H,N,2]
+        left = torch.cat([sa_swr[..., :1], v4], dim=-1)  # [B,H,N,2] = [S a | v]
+        right = torch.cat([b4, k4], dim=-1).transpose(-1, -2)  # [B,H,2,N] = [b | k]^T
+        y = sa_swr[..., 1:] + left @ (right @ r4)  # [B,H,N,1]
+        scale = decay.transpose(-1, -2)  # [B,H,1,N]: scales the key columns
+        new_state = state.mul_(scale) if inplace else state * scale
+        # [B,H,N,N] -> [B*H,N,N] views: the in-place rank-2 update lands in new_state.
+        new_state.view(-1, n, n).baddbmm_(left.view(-1, n, 2), right.view(-1, 2, n))
+        out = self._out(y.view(bsz, c).to(r.dtype), r, k, v, g)  # [B,H,N,1] -> [B,C]
+        return out, new_state, v_first
 
 
 class ChannelMix(nn.Module):
@@ -162,8 +184,8 @@ class ChannelMix(nn.Module):
 
     def forward(self, x: Tensor, xx: Tensor, idx: Tensor) -> Tensor:
         """x, xx = x_{t-1} - x_t: [..., C]; idx: the token ids [...] (used by DeepEmbed)."""
-        k = torch.relu(self.key(x + xx * self.x_k.view(-1))) ** 2
-        out = self.value(k)
+        k = torch.relu(F.linear(torch.addcmul(x, xx, self.x_k.view(-1)), self.key.weight))
+        out = F.linear(k.square(), self.value.weight)
         if self.enn is not None:
             out = out * self.enn(idx)
         return out
@@ -209,31 +231,37 @@ class RWKV7(nn.Module):
             raise ValueError(f"state batch {state.batch_size} != idx batch {idx.shape[0]}")
         return self._sequence(idx, state)
 
-    def step(self, tok: Tensor, state: RWKVState) -> tuple[Tensor, RWKVState]:
-        """tok [B] -> (logits [B,V], new state). O(1) in the sequence length."""
+    def step(
+        self, tok: Tensor, state: RWKVState, inplace: bool = False
+    ) -> tuple[Tensor, RWKVState]:
+        """tok [B] -> (logits [B,V], new state). O(1) in the sequence length.
+
+        With `inplace=True` the given state's tensors are overwritten and returned (no new
+        state is allocated; for decoding loops under `torch.no_grad`/`inference_mode` that do
+        not need the old state). Otherwise `state` is left untouched."""
         if tok.dim() != 1 or state.batch_size != tok.shape[0]:
             raise ValueError(f"step needs tok [B] matching the state batch {state.batch_size}")
-        x = self.emb(tok)  # [B,C]
-        att_shift, wkv_state, ffn_shift = [], [], []
+        x = F.embedding(tok, self.emb.weight)  # [B,C]
+        new = state if inplace else RWKVState([], [], [])
         v_first = None
         for i, block in enumerate(self.blocks):
             if i == 0:
-                x = block.ln0(x)
-            xa = block.ln1(x)
-            dx, _, s, v_first = block.att.step(xa, state.att_shift[i], state.wkv[i], v_first)
+                x = _layer_norm(block.ln0, x)
+            xa = _layer_norm(block.ln1, x)
+            att_shift, ffn_shift = state.att_shift[i], state.ffn_shift[i]
+            dx, s, v_first = block.att.step(xa, att_shift, state.wkv[i], v_first, inplace)
             x = x + dx
-            xf = block.ln2(x)
-            x = x + block.ffn(xf, state.ffn_shift[i].to(xf.dtype) - xf, tok)
-            att_shift.append(xa)
-            wkv_state.append(s)
-            ffn_shift.append(xf)
-        logits = self.head(self.ln_out(x))
-        new_state = RWKVState(
-            torch.stack(att_shift).to(state.att_shift.dtype),
-            torch.stack(wkv_state),
-            torch.stack(ffn_shift).to(state.ffn_shift.dtype),
-        )
-        return logits, new_state
+            xf = _layer_norm(block.ln2, x)
+            x = x + block.ffn(xf, ffn_shift.to(xf.dtype) - xf, tok)
+            if inplace:
+                att_shift.copy_(xa)
+                ffn_shift.copy_(xf)
+            else:
+                new.att_shift.append(xa.to(att_shift.dtype))
+                new.wkv.append(s)
+                new.ffn_shift.append(xf.to(ffn_shift.dtype))
+        logits = F.linear(_layer_norm(self.ln_out, x), self.head.weight)
+        return logits, new
 
     def _sequence(self, idx: Tensor, state: RWKVState | None) -> tuple[Tensor, RWKVState]:
         bsz, seq = idx.shape
@@ -243,7 +271,7 @@ class RWKV7(nn.Module):
             state = RWKVState.zeros(self.config, bsz, device=idx.device)
             wkv_in: list[Tensor | None] = [None] * self.config.n_layer
         else:
-            wkv_in = list(state.wkv.unbind(0))
+            wkv_in = list(state.wkv)
         x = self.emb(idx)  # [B,T,C]
         att_shift, wkv_state, ffn_shift = [], [], []
         v_first = None
@@ -256,16 +284,11 @@ class RWKV7(nn.Module):
             xf = block.ln2(x)
             prev = torch.cat([state.ffn_shift[i].unsqueeze(1).to(xf.dtype), xf[:, :-1]], dim=1)
             x = x + block.ffn(xf, prev - xf, idx)
-            att_shift.append(last)
+            att_shift.append(last.to(state.att_shift[i].dtype))
             wkv_state.append(s)
-            ffn_shift.append(xf[:, -1])
+            ffn_shift.append(xf[:, -1].to(state.ffn_shift[i].dtype))
         logits = self.head(self.ln_out(x))
-        new_state = RWKVState(
-            torch.stack(att_shift).to(state.att_shift.dtype),
-            torch.stack(wkv_state),
-            torch.stack(ffn_shift).to(state.ffn_shift.dtype),
-        )
-        return logits, new_state
+        return logits, RWKVState(att_shift, wkv_state, ffn_shift)
 
     # ------------------------------------------------------------------ export
 
@@ -284,6 +307,11 @@ class RWKV7(nn.Module):
         from .checkpoint import atomic_torch_save
 
         atomic_torch_save(self.official_state_dict(), Path(path))
+
+
+def _layer_norm(ln: nn.LayerNorm, x: Tensor) -> Tensor:
+    """`ln(x)` without the module-call overhead (it matters in the one-token path)."""
+    return F.layer_norm(x, ln.normalized_shape, ln.weight, ln.bias, ln.eps)
 
 
 # ---------------------------------------------------------------------- initialisation
@@ -320,13 +348,17 @@ def _init_time_mix(att: TimeMix, layer_id: int, n_layer: int) -> None:
     # "+0.5 comes from F.softplus": w_raw = -softplus(-w0) - 0.5 starts near www.
     att.w0.copy_((www + 0.5 + zigzag * 2.5).view(1, 1, c))
     att.a0.copy_((-0.19 + zigzag * 0.3 + linear * 0.4).view(1, 1, c))
-    att.v0.copy_((0.73 - linear * 0.4).view(1, 1, c))
+    if layer_id > 0:
+        att.v0.copy_((0.73 - linear * 0.4).view(1, 1, c))
     att.k_k.copy_((0.71 - linear * 0.1).view(1, 1, c))
     att.k_a.fill_(1.02)
     att.r_k.fill_(-0.04)
     # LoRA: the down-projection starts at zero, the up-projection orthogonal with scale 0.1,
     # so every LoRA is the identity offset at step 0 and only w1/a1/v1/g1 move first.
-    for down, up in ((att.w1, att.w2), (att.a1, att.a2), (att.v1, att.v2), (att.g1, att.g2)):
+    loras = [(att.w1, att.w2), (att.a1, att.a2), (att.g1, att.g2)]
+    if layer_id > 0:
+        loras.append((att.v1, att.v2))
+    for down, up in loras:
         down.zero_()
         _ortho_(up, 0.1)
     # Linear weights as in RWKV-LM `generate_init_weight`: orthogonal gain 1, key 0.1,

@@ -17,14 +17,16 @@ _FIELDS = ("att_shift", "wkv", "ffn_shift")
 
 @dataclass
 class RWKVState:
-    """Per-layer state, stacked over layers.
+    """Per-layer state as three lists with one tensor per layer.
 
-    The WKV state is always fp32: it accumulates thousands of decayed rank-1 updates and bf16
-    would lose the slow-decaying channels (the same rule as BlinkDL's `rwkv` package)."""
+    Lists rather than stacked [L, ...] tensors: a decoding step then builds the next state
+    without copying every layer into a new stack (at batch 8 that copy costs as much as a
+    layer's arithmetic). The WKV state is always fp32: it accumulates thousands of decayed
+    rank-1 updates, which bf16 would lose (the same rule as BlinkDL's `rwkv` package)."""
 
-    att_shift: Tensor  # [L,B,C] last time-mix input (after ln1), for the token shift
-    wkv: Tensor  # [L,B,H,N,N] fp32, rows = value dim, cols = key dim
-    ffn_shift: Tensor  # [L,B,C] last channel-mix input (after ln2)
+    att_shift: list[Tensor]  # L x [B,C] last time-mix input (after ln1), for the token shift
+    wkv: list[Tensor]  # L x [B,H,N,N] fp32, rows = value dim, cols = key dim
+    ffn_shift: list[Tensor]  # L x [B,C] last channel-mix input (after ln2)
 
     @classmethod
     def zeros(
@@ -35,27 +37,34 @@ class RWKVState:
         dtype: torch.dtype = torch.float32,
     ) -> RWKVState:
         """The state before any token (all zeros)."""
-        n_layer, c = config.n_layer, config.n_embd
-        h, n = config.n_head, config.head_size
+        c, h, n = config.n_embd, config.n_head, config.head_size
+        layers = range(config.n_layer)
         return cls(
-            att_shift=torch.zeros(n_layer, batch, c, device=device, dtype=dtype),
-            wkv=torch.zeros(n_layer, batch, h, n, n, device=device, dtype=torch.float32),
-            ffn_shift=torch.zeros(n_layer, batch, c, device=device, dtype=dtype),
+            att_shift=[torch.zeros(batch, c, device=device, dtype=dtype) for _ in layers],
+            wkv=[torch.zeros(batch, h, n, n, device=device) for _ in layers],
+            ffn_shift=[torch.zeros(batch, c, device=device, dtype=dtype) for _ in layers],
         )
 
     @property
     def batch_size(self) -> int:
         """B."""
-        return self.att_shift.shape[1]
+        return self.att_shift[0].shape[0]
 
     @property
     def n_layer(self) -> int:
         """L."""
-        return self.att_shift.shape[0]
+        return len(self.att_shift)
+
+    def _map(self, fn) -> RWKVState:
+        return RWKVState(*([fn(t) for t in getattr(self, name)] for name in _FIELDS))
 
     def clone(self) -> RWKVState:
-        """Independent copy (decoding updates never touch the original)."""
-        return RWKVState(self.att_shift.clone(), self.wkv.clone(), self.ffn_shift.clone())
+        """Independent copy (decoding from it never touches the original)."""
+        return self._map(torch.clone)
+
+    def detach(self) -> RWKVState:
+        """The same values cut from the autograd graph (truncated backpropagation)."""
+        return self._map(torch.Tensor.detach)
 
     def expand(self, k: int) -> RWKVState:
         """Repeat every sequence k times along the batch: [b0, b0, .., b1, b1, ..].
@@ -63,28 +72,21 @@ class RWKVState:
         One prompt's state becomes the state of k candidates decoded as one batch."""
         if k < 1:
             raise ValueError(f"expand needs k >= 1, got {k}")
-        return RWKVState(
-            self.att_shift.repeat_interleave(k, dim=1),
-            self.wkv.repeat_interleave(k, dim=1),
-            self.ffn_shift.repeat_interleave(k, dim=1),
-        )
+        return self._map(lambda t: t.repeat_interleave(k, dim=0))
 
     def select(self, index: Tensor | list[int]) -> RWKVState:
         """Keep (or reorder) batch rows, e.g. to drop finished candidates."""
-        index = torch.as_tensor(index, dtype=torch.long, device=self.att_shift.device)
-        return RWKVState(
-            self.att_shift.index_select(1, index),
-            self.wkv.index_select(1, index),
-            self.ffn_shift.index_select(1, index),
-        )
+        index = torch.as_tensor(index, dtype=torch.long, device=self.att_shift[0].device)
+        return self._map(lambda t: t.index_select(0, index))
 
     def to(self, device: torch.device | str) -> RWKVState:
-        """Move to a device; the WKV state stays fp32."""
-        return RWKVState(self.att_shift.to(device), self.wkv.to(device), self.ffn_shift.to(device))
+        """Move to a device (dtypes unchanged: the WKV state stays fp32)."""
+        return self._map(lambda t: t.to(device))
 
     def state_dict(self) -> dict[str, Tensor]:
-        """Plain tensors (for torch.save or safetensors)."""
-        return {name: getattr(self, name) for name in _FIELDS}
+        """Stacked plain tensors (for torch.save or safetensors):
+        att_shift [L,B,C], wkv [L,B,H,N,N], ffn_shift [L,B,C]."""
+        return {name: torch.stack(getattr(self, name)) for name in _FIELDS}
 
     @classmethod
     def from_state_dict(cls, data: dict[str, Tensor]) -> RWKVState:
@@ -102,4 +104,4 @@ class RWKVState:
             raise ValueError(
                 f"RWKVState wkv {tuple(wkv.shape)} does not match att_shift {tuple(att.shape)}"
             )
-        return cls(att, wkv.float(), ffn)
+        return cls(list(att.unbind(0)), list(wkv.float().unbind(0)), list(ffn.unbind(0)))

@@ -21,7 +21,6 @@ import importlib.util
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 
@@ -40,7 +39,7 @@ def wkv7_reference(
 ) -> tuple[Tensor, Tensor]:
     """Step-by-step WKV-7 scan. Inputs [B, T, H, N], `w` = log-decay; state [B, H, N, N].
 
-    Returns (y [B, T, H, N] in r's dtype, final state [B, H, N, N] in fp32)."""
+    Returns (y [B, T, H, N] in r's dtype, final state [B, H, N, N] in fp32, fp64 for fp64)."""
     in_dtype = r.dtype
     bsz, seq, n_head, head = r.shape
     dt = _compute_dtype(in_dtype)
@@ -59,6 +58,24 @@ def wkv7_reference(
             ys.append((s @ r[:, t, :, :, None]).squeeze(-1))  # [B,H,N]
         y = torch.stack(ys, dim=1) if ys else r.new_zeros(bsz, 0, n_head, head)  # [B,T,H,N]
     return y.to(in_dtype), s
+
+
+def _to_chunks(x: Tensor, n_chunk: int, length: int, dtype: torch.dtype) -> Tensor:
+    """[B, T, H, N] -> [NC, B, H, L, N], zero-padded at the end, in one copy per input.
+
+    Chunk-major and contiguous, so every op is batched over (NC, B, H) on dense memory and the
+    loop over chunks takes chunk c as a free view. A zero-padded step (log w = 0 means decay 1,
+    and zero r, k, v, a, b) leaves the state unchanged."""
+    bsz, seq, n_head, head = x.shape
+    full, rest = divmod(seq, length)
+    make = x.new_empty if seq == n_chunk * length else x.new_zeros
+    out = make((n_chunk, bsz, n_head, length, head), dtype=dtype)
+    dst = out.permute(1, 0, 3, 2, 4)  # [B,NC,L,H,N] view of the buffer
+    if full:
+        dst[:, :full].copy_(x[:, : full * length].reshape(bsz, full, length, n_head, head))
+    if rest:
+        dst[:, full, :rest].copy_(x[:, full * length :])
+    return out
 
 
 def wkv7_chunked(
@@ -85,72 +102,69 @@ def wkv7_chunked(
     dt = _compute_dtype(in_dtype)
     length = chunk_len
     n_chunk = max(1, math.ceil(seq / length))
-    pad = n_chunk * length - seq
     with _no_autocast(r.device):
-        r, w, k, v, a, b = (x.to(dt) for x in (r, w, k, v, a, b))
-        if pad:
-            # log w = 0 (decay 1) and zero r/k/v/a/b: the padded steps leave the state unchanged.
-            r, w, k, v, a, b = (F.pad(x, (0, 0, 0, 0, 0, pad)) for x in (r, w, k, v, a, b))
+        r, w, k, v, a, b = (_to_chunks(x, n_chunk, length, dt) for x in (r, w, k, v, a, b))
 
-        def to_chunks(x: Tensor) -> Tensor:
-            # [B, NC*L, H, N] -> [B, H, NC, L, N]
-            return x.view(bsz, n_chunk, length, n_head, head).permute(0, 3, 1, 2, 4)
-
-        r, w, k, v, a, b = (to_chunks(x) for x in (r, w, k, v, a, b))
-
-        g = w.cumsum(dim=-2)  # G_t, inclusive, [B,H,NC,L,N]
+        g = w.cumsum(dim=-2)  # G_t, inclusive, [NC,B,H,L,N]
         g_excl = g - w  # G-_t, exclusive
-        g_last = g[..., -1:, :]  # G_L, [B,H,NC,1,N]
+        mid = (length - 1) // 2
+        centre = g[..., mid : mid + 1, :]  # [NC,B,H,1,N]
         # Pairwise decays e^{G_t - G_s} are formed as a product of two factors centred on the
         # middle of the chunk, so every exponent is within +-0.61 * L/2 (<= ~20 for L = 64):
         # the masked-out entries (s > t) stay finite and `where` drops them without 0 * inf.
-        centre = g[..., (length - 1) // 2 : (length - 1) // 2 + 1, :]
-        a_c = a * torch.exp(g_excl - centre)
-        r_c = r * torch.exp(g - centre)
-        inv_g = torch.exp(centre - g)
-        b_c = b * inv_g
-        k_c = k * inv_g
+        e_excl = torch.exp(g_excl - centre)
+        e_incl = torch.exp(g - centre)
+        e_inv = torch.exp(centre - g)
+        a_c, r_c, b_c, k_c = a * e_excl, r * e_incl, b * e_inv, k * e_inv
 
         ones = torch.ones(length, length, dtype=torch.bool, device=r.device)
         strict = torch.tril(ones, diagonal=-1)  # s < t
         incl = torch.tril(ones)  # s <= t
         zero = r.new_zeros(())
-        a_ab = torch.where(strict, a_c @ b_c.transpose(-1, -2), zero)  # [B,H,NC,L,L]
+        a_ab = torch.where(strict, a_c @ b_c.transpose(-1, -2), zero)  # [NC,B,H,L,L]
         a_ak = torch.where(strict, a_c @ k_c.transpose(-1, -2), zero)
         a_rb = torch.where(incl, r_c @ b_c.transpose(-1, -2), zero)
         a_rk = torch.where(incl, r_c @ k_c.transpose(-1, -2), zero)
 
-        # Exponents below are <= 0: no centring needed.
-        a_dec = a * torch.exp(g_excl)  # A~
-        r_dec = r * torch.exp(g)  # R~
-        tail = torch.exp(g_last - g)
-        b_tail = b * tail  # B^, decay from s to the chunk end
-        k_tail = k * tail
+        # Decays from the chunk start (A~, R~) and to the chunk end (B^, K^), re-using the
+        # centred exponentials: e^{G} = e^{G-c} e^{c}, e^{G_L-G} = e^{c-G} e^{G_L-c}. Every
+        # factor is bounded, so the products neither overflow nor lose relative precision.
+        e_centre = torch.exp(centre)
+        e_end = torch.exp(g[..., -1:, :] - centre)
+        a_dec = a_c * e_centre  # a_t e^{G-_t}
+        r_dec = r_c * e_centre  # r_t e^{G_t}
+        b_tail = b_c * e_end  # b_s e^{G_L - G_s}
+        k_tail = k_c * e_end
 
         eye = torch.eye(length, dtype=dt, device=r.device)
-        rhs = torch.cat([a_dec, a_ak @ v], dim=-1)  # [B,H,NC,L,2N]
+        rhs = torch.cat([a_dec, a_ak @ v], dim=-1)  # [NC,B,H,L,2N]
         sol = torch.linalg.solve_triangular(eye - a_ab, rhs, upper=False, unitriangular=True)
         w_mat, u0 = sol.split(head, dim=-1)  # W [.., L, N(key)], U0 [.., L, N(value)]
 
-        q = r_dec + a_rb @ w_mat  # [B,H,NC,L,N(key)]
-        y0 = a_rb @ u0 + a_rk @ v  # [B,H,NC,L,N(value)]
-        m = torch.diag_embed(torch.exp(g_last.squeeze(-2))) + w_mat.transpose(-1, -2) @ b_tail
-        d = u0.transpose(-1, -2) @ b_tail + v.transpose(-1, -2) @ k_tail  # [B,H,NC,N,N]
+        def flat(t: Tensor) -> Tensor:
+            return t.flatten(0, 2)  # [NC,B,H,X,Y] -> [NC*B*H,X,Y] for the fused baddbmm
 
-        def per_chunk(x: Tensor) -> tuple[Tensor, ...]:
-            # [B,H,NC,X,Y] -> NC tensors [B*H,X,Y]; one unbind (not NC selects) keeps the
-            # backward linear in NC.
-            return x.permute(2, 0, 1, 3, 4).flatten(1, 2).unbind(0)
+        def t_(t: Tensor) -> Tensor:
+            return t.transpose(-1, -2)
+
+        q = torch.baddbmm(flat(r_dec), flat(a_rb), flat(w_mat))  # R~ + A_rb W, [.., L, N(key)]
+        y0 = torch.baddbmm(flat(a_rk @ v), flat(a_rb), flat(u0))  # A_rb U0 + A_rk V
+        # M = diag(e^{G_L}) + W^T B^; the diagonal is added in place (matmul's backward does not
+        # need its output), which spares materialising an N x N diagonal per chunk.
+        m = flat(t_(w_mat) @ b_tail)  # [NC*B*H,N,N]
+        m.diagonal(dim1=-2, dim2=-1).add_(flat(e_centre * e_end).squeeze(-2))
+        d = torch.baddbmm(flat(t_(v) @ k_tail), flat(t_(u0)), flat(b_tail))  # U0^T B^ + V^T K^
 
         s = r.new_zeros(bsz, n_head, head, head) if state is None else state.to(dt)
         s = s.flatten(0, 1)  # [B*H,N,N]
         ys = []
-        for q_c, y0_c, m_c, d_c in zip(per_chunk(q), per_chunk(y0), per_chunk(m), per_chunk(d)):
+        # One unbind per tensor (not NC selects) keeps the backward linear in NC.
+        per_chunk = (t.view(n_chunk, bsz * n_head, *t.shape[1:]).unbind(0) for t in (q, y0, m, d))
+        for q_c, y0_c, m_c, d_c in zip(*per_chunk, strict=True):
             ys.append(torch.baddbmm(y0_c, q_c, s.transpose(-1, -2)))  # Y = Q S^T + Y0
             s = torch.baddbmm(d_c, s, m_c)  # S <- S M + D
-        y = torch.stack(ys, dim=0)  # [NC,B*H,L,N]
-        y = y.view(n_chunk, bsz, n_head, length, head).permute(1, 0, 3, 2, 4)  # [B,NC,L,H,N]
-        y = y.reshape(bsz, n_chunk * length, n_head, head)[:, :seq]  # [B,T,H,N]
+        y = torch.stack(ys).view(n_chunk, bsz, n_head, length, head)  # [NC,B,H,L,N]
+        y = y.permute(1, 0, 3, 2, 4).reshape(bsz, n_chunk * length, n_head, head)[:, :seq]
         s = s.view(bsz, n_head, head, head)
     return y.to(in_dtype), s
 

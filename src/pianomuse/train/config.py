@@ -28,7 +28,7 @@ class TrainConfig:
     n_layer: int = 2  # blocks
     n_embd: int = 64  # width C
     head_size: int = 32  # N, channels per head
-    chunk_len: int = 16  # WKV chunk length L
+    chunk_len: int = 32  # WKV chunk length L (32 measured fastest on CPU)
     wkv_backend: str = "auto"  # auto | chunked | reference | fla
     deep_embed: bool = False  # DeepEmbed per-token channel-mix scale
     # data

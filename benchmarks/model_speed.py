@@ -1,0 +1,212 @@
+"""Speed of the RWKV-7 execution paths against their slow twins and BlinkDL's `rwkv` package.
+
+    uv run python benchmarks/model_speed.py [--threads N] [--repeats R]
+
+Prints one table: each row a workload, the baseline and our time side by side, and the ratio
+(baseline time / our time, higher is better) next to its target:
+
+1. WKV-7 forward + backward, B=4, T=1024, H=4, N=64: `wkv7_chunked` vs `wkv7_reference`.
+2. Prefill of 1024 tokens, 6 layers x 256 wide: `RWKV7.prefill` vs `rwkv` package forward.
+3. Decoding one token at a time: `RWKV7.step` vs the `rwkv` package's one-token forward, and
+   8 candidates decoded as one batch vs one (aggregate tokens/s).
+
+A second table gives the time of the model's weight matmuls alone for the same workloads: no
+fp32 implementation of the model can be faster, so baseline / that time bounds every ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from pianomuse.model import RWKV7, RWKV7Config
+from pianomuse.model.wkv import wkv7_chunked, wkv7_reference
+
+VOCAB = 512  # about the size of the piano REMI vocabulary
+
+
+def timeit(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
+    """Median wall time in seconds of `fn()` over `repeats` runs after `warmup` runs."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def wkv_inputs(bsz: int, seq: int, n_head: int, head: int) -> list[torch.Tensor]:
+    gen = torch.Generator().manual_seed(0)
+    shape = (bsz, seq, n_head, head)
+    r, k, v = (torch.randn(shape, generator=gen) for _ in range(3))
+    w = -0.6065 * torch.sigmoid(torch.randn(shape, generator=gen))
+    kk = torch.nn.functional.normalize(torch.randn(shape, generator=gen), dim=-1)
+    alpha = torch.sigmoid(torch.randn(shape, generator=gen))
+    return [x.requires_grad_(True) for x in (r, w, k, v, -kk, kk * alpha)]
+
+
+def fwd_bwd(fn: Callable, inputs: list[torch.Tensor]) -> Callable[[], None]:
+    def run() -> None:
+        for x in inputs:
+            x.grad = None
+        y, s = fn(*inputs)
+        (y.sum() + s.sum()).backward()
+
+    return run
+
+
+def bench_wkv(repeats: int) -> list[tuple]:
+    inputs = wkv_inputs(4, 1024, 4, 64)
+    ref = timeit(fwd_bwd(wkv7_reference, inputs), max(1, repeats // 2))
+    rows = []
+    for chunk in (16, 32, 64):
+        ours = timeit(fwd_bwd(lambda *a, c=chunk: wkv7_chunked(*a, chunk_len=c), inputs), repeats)
+        rows.append((f"WKV fwd+bwd B4 T1024 H4 N64 (chunk {chunk})", "reference scan", ref, ours,
+                     15.0))  # fmt: skip
+    return rows
+
+
+def random_model(seed: int = 0) -> RWKV7:
+    """6 x 256 model with official init plus noise (so no path is trivially zero)."""
+    torch.manual_seed(seed)
+    model = RWKV7(RWKV7Config(vocab_size=VOCAB, n_layer=6, n_embd=256, head_size=64))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return model.eval()
+
+
+def load_rwkv_package(model: RWKV7, folder: Path):
+    """BlinkDL's `rwkv` package on the same weights (strategy "cpu fp32", TorchScript on)."""
+    os.environ["RWKV_V7_ON"] = "1"  # read by rwkv.model at import
+    os.environ["RWKV_JIT_ON"] = "1"
+    os.environ["RWKV_CUDA_ON"] = "0"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        from rwkv.model import RWKV
+
+        model.save_official(folder / "bench.pth")
+        return RWKV(str(folder / "bench"), "cpu fp32")  # the package appends ".pth"
+
+
+@torch.inference_mode()
+def bench_prefill(model: RWKV7, ref, repeats: int) -> list[tuple]:
+    tokens = torch.randint(0, VOCAB, (1, 1024), generator=torch.Generator().manual_seed(1))
+    ours = timeit(lambda: model.prefill(tokens), repeats)
+    theirs = timeit(lambda: ref.forward(tokens[0].tolist(), None, full_output=True), 2)
+    return [("prefill 1024 tok, 6x256 (all logits)", "rwkv pkg forward", theirs, ours, 10.0)]
+
+
+@torch.inference_mode()
+def bench_decode(model: RWKV7, ref, repeats: int, n_tok: int = 64) -> list[tuple]:
+    prompt = torch.randint(0, VOCAB, (1, 16), generator=torch.Generator().manual_seed(2))
+    toks = torch.randint(0, VOCAB, (n_tok,), generator=torch.Generator().manual_seed(3))
+    _, state = model.prefill(prompt)
+    _, their_state0 = ref.forward(prompt[0].tolist(), None)
+
+    def ours_one() -> None:
+        s = state.clone()  # both sides copy the prompt state once per run
+        for t in range(n_tok):
+            _, s = model.step(toks[t : t + 1], s, inplace=True)
+
+    def theirs_one() -> None:
+        s = [x.clone() for x in their_state0]
+        for t in toks.tolist():
+            _, s = ref.forward([t], s)
+
+    batch_state = state.expand(8)
+
+    def ours_batch() -> None:
+        s = batch_state.clone()
+        for t in range(n_tok):
+            _, s = model.step(toks[t : t + 1].expand(8), s, inplace=True)
+
+    t_ours = timeit(ours_one, repeats)
+    t_theirs = timeit(theirs_one, repeats)
+    t_batch = timeit(ours_batch, repeats)
+    # Aggregate tokens/s of 8 candidates in one batch vs one: 8 * t_one / t_batch.
+    return [
+        ("decode 1 token/step, B=1 (per token)", "rwkv pkg forward", t_theirs / n_tok,
+         t_ours / n_tok, 2.0),
+        ("decode B=8 vs B=1, aggregate tok/s", "RWKV7.step B=1", t_ours / n_tok,
+         t_batch / n_tok / 8, 6.0),
+    ]  # fmt: skip
+
+
+@torch.inference_mode()
+def matmul_floor(model: RWKV7, rows: int, repeats: int) -> float:
+    """Time of every weight matmul of one pass over `rows` token positions, nothing else."""
+    linears = [model.head.weight]
+    loras = []
+    for block in model.blocks:
+        att, ffn = block.att, block.ffn
+        linears += [att.receptance.weight, att.key.weight, att.value.weight, att.output.weight]
+        linears += [ffn.key.weight, ffn.value.weight]
+        loras += [p for name, p in att.named_parameters(recurse=False) if name[-1] in "12"]
+    lin_in = [torch.randn(rows, w.shape[1]) for w in linears]  # Linear weight: [out, in]
+    lora_in = [torch.randn(rows, w.shape[0]) for w in loras]  # LoRA weight: [in, out]
+
+    def run() -> None:
+        for x, w in zip(lin_in, linears, strict=True):
+            F.linear(x, w)
+        for x, w in zip(lora_in, loras, strict=True):
+            x @ w
+
+    return timeit(run, repeats)
+
+
+def fmt_time(seconds: float) -> str:
+    return f"{seconds * 1e3:9.2f} ms" if seconds >= 1e-3 else f"{seconds * 1e6:9.1f} us"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    rows = bench_wkv(args.repeats)
+    model = random_model()
+    with tempfile.TemporaryDirectory() as tmp:
+        ref = load_rwkv_package(model, Path(tmp))
+        rows += bench_prefill(model, ref, args.repeats)
+        rows += bench_decode(model, ref, args.repeats)
+    floors = {n: matmul_floor(model, n, args.repeats * 4) for n in (1024, 1, 8)}
+
+    print(f"\ntorch {torch.__version__}, {platform.processor() or platform.machine()}, "
+          f"{args.threads} thread(s), median of {args.repeats}")  # fmt: skip
+    header = f"{'workload':44} {'baseline':18} {'baseline t':>12} {'ours t':>12} {'ratio':>7} "
+    print(header + f"{'target':>7}  ok")
+    for name, base_name, base, ours, target in rows:
+        ratio = base / ours
+        ok = "yes" if ratio >= target else "NO"
+        print(f"{name:44} {base_name:18} {fmt_time(base):>12} {fmt_time(ours):>12} "
+              f"{ratio:6.1f}x {target:6.0f}x  {ok}")  # fmt: skip
+
+    prefill, decode, batch = rows[-3], rows[-2], rows[-1]
+    print("\nweight matmuls alone (a floor for any fp32 implementation) and the bound they set")
+    print(f"{'workload':44} {'matmuls t':>12} {'ours t':>12} {'bound on ratio':>16}")
+    bounds = [
+        (prefill[0], floors[1024], prefill[3], prefill[2] / floors[1024]),
+        (decode[0], floors[1], decode[3], decode[2] / floors[1]),
+        (batch[0], floors[8] / 8, batch[3], batch[2] / (floors[8] / 8)),
+    ]
+    for name, floor, ours, bound in bounds:
+        print(f"{name:44} {fmt_time(floor):>12} {fmt_time(ours):>12} {bound:15.1f}x")
+
+
+if __name__ == "__main__":
+    main()

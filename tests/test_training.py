@@ -1,0 +1,298 @@
+"""Training learns, resumes exactly, masks the context, and survives bad steps."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from conftest import DATA
+from pianomuse.cli import app
+from pianomuse.data.samples import SampleStream, collate
+from pianomuse.data.shards import TokenShards
+from pianomuse.model import RWKV7, RWKV7Config
+from pianomuse.train.config import make_config
+from pianomuse.train.evaluate import masked_loss_sum
+from pianomuse.train.loop import TrainingStopped, train
+from pianomuse.train.monitor import read_metrics
+from pianomuse.train.schedule import lr_factor, make_optimizer, param_groups
+
+
+def tiny(vocab: int, seed: int = 0) -> RWKV7:
+    torch.manual_seed(seed)
+    return RWKV7(RWKV7Config(vocab_size=vocab, n_layer=2, n_embd=64, head_size=32))
+
+
+def cfg(prepared: Path, out: Path, **kw):
+    base = dict(
+        data_path=str(prepared),
+        output_dir=str(out),
+        preset="tiny",
+        max_seq_len=64,
+        batch_size=2,
+        max_steps=6,
+        eval_every=3,
+        save_every=3,
+        eval_batches=1,
+        device="cpu",
+    )
+    base.update(kw)
+    return make_config(base)
+
+
+def test_one_step_changes_every_parameter(tok, song_ids):
+    # The official init zeroes the output projections and the first LoRA matrices, so the
+    # first steps reach the inside of a block in stages (output -> LoRA -> token-shift mixes);
+    # after those, every step reaches every weight.
+    model = tiny(tok.vocab_size)
+    opt = make_optimizer(model, 1e-3, 0.1, (0.9, 0.99), 1e-8)
+    idx = torch.from_numpy(song_ids[:129]).long()[None]
+
+    def step() -> None:
+        opt.zero_grad()
+        loss = masked_loss_sum(model(idx[:, :-1]), idx[:, 1:], torch.ones(1, 128)) / 128
+        loss.backward()
+        opt.step()
+
+    for _ in range(2):
+        step()
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    step()
+    for n, p in model.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, f"no gradient reaches {n}"
+        assert not torch.equal(p, before[n]), f"{n} did not change"
+    assert len(before) > 20
+
+
+def test_weight_decay_only_on_matrices(tok):
+    model = tiny(tok.vocab_size)
+    decay, plain = param_groups(model, 0.1)
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert all(p.ndim == 2 for p in decay["params"])
+    assert {names[id(p)] for p in decay["params"]} >= {
+        "emb.weight",
+        "head.weight",
+        "blocks.0.att.key.weight",
+    }
+    assert "blocks.0.att.w0" in {names[id(p)] for p in plain["params"]}
+
+
+def test_schedule_warms_up_then_decays():
+    f = [lr_factor(s, 10, 100, 0.1) for s in range(100)]
+    assert f[0] == pytest.approx(0.1) and f[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(f[10:], f[11:], strict=False))
+    assert f[-1] == pytest.approx(0.1, abs=1e-3)
+
+
+def test_tiny_model_overfits_a_real_excerpt(tok, song_ids):
+    model = tiny(tok.vocab_size, seed=1)
+    opt = make_optimizer(model, 1e-2, 0.0, (0.9, 0.99), 1e-8)
+    idx = torch.from_numpy(song_ids[:257]).long()[None]  # 256 tokens of song 001
+    losses = []
+    for _ in range(150):
+        loss = masked_loss_sum(model(idx[:, :-1]), idx[:, 1:], torch.ones(1, 256)) / 256
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+        if loss < 0.05:
+            break
+    assert losses[0] > 4.0
+    assert min(losses) < 0.1, f"stuck at {min(losses):.3f}"
+
+
+def test_completion_loss_has_no_gradient_on_the_context(prepared, tok):
+    stream = SampleStream(TokenShards(prepared), 128, objective="completion", seed=0)
+    batch = collate([stream.sample(0, i) for i in range(2)], tok.pad_id)
+    model = tiny(tok.vocab_size)
+    logits = model(batch["idx"])
+    logits.retain_grad()
+    masked_loss_sum(logits, batch["targets"], batch["mask"]).backward()
+    g = logits.grad.abs().sum(-1)  # (B, T)
+    ctx = batch["mask"] == 0
+    assert ctx.any() and (~ctx).any()
+    assert torch.all(g[ctx] == 0)
+    assert torch.all(g[~ctx] > 0)
+    # And the weights feel only the completion: the loss on context tokens alone is unused.
+    assert batch["mask"].sum() < batch["mask"].numel()
+
+
+def test_resume_reaches_the_same_weights(prepared, tmp_path):
+    straight = tmp_path / "straight"
+    train(cfg(prepared, straight))
+
+    class Crash(Exception):
+        pass
+
+    def crash_at_3(step: int) -> None:
+        if step == 3:
+            raise Crash
+
+    broken = tmp_path / "broken"
+    with pytest.raises(Crash):
+        train(cfg(prepared, broken), on_step=crash_at_3)
+    assert torch.load(broken / "last.pt", weights_only=True)["step"] == 3
+    train(cfg(prepared, broken, resume=True))
+    a, b = load_file(straight / "last.safetensors"), load_file(broken / "last.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    steps = [r["step"] for r in read_metrics(broken / "metrics.jsonl") if "loss" in r]
+    assert steps == [1, 2, 3, 4, 5, 6]
+
+
+def test_non_finite_steps_are_skipped_then_stop_the_run(prepared, tmp_path):
+    out = tmp_path / "nan"
+
+    def poison(step: int) -> None:
+        if step == 3:  # after step 3's checkpoint: a weight goes NaN, as after an overflow
+            model = poison.trainer_model
+            with torch.no_grad():
+                model.head.weight[0, 0] = math.nan
+
+    from pianomuse.train import loop
+
+    real_init = loop.Trainer.__init__
+
+    def init(self, *a, **kw):
+        real_init(self, *a, **kw)
+        poison.trainer_model = self.model
+
+    loop.Trainer.__init__ = init
+    try:
+        with (
+            pytest.warns(UserWarning, match="non-finite"),
+            pytest.raises(TrainingStopped, match="3 non-finite"),
+        ):
+            train(cfg(prepared, out, max_steps=20, max_bad_steps=3), on_step=poison)
+    finally:
+        loop.Trainer.__init__ = real_init
+    last = torch.load(out / "last.pt", weights_only=True)
+    assert last["step"] == 3
+    assert all(torch.isfinite(t).all() for t in last["model"].values())
+
+
+def test_train_command_writes_run_files_and_validation_falls(tmp_path):
+    out = tmp_path / "run"
+    r = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "--data-path",
+            str(DATA),
+            "--output-dir",
+            str(out),
+            "--preset",
+            "tiny",
+            "--max-steps",
+            "30",
+            "--eval-every",
+            "10",
+            "--max-seq-len",
+            "128",
+            "--device",
+            "cpu",
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    for f in (
+        "metrics.jsonl",
+        "loss.png",
+        "last.pt",
+        "best.pt",
+        "last.safetensors",
+        "best.safetensors",
+    ):
+        assert (out / f).stat().st_size > 0, f
+    val = [m["val_loss"] for m in read_metrics(out / "metrics.jsonl") if "val_loss" in m]
+    assert len(val) == 3 and val[-1] < val[0] - 0.5
+    ev = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            "--model",
+            str(out / "best.safetensors"),
+            "--data-path",
+            str(out / "data"),
+            "--max-seq-len",
+            "128",
+        ],
+    )
+    assert ev.exit_code == 0, ev.output
+    bpt = float(
+        next(ln.split()[1] for ln in ev.output.splitlines() if ln.startswith("bits_per_token"))
+    )
+    assert bpt == pytest.approx(min(val) / math.log(2), rel=0.05)
+
+
+def test_bad_options_are_one_line_errors(tmp_path):
+    r = CliRunner().invoke(
+        app, ["train", "--data-path", str(DATA), "--output-dir", str(tmp_path), "--preset", "huge"]
+    )
+    assert r.exit_code == 1 and "unknown preset" in r.output and "Traceback" not in r.output
+    r = CliRunner().invoke(
+        app, ["train", "--data-path", str(tmp_path / "none"), "--output-dir", str(tmp_path)]
+    )
+    assert r.exit_code == 1 and "no such file" in r.output
+
+
+def test_two_process_ddp_equals_one_process(prepared, tmp_path):
+    common = [
+        "--data-path",
+        str(prepared),
+        "--preset",
+        "tiny",
+        "--max-seq-len",
+        "64",
+        "--max-steps",
+        "3",
+        "--eval-every",
+        "3",
+        "--eval-batches",
+        "1",
+        "--device",
+        "cpu",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    ddp = tmp_path / "ddp"
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--master_port=29531",
+        "-m",
+        "pianomuse",
+        "train",
+        "--output-dir",
+        str(ddp),
+        "--batch-size",
+        "2",
+        *common,
+    ]
+    p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    single = tmp_path / "single"
+    r = CliRunner().invoke(
+        app, ["train", "--output-dir", str(single), "--batch-size", "4", *common]
+    )
+    assert r.exit_code == 0, r.output
+    spread = [
+        m["rank_weight_spread"]
+        for m in read_metrics(ddp / "metrics.jsonl")
+        if "rank_weight_spread" in m
+    ]
+    assert spread == [0.0]
+    a, b = load_file(ddp / "last.safetensors"), load_file(single / "last.safetensors")
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-5, rtol=1e-4), k
+    moved = load_file(ddp / "last.safetensors")["head.weight"]
+    assert not np.allclose(moved.numpy(), 0)
