@@ -236,3 +236,14 @@ def test_state_survives_model_round_trip(tmp_path):
         b, sb = loaded.prefill(idx)
     assert torch.equal(a, b)
     assert isinstance(sb, RWKVState) and torch.equal(sa.state_dict()["wkv"], sb.state_dict()["wkv"])
+
+
+def test_model_trained_by_pianomuse_train_runs_in_rwkv(
+    trained_model, song_ids, rwkv_model_cls, tmp_path
+):
+    """The file `pianomuse train` writes loads with `load_model`, and its official export
+    gives the `rwkv` package's logits on real music."""
+    model = load_model(trained_model)
+    ckpt = load_checkpoint(trained_model)
+    assert ckpt.tokenizer_hash is not None and ckpt.source_format == "pianomuse"
+    check_against_reference(model, rwkv_model_cls, tmp_path, song_ids[:40].tolist())
