@@ -37,12 +37,11 @@ def main() -> None:
     model = RWKV7(RWKV7Config(tok.vocab_size, p["n_layer"], p["n_embd"], p["head_size"]))
     cp = Copilot(model, tok, max_context_tokens=1024)
     print(
-        f"preset {args.preset}: {p['n_layer']} layers x {p['n_embd']}, threads {torch.get_num_threads()}, "
-        f"{args.candidates} candidates"
+        f"preset {args.preset}: {p['n_layer']} layers x {p['n_embd']}, "
+        f"threads {torch.get_num_threads()}, {args.candidates} candidates"
     )
-    print(
-        f"{'run':<26} {'wall s':>7} {'prefill s':>9} {'decode s':>9} {'tokens/s':>9} {'x real time':>11}"
-    )
+    cols = ("wall s", "prefill s", "decode s", "tokens/s", "x real time")
+    print(f"{'run':<26} " + " ".join(f"{c:>11}" for c in cols))
     for label, kw in (
         ("8 bars, as sampled", {"bars": 8}),
         (
@@ -63,12 +62,11 @@ def main() -> None:
         qpm = res.piece.tempos[-1].qpm
         ts = res.piece.time_signatures[-1]
         music_s = 8 * ts.numerator * 4 / ts.denominator * 60.0 / qpm
-        print(
-            f"{label:<26} {wall:>7.2f} {s.prefill_s:>9.3f} {s.decode_s:>9.2f} "
-            f"{new_tokens / s.decode_s:>9.0f} {music_s / wall:>11.1f}"
-        )
+        row = (wall, s.prefill_s, s.decode_s, new_tokens / s.decode_s, music_s / wall)
+        print(f"{label:<26} " + " ".join(f"{v:>11.2f}" for v in row))
     print(
-        f"context: {res.context['tokens']} tokens; 8 bars = {music_s:.1f} s of music at {qpm:.0f} qpm"
+        f"context: {res.context['tokens']} tokens; "
+        f"8 bars = {music_s:.1f} s of music at {qpm:.0f} qpm"
     )
 
 
