@@ -52,9 +52,8 @@ def main() -> None:
     )
     for grammar in (True, False):
         x = np.asarray(rates[grammar][: args.n])
-        print(
-            f"{'on' if grammar else 'off':<14} {len(x):>14} {x.mean():>16.4f} {np.mean(x > 0):>15.1%}"
-        )
+        name = "on" if grammar else "off"
+        print(f"{name:<14} {len(x):>14} {x.mean():>16.4f} {np.mean(x > 0):>15.1%}")
 
 
 if __name__ == "__main__":
