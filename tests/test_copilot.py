@@ -86,9 +86,9 @@ def test_prefill_is_one_parallel_call(copilot):
         calls["prefill"].append(tuple(idx.shape))
         return real_prefill(idx, state)
 
-    def step(tok, state):
+    def step(tok, state, **kw):
         calls["step"] += 1
-        return real_step(tok, state)
+        return real_step(tok, state, **kw)
 
     model.prefill, model.step = prefill, step
     try:

@@ -108,7 +108,7 @@ def continue_tokens(
                 done[i] = len(out[i]) >= max_new_tokens and bars is None
         if all(done) or t == max_new_tokens:
             break
-        last, state = model.step(tok, state)
+        last, state = model.step(tok, state, inplace=True)  # the expanded state is ours
         steps += 1
     t2 = time.perf_counter()
     conts = [
