@@ -226,16 +226,57 @@ def eval_(
     max_seq_len: Annotated[int, Opt("--max-seq-len", help="Tokens per window.")] = 1024,
     batch_size: Annotated[int, Opt(help="Windows per batch.")] = 8,
     max_batches: Annotated[int | None, Opt(help="Stop after this many batches.")] = None,
+    samples: Annotated[
+        int, Opt(help="Continuations per song for the music statistics (0 = none).")
+    ] = 2,
+    context_bars: Annotated[int, Opt(help="Bars of each song given as context.")] = 8,
+    continuation_bars: Annotated[int, Opt(help="Bars continued and compared with the truth.")] = 4,
+    max_songs: Annotated[int | None, Opt(help="Continue at most this many songs.")] = None,
     json_out: Annotated[Path | None, Opt("--json", help="Also write the report here.")] = None,
 ) -> None:
-    """Loss, perplexity and bits per token of a model on a prepared split or a MIDI folder."""
+    """Bits per token and per note of a model on a prepared split or a MIDI folder, and how its
+    continuations compare with the true continuations and with their context."""
     from pianomuse.train.report import evaluate_model
 
-    report = evaluate_model(model, data_path, split, max_seq_len, batch_size, max_batches)
-    for k, v in report.items():
-        typer.echo(f"{k:<16} {v:.4f}" if isinstance(v, float) else f"{k:<16} {v}")
+    report = evaluate_model(
+        model,
+        data_path,
+        split,
+        max_seq_len,
+        batch_size,
+        max_batches,
+        context_bars,
+        continuation_bars,
+        samples,
+        max_songs,
+    )
+    _print_report(report)
     if json_out is not None:
         json_out.write_text(json.dumps(report, indent=1))
+
+
+def _print_report(report: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    con = Console(width=120)
+    for k, v in report.items():
+        if k != "continuations":
+            con.print(f"{k:<16} {v:.4f}" if isinstance(v, float) else f"{k:<16} {v}")
+    c = report.get("continuations")
+    if not c:
+        return
+    table = Table(
+        title=f"{c['samples']} continuations of {c['continuation_bars']} bars after "
+        f"{c['context_bars']} bars, {c['songs']} songs (lower = closer)"
+    )
+    table.add_column("distance")
+    for name in c["generated_vs_true"]:
+        table.add_column(name.replace("_", " "))
+    for row in ("generated_vs_true", "generated_vs_context", "true_vs_context"):
+        table.add_row(row.replace("_", " "), *(f"{v:.3f}" for v in c[row].values()))
+    con.print(table)
+    con.print(f"token error rate {c['token_error_rate']:.4f}")
 
 
 NO_DEFAULT_MODEL = (
