@@ -285,12 +285,22 @@ NO_DEFAULT_MODEL = (
 )
 
 
+DEFAULT_MODEL_NAME = "pianomuse-small-pop909.safetensors"
+
+
 def default_model() -> Path | None:
-    """The bundled default model, when this installation has one."""
+    """The bundled default model: inside an installed wheel (pianomuse/models/) or in the
+    source checkout's models/ folder beside src/."""
     from importlib import resources
 
-    path = resources.files("pianomuse") / "models" / "default.safetensors"
-    return Path(str(path)) if path.is_file() else None
+    here = Path(__file__).resolve()
+    for candidate in (
+        Path(str(resources.files("pianomuse"))) / "models" / DEFAULT_MODEL_NAME,
+        here.parents[2] / "models" / DEFAULT_MODEL_NAME,
+    ):
+        if candidate.is_file():
+            return candidate
+    return None
 
 
 @app.command()
