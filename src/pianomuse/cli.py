@@ -96,8 +96,11 @@ def align(
     ],
     output: Annotated[Path, typer.Option("-o", "--output", help="Aligned MIDI file to write.")],
 ) -> None:
-    """Re-time a performed MIDI file onto its beats: bars on the downbeats, a tempo map that
-    follows the beats, irregular bars with their own time signature."""
+    """Re-time a performed MIDI file onto its annotated beats.
+
+    Bars fall on the downbeats, the tempo map follows the beats, and an irregular bar gets its
+    own time signature.
+    """
     from pianomuse.tokenizer import (
         align_to_beats,
         load_score,
@@ -129,8 +132,10 @@ def export_pairs(
     seed: Annotated[int, typer.Option(help="Seed of the split points.")] = 0,
     hf: Annotated[bool, typer.Option(help="Write a Hugging Face datasets folder instead.")] = False,
 ) -> None:
-    """Export (context, completion) pairs cut at bars from prepared data, as JSONL or as a
-    Hugging Face `datasets` folder (needs the `hf` extra)."""
+    """Export (context, completion) pairs cut at bars, as JSONL or a datasets folder.
+
+    The Hugging Face `datasets` folder needs the `hf` extra.
+    """
     from pianomuse.data.export import export_hf, export_jsonl, make_pairs
     from pianomuse.data.shards import TokenShards
 
@@ -234,8 +239,11 @@ def eval_(
     max_songs: Annotated[int | None, Opt(help="Continue at most this many songs.")] = None,
     json_out: Annotated[Path | None, Opt("--json", help="Also write the report here.")] = None,
 ) -> None:
-    """Bits per token and per note of a model on a prepared split or a MIDI folder, and how its
-    continuations compare with the true continuations and with their context."""
+    """Score a model: bits per token and per note, and music statistics of its continuations.
+
+    Works on a prepared split or a MIDI folder. Continuations of each song's opening are
+    compared with the true continuation and with their context.
+    """
     from pianomuse.train.report import evaluate_model
 
     report = evaluate_model(
@@ -339,8 +347,11 @@ def complete(
     ] = None,
     device: Annotated[str, Opt(help="cpu or cuda.")] = "cpu",
 ) -> None:
-    """Continue a piano MIDI file: K candidates, ranked by the model's likelihood, each as
-    MIDI (whole piece and continuation alone), a piano-roll PNG and a JSON sidecar."""
+    """Continue a piano MIDI file by N bars, K candidates at once.
+
+    Candidates are ranked by the model's likelihood; each is written as MIDI (the whole piece
+    and the continuation alone), a piano-roll PNG and a JSON sidecar.
+    """
     from pianomuse.copilot import Copilot
 
     src = context or context_midi
@@ -386,8 +397,11 @@ def infill(
     seed: Annotated[int, Opt(help="Random seed: the same seed gives the same MIDI.")] = 0,
     device: Annotated[str, Opt(help="cpu or cuda.")] = "cpu",
 ) -> None:
-    """Rewrite bars I..J of a piece so that they lead into what follows: K alternatives,
-    ranked by the model's likelihood, as MIDI, piano roll (gap highlighted) and JSON."""
+    """Rewrite bars I..J of a piece so that they lead into what follows.
+
+    K alternatives, ranked by the model's likelihood, each as MIDI, a piano roll with the gap
+    highlighted and a JSON sidecar.
+    """
     from pianomuse.copilot import Copilot
 
     try:
