@@ -25,6 +25,7 @@ app = typer.Typer(
 )
 
 F = TypeVar("F", bound=Callable)
+Opt = typer.Option
 
 
 def user_errors(fn: F) -> F:
@@ -46,17 +47,11 @@ def user_errors(fn: F) -> F:
 def prepare(
     data_path: Annotated[
         Path,
-        typer.Option(
-            "--data-path", "--data_path", help="Folder of MIDI files (searched recursively)."
-        ),
+        Opt("--data-path", "--data_path", help="Folder of MIDI files (searched recursively)."),
     ] = Path("tests/data/pop909"),
-    out: Annotated[Path, typer.Option(help="Output folder for shards and manifest.")] = Path(
-        "prepared"
-    ),
-    val_fraction: Annotated[
-        float, typer.Option(help="Share of songs held out for validation.")
-    ] = 0.1,
-    workers: Annotated[int, typer.Option(help="Parallel tokenizer processes.")] = 1,
+    out: Annotated[Path, Opt(help="Output folder for shards and manifest.")] = Path("prepared"),
+    val_fraction: Annotated[float, Opt(help="Share of songs held out for validation.")] = 0.1,
+    workers: Annotated[int, Opt(help="Parallel tokenizer processes.")] = 1,
 ) -> None:
     """Tokenize a MIDI collection into token shards, an index and a manifest.
 
@@ -94,7 +89,7 @@ def align(
     beats: Annotated[
         Path, typer.Argument(help="Beat file: one beat a line, 'time [flag] downbeat-flag'.")
     ],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Aligned MIDI file to write.")],
+    output: Annotated[Path, Opt("-o", "--output", help="Aligned MIDI file to write.")],
 ) -> None:
     """Re-time a performed MIDI file onto its annotated beats.
 
@@ -121,16 +116,14 @@ def align(
 @app.command("export-pairs")
 @user_errors
 def export_pairs(
-    data_path: Annotated[Path, typer.Option("--data-path", "--data_path", help="Prepared folder.")],
-    output: Annotated[
-        Path, typer.Option("-o", "--output", help="JSONL file, or a folder with --hf.")
-    ],
-    split: Annotated[str, typer.Option(help="train or val.")] = "train",
+    data_path: Annotated[Path, Opt("--data-path", "--data_path", help="Prepared folder.")],
+    output: Annotated[Path, Opt("-o", "--output", help="JSONL file, or a folder with --hf.")],
+    split: Annotated[str, Opt(help="train or val.")] = "train",
     max_seq_len: Annotated[
-        int, typer.Option("--max-seq-len", "--max_seq_len", help="Context + completion tokens.")
+        int, Opt("--max-seq-len", "--max_seq_len", help="Context + completion tokens.")
     ] = 1024,
-    seed: Annotated[int, typer.Option(help="Seed of the split points.")] = 0,
-    hf: Annotated[bool, typer.Option(help="Write a Hugging Face datasets folder instead.")] = False,
+    seed: Annotated[int, Opt(help="Seed of the split points.")] = 0,
+    hf: Annotated[bool, Opt(help="Write a Hugging Face datasets folder instead.")] = False,
 ) -> None:
     """Export (context, completion) pairs cut at bars, as JSONL or a datasets folder.
 
@@ -147,9 +140,6 @@ def export_pairs(
         else export_jsonl(pairs, shards.tokenizer, output)
     )
     typer.echo(f"{output}: {n} pairs")
-
-
-Opt = typer.Option
 
 
 @app.command()
@@ -287,6 +277,18 @@ def _print_report(report: dict) -> None:
     con.print(f"token error rate {c['token_error_rate']:.4f}")
 
 
+# Options shared by `complete` and `infill`.
+ModelOpt = Annotated[
+    Path | None,
+    Opt("--model", "--model_path", "--model-path", help="Model file; default: the bundled model."),
+]
+TemperatureOpt = Annotated[float, Opt(help="Sampling temperature (0 = greedy).")]
+TopPOpt = Annotated[float | None, Opt("--top-p", "--top_p", help="Nucleus sampling mass.")]
+TopKOpt = Annotated[int | None, Opt("--top-k", "--top_k", help="Keep the k most likely tokens.")]
+SeedOpt = Annotated[int, Opt(help="Random seed: the same seed gives the same MIDI.")]
+DeviceOpt = Annotated[str, Opt(help="cpu or cuda.")]
+
+
 NO_DEFAULT_MODEL = (
     "no default model is bundled yet; pass --model PATH (a model trained with "
     "`pianomuse train`, e.g. RUN_DIR/best.safetensors)"
@@ -321,31 +323,21 @@ def complete(
     output_dir: Annotated[
         Path, Opt("-o", "--output-dir", "--output_dir", help="Where the candidates go.")
     ] = Path("candidates"),
-    model: Annotated[
-        Path | None,
-        Opt(
-            "--model",
-            "--model_path",
-            "--model-path",
-            help="Model file; default: the bundled model.",
-        ),
-    ] = None,
+    model: ModelOpt = None,
     bars: Annotated[int | None, Opt(help="Bars to write (default 8).")] = None,
     max_new_tokens: Annotated[
         int | None,
         Opt("--max-new-tokens", "--max_new_tokens", help="Tokens to write, instead of --bars."),
     ] = None,
     candidates: Annotated[int, Opt(help="Continuations to write, from one prefill.")] = 4,
-    temperature: Annotated[float, Opt(help="Sampling temperature (0 = greedy).")] = 1.0,
-    top_p: Annotated[float | None, Opt("--top-p", "--top_p", help="Nucleus sampling mass.")] = 0.95,
-    top_k: Annotated[
-        int | None, Opt("--top-k", "--top_k", help="Keep the k most likely tokens.")
-    ] = None,
-    seed: Annotated[int, Opt(help="Random seed: the same seed gives the same MIDI.")] = 0,
+    temperature: TemperatureOpt = 1.0,
+    top_p: TopPOpt = 0.95,
+    top_k: TopKOpt = None,
+    seed: SeedOpt = 0,
     context_bars: Annotated[
         int | None, Opt("--context-bars", help="Use only the last N bars as context.")
     ] = None,
-    device: Annotated[str, Opt(help="cpu or cuda.")] = "cpu",
+    device: DeviceOpt = "cpu",
 ) -> None:
     """Continue a piano MIDI file by N bars, K candidates at once.
 
@@ -379,23 +371,13 @@ def infill(
     output_dir: Annotated[
         Path, Opt("-o", "--output-dir", "--output_dir", help="Where the candidates go.")
     ] = Path("infills"),
-    model: Annotated[
-        Path | None,
-        Opt(
-            "--model",
-            "--model_path",
-            "--model-path",
-            help="Model file; default: the bundled model.",
-        ),
-    ] = None,
+    model: ModelOpt = None,
     candidates: Annotated[int, Opt(help="Alternatives to write, from one prefill.")] = 4,
-    temperature: Annotated[float, Opt(help="Sampling temperature (0 = greedy).")] = 1.0,
-    top_p: Annotated[float | None, Opt("--top-p", "--top_p", help="Nucleus sampling mass.")] = 0.95,
-    top_k: Annotated[
-        int | None, Opt("--top-k", "--top_k", help="Keep the k most likely tokens.")
-    ] = None,
-    seed: Annotated[int, Opt(help="Random seed: the same seed gives the same MIDI.")] = 0,
-    device: Annotated[str, Opt(help="cpu or cuda.")] = "cpu",
+    temperature: TemperatureOpt = 1.0,
+    top_p: TopPOpt = 0.95,
+    top_k: TopKOpt = None,
+    seed: SeedOpt = 0,
+    device: DeviceOpt = "cpu",
 ) -> None:
     """Rewrite bars I..J of a piece so that they lead into what follows.
 
