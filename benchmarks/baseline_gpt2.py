@@ -128,7 +128,7 @@ def train(args) -> None:
 
 
 @torch.inference_mode()
-def decode_speed(step_fn, prefill_fn, context: int, steps: int = 64) -> float:
+def decode_speed(step_fn, prefill_fn, context: int, steps: int = 32) -> float:
     state = prefill_fn(context)
     tok = torch.zeros(1, dtype=torch.long)
     step_fn(tok, state)

@@ -4,8 +4,9 @@
 
 Prints wall time, prefill vs decode split, tokens/s and the real-time factor (seconds of music
 written per second of compute). The model has the preset's shape with the official random
-init (speed does not depend on training); since an untrained model writes sparser bars than
-real music, a second row writes the same 8 bars at POP909's mean density (80 tokens a bar).
+init (speed does not depend on training) or a trained `--model`; since an untrained model
+writes sparser bars than real music, a second row writes the same 8 bars at POP909's mean
+density (80 tokens a bar).
 """
 
 from __future__ import annotations
@@ -30,12 +31,16 @@ def main() -> None:
     ap.add_argument("--preset", default="small")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--candidates", type=int, default=4)
+    ap.add_argument("--model", type=Path, default=None, help="a trained model instead")
     args = ap.parse_args()
     p = load_preset(args.preset)
     tok = PianoTokenizer()
     torch.manual_seed(0)
     model = RWKV7(RWKV7Config(tok.vocab_size, p["n_layer"], p["n_embd"], p["head_size"]))
     cp = Copilot(model, tok, max_context_tokens=1024)
+    if args.model is not None:
+        cp = Copilot(args.model, max_context_tokens=1024)
+        p = {k: getattr(cp.model.config, k) for k in ("n_layer", "n_embd")}
     print(
         f"preset {args.preset}: {p['n_layer']} layers x {p['n_embd']}, "
         f"threads {torch.get_num_threads()}, {args.candidates} candidates"

@@ -230,7 +230,10 @@ def test_bad_input_is_one_line_and_leaves_nothing(trained_model, tmp_path):
     assert r.exit_code == 1 and "--bars" in r.output
 
 
-def test_no_default_model_message(tmp_path):
+def test_no_default_model_message(tmp_path, monkeypatch):
+    import pianomuse.cli
+
+    monkeypatch.setattr(pianomuse.cli, "default_model", lambda: None)  # an install without one
     r = CliRunner().invoke(
         app, ["complete", str(POP909 / "001" / "001.mid"), "-o", str(tmp_path / "o")]
     )

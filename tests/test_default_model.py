@@ -1,0 +1,51 @@
+"""The bundled default model: it loads, matches the bundled tokenizer, and makes valid music."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from pianomuse.cli import app, default_model
+from pianomuse.copilot import Copilot
+from pianomuse.model import load_checkpoint
+from pianomuse.tokenizer import PianoTokenizer, load_score
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "examples" / "pop909_099_opening.mid"
+
+
+@pytest.fixture(scope="module")
+def bundled() -> Path:
+    path = default_model()
+    assert path is not None and path.is_file()
+    return path
+
+
+def test_bundled_model_and_tokenizer_match(bundled):
+    ckpt = load_checkpoint(bundled)
+    tok = PianoTokenizer.load(ROOT / "models" / "tokenizer.json")
+    assert ckpt.tokenizer_hash == tok.hash == PianoTokenizer().hash
+    assert ckpt.model.config.vocab_size == tok.vocab_size
+    assert bundled.stat().st_size <= 25 * 1024 * 1024
+
+
+def test_first_command_continues_the_example(bundled, tmp_path):
+    r = CliRunner().invoke(
+        app, ["complete", str(EXAMPLE), "-o", str(tmp_path), "--bars", "2", "--candidates", "2"]
+    )
+    assert r.exit_code == 0, r.output
+    assert "written to" in r.output
+    meta = json.loads((tmp_path / "candidate_1.json").read_text())
+    assert meta["model"] == bundled.name and meta["bars"] == 2
+    assert load_score(tmp_path / "candidate_1_continuation.mid").note_num() == meta["notes"] > 0
+
+
+def test_bundled_model_infills_validly(bundled):
+    cp = Copilot(bundled)
+    r = cp.infill(EXAMPLE, 5, 6, candidates=2, seed=0)
+    for c in r.candidates:
+        assert cp.tok.tokens_errors(c.tokens) == 0.0
+        assert c.continuation.note_num() > 0
