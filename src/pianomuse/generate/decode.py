@@ -7,6 +7,7 @@ O(1) recurrent step for all K at once.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -70,8 +71,6 @@ def continue_tokens(
     open the next one is dropped); `max_new_tokens` caps the length (with a grammar, the cap
     closes the open bars instead of cutting a note).
     """
-    import time
-
     device = next(model.parameters()).device
     gen = torch.Generator().manual_seed(sampling.seed)
     t0 = time.perf_counter()
