@@ -4,7 +4,8 @@
 
 For gaps of `--gap-bars` bars every 8 bars of each validation song, prints the bits per token
 of the true middle (teacher-forced, middle tokens and FIM_End) given prefix and suffix, and
-given the prefix only (same layout, empty suffix), side by side with their ratio. Then it
+given the prefix only (same layout and the same prefix bars, an empty suffix), side by side
+with their ratio, for the whole middle and for its last bar. Then it
 samples one infill per gap and reports the share that leads into the suffix cleanly: the last
 bar of the infill has notes (no silent gap before the suffix) and no infill note is still
 held when the suffix strikes the same key at the seam (no overlap).
@@ -27,15 +28,17 @@ from pianomuse.tokenizer import notes_in_beats
 
 @torch.inference_mode()
 def middle_bits(
-    cp: Copilot, prompt: np.ndarray, middle: np.ndarray, end_id: int
-) -> tuple[float, int]:
+    cp: Copilot, prompt: np.ndarray, middle: np.ndarray, end_id: int, last_bar: int
+) -> tuple[float, int, float, int]:
+    """Bits of the middle (and FIM_End) after the prompt, teacher-forced: (all bits, tokens,
+    bits of the middle's last bar and FIM_End, their tokens); `last_bar` = its first index."""
     seq = torch.as_tensor(np.concatenate([prompt, middle, [end_id]]), dtype=torch.long)[None]
     logits = cp.model(seq[:, :-1]).float()
     logp = torch.log_softmax(logits, -1)[0]
     tgt = seq[0, 1:]
     n = len(middle) + 1
-    nll = -logp[-n:].gather(-1, tgt[-n:, None]).sum()
-    return float(nll) / math.log(2), n
+    nll = -logp[-n:].gather(-1, tgt[-n:, None]).squeeze(-1) / math.log(2)  # (n,) bits
+    return float(nll.sum()), n, float(nll[last_bar:].sum()), n - last_bar
 
 
 def main() -> None:
@@ -53,7 +56,7 @@ def main() -> None:
     shards = TokenShards(args.data_path, args.split)
     st = cp.tok.structure
     end_id = FimMarkers.of(st).end
-    bits = {"prefix + suffix": [0.0, 0], "prefix only": [0.0, 0]}
+    bits = {"prefix + suffix": [0.0, 0, 0.0, 0], "prefix only": [0.0, 0, 0.0, 0]}
     clean = total = 0
     for s in range(min(len(shards), args.max_songs or len(shards))):
         ids = shards.song(s)
@@ -62,11 +65,13 @@ def main() -> None:
         for i in range(4, n_bars - args.gap_bars - 4, args.every):
             j = i + args.gap_bars
             middle = ids[bars[i] : bars[j]]
+            last_bar = int(bars[j - 1] - bars[i])
+            # Both prompts get the same prefix bars: only the suffix differs.
+            first = cp.fim_context(ids, i, j)[1]
             for name, with_suffix in (("prefix + suffix", True), ("prefix only", False)):
-                prompt = cp.fim_context(ids, i, j, with_suffix=with_suffix)[0]
-                b, n = middle_bits(cp, prompt, middle, end_id)
-                bits[name][0] += b
-                bits[name][1] += n
+                prompt = cp.fim_context(ids, i, j, with_suffix, first)[0]
+                for k, x in enumerate(middle_bits(cp, prompt, middle, end_id, last_bar)):
+                    bits[name][k] += x
             if args.sample:
                 piece = cp.tok.decode(ids)
                 r = cp.infill(piece, i + 1, j, candidates=args.sample, seed=s * 1000 + i)
@@ -81,13 +86,15 @@ def main() -> None:
                     last_bar_has_notes = bool(np.any(new["onset"] >= (args.gap_bars - 1) * bar_len))
                     held = new["pitch"][new["onset"] + new["duration"] > end - start + 1e-6]
                     clean += int(last_bar_has_notes and not (set(held.tolist()) & at_seam))
-    print(f"{'middle given':<18} {'tokens':>8} {'bits/token':>11}")
-    for name, (b, n) in bits.items():
-        print(f"{name:<18} {n:>8} {b / n:>11.3f}")
-    ratio = (bits["prefix only"][0] / bits["prefix only"][1]) / (
-        bits["prefix + suffix"][0] / bits["prefix + suffix"][1]
+    print(f"{'middle given':<18} {'tokens':>8} {'bits/token':>11} {'last bar, bits/token':>21}")
+    for name, (b, n, lb, ln) in bits.items():
+        print(f"{name:<18} {n:>8} {b / n:>11.3f} {lb / ln:>21.3f}")
+    both, pre = bits["prefix + suffix"], bits["prefix only"]
+    whole = (pre[0] / pre[1]) / (both[0] / both[1])
+    last = (pre[2] / pre[3]) / (both[2] / both[3])
+    print(
+        f"prefix-only / prefix+suffix bits per token: {whole:.3f} (middle), {last:.3f} (last bar)"
     )
-    print(f"prefix-only / prefix+suffix bits per token: {ratio:.3f}")
     if total:
         print(f"infills leading cleanly into the suffix: {clean}/{total} = {clean / total:.1%}")
 

@@ -291,12 +291,12 @@ class Copilot:
         )
 
     def fim_context(
-        self, ids: np.ndarray, i: int, j: int, with_suffix: bool = True
+        self, ids: np.ndarray, i: int, j: int, with_suffix: bool = True, first: int | None = None
     ) -> tuple[np.ndarray, int, int, int, int]:
         """The fill-in-the-middle prompt for the gap of bars [i, j) (0-based) of `ids`, up to
         FIM_Middle: the suffix gets up to half the token budget (whole bars from bar j on),
-        the prefix the rest (whole bars ending at bar i). Returns (prompt, first prefix bar,
-        end of the suffix bars, prefix tokens, suffix tokens)."""
+        the prefix the rest (whole bars ending at bar i), or the bars from `first` on. Returns
+        (prompt, first prefix bar, end of the suffix bars, prefix tokens, suffix tokens)."""
         st = self.tok.structure
         bars = st.bar_starts(ids)
         n_bars = len(bars)
@@ -310,7 +310,7 @@ class Copilot:
             ):
                 k += 1
         suffix = st.with_header(ids[: edges[k]], int(edges[j])) if k > j else ids[:0]
-        p = 0
+        p = 0 if first is None else first
         while p < i and len(st.with_header(ids[: edges[i]], int(edges[p]))) > budget - len(suffix):
             p += 1
         prefix = st.with_header(ids[: edges[i]], int(edges[p])) if p < i else ids[:0]
