@@ -100,15 +100,11 @@ def train(args) -> None:
             json.dumps({"step": 0, "event": "start", "params": n_params, "total_steps": total})
             + "\n"
         )
-        n_items = len(stream.items(0))
         B = cfg["batch_size"]
         pos = 0
         for step in range(1, total + 1):
             t0 = time.perf_counter()
-            batch = collate(
-                [stream.sample((pos + b) // n_items, (pos + b) % n_items) for b in range(B)],
-                shards.tokenizer.pad_id,
-            )
+            batch = collate([stream.sample_at(pos + b) for b in range(B)], shards.tokenizer.pad_id)
             pos += B
             tokens = batch["mask"].sum()
             loss = masked_loss_sum(model(batch["idx"]), batch["targets"], batch["mask"]) / tokens

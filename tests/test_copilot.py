@@ -30,7 +30,7 @@ def test_grammar_makes_every_continuation_valid(copilot):
                 midi, bars=2, candidates=20, seed=7, context_bars=4, grammar=grammar
             )
             for c in r.candidates:
-                # The continuation is judged with the bar it continues from in front of it.
+                # Each continuation starts on its own Bar, so it is judged on its own.
                 rates.append(tok.tokens_errors(c.tokens))
     assert len(on) == 100
     assert max(on) == 0.0

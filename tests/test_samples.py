@@ -65,6 +65,15 @@ def test_completion_mask_covers_exactly_the_completion(shards):
         assert not s.loss_mask[:split].any() and s.loss_mask[split:].all()
 
 
+def test_positions_run_across_epochs_of_different_sizes(shards):
+    stream = SampleStream(shards, 128, seed=5)
+    n0, n1 = len(stream.items(0)), len(stream.items(1))
+    assert stream.locate(n0 - 1) == (0, n0 - 1)
+    assert stream.locate(n0) == (1, 0)
+    assert stream.locate(n0 + n1 + 2) == (2, 2)
+    assert np.array_equal(stream.sample_at(n0 + 3).ids, stream.sample(1, 3).ids)
+
+
 def test_same_seed_same_samples(shards):
     a = SampleStream(shards, 128, seed=5, max_transpose=3)
     b = SampleStream(shards, 128, seed=5, max_transpose=3)

@@ -198,10 +198,11 @@ def train(
 
     Values come from the dataclass defaults, then --preset, then the options given here.
     """
+    options = dict(locals())  # exactly the command-line fields, before anything else is bound
     from pianomuse.train.config import make_config
     from pianomuse.train.loop import train as run
 
-    cfg = make_config({k: v for k, v in locals().items() if k != "run" and k != "make_config"})
+    cfg = make_config(options)
     summary = run(cfg)
     val = summary["val"]
     msg = f"{cfg.output_dir}: {summary['steps']} steps, {summary['tokens_per_s']:,.0f} tokens/s"

@@ -72,11 +72,11 @@ class Completion:
 
     def seconds_of_music(self) -> float:
         """Length of one candidate's new music in seconds, at the context's tempo."""
-        qpm, _ = in_force(self.piece, self.seam_tick)
-        beats = max(float(c.continuation.end()) / c.continuation.tpq for c in self.candidates)
+        qpm, (num, den) = in_force(self.piece, self.seam_tick)
         if self.bars is not None:
-            _, (num, den) = in_force(self.piece, self.seam_tick)
             beats = self.bars * num * 4 / den
+        else:
+            beats = max(float(c.continuation.end()) / c.continuation.tpq for c in self.candidates)
         return beats * 60.0 / qpm
 
     def write(self, out_dir: str | os.PathLike, stem: str = "candidate") -> list[Path]:
@@ -348,8 +348,7 @@ class Copilot:
         i, j = first_bar - 1, last_bar  # gap = bars [i, j), 0-based
         context, p, k, n_prefix, n_suffix = self.fim_context(ids, i, j)
         markers = FimMarkers.of(st)
-        edges = np.append(bars, len(ids))
-        ts_id = st.header_at(ids, int(edges[i]) + 2).time_sig
+        ts_id = st.header_at(ids, int(bars[i]) + 2).time_sig  # the gap's first bar's TimeSig
         g = Grammar(st, self.tok.settings.positions_per_beat, ts_id, n_gap, close_id=markers.end)
         conts, stats = continue_tokens(
             self.model, context, candidates, sampling, st.id["Bar_None"], g, n_gap, n_gap * 512

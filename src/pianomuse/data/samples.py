@@ -126,6 +126,7 @@ class SampleStream:
         self.fim_rate = fim_rate
         self.markers = FimMarkers.of(self.structure)
         self._items: dict[int, np.ndarray] = {}
+        self._sizes: list[int] = []  # windows of epochs 0, 1, ... (they differ a little)
 
     def items(self, epoch: int) -> np.ndarray:
         """(n, 2) array of (song, start) for an epoch, shuffled by (seed, epoch)."""
@@ -140,6 +141,21 @@ class SampleStream:
             arr = np.asarray(rows, dtype=np.int64).reshape(-1, 2)
             self._items = {epoch: arr[rng.permutation(len(arr))]}
         return self._items[epoch]
+
+    def locate(self, position: int) -> tuple[int, int]:
+        """(epoch, index) of the `position`-th sample counted over all epochs in order."""
+        epoch = 0
+        while True:
+            if epoch == len(self._sizes):
+                self._sizes.append(len(self.items(epoch)))
+            if position < self._sizes[epoch]:
+                return epoch, position
+            position -= self._sizes[epoch]
+            epoch += 1
+
+    def sample_at(self, position: int) -> Sample:
+        """The `position`-th sample over all epochs: how a training run walks the data."""
+        return self.sample(*self.locate(position))
 
     def sample(self, epoch: int, i: int) -> Sample:
         """The i-th sample of an epoch: a plain window, or (with probability `fim_rate`) the

@@ -100,9 +100,9 @@ class Trainer:
             self.model, cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2), cfg.adam_eps
         )
         self.global_batch = cfg.batch_size * self.d.world * cfg.grad_accum
-        per_epoch = len(self.stream.items(0))
+        self.per_epoch = len(self.stream.items(0))  # windows of epoch 0, for progress reports
         self.total_steps = cfg.max_steps or max(
-            1, math.ceil(cfg.epochs * per_epoch / self.global_batch)
+            1, math.ceil(cfg.epochs * self.per_epoch / self.global_batch)
         )
         self.sched = torch.optim.lr_scheduler.LambdaLR(
             self.opt,
@@ -118,14 +118,10 @@ class Trainer:
     def micro_batches(self) -> list[dict[str, torch.Tensor]]:
         """This rank's micro-batches of the current step (its slice of the global batch)."""
         cfg, d = self.cfg, self.d
-        n = len(self.stream.items(0))
         out = []
         for m in range(cfg.grad_accum):
             base = self.position + (m * d.world + d.rank) * cfg.batch_size
-            samples = []
-            for b in range(cfg.batch_size):
-                g = base + b
-                samples.append(self.stream.sample(g // n, g % n))
+            samples = [self.stream.sample_at(base + b) for b in range(cfg.batch_size)]
             out.append({k: v.to(d.device) for k, v in collate(samples, self.tok.pad_id).items()})
         return out
 
@@ -264,7 +260,7 @@ class Trainer:
                             "grad_norm": r["grad_norm"],
                             "tokens_per_s": tps,
                             "tokens_seen": self.tokens_seen,
-                            "epoch": self.position / len(self.stream.items(0)),
+                            "epoch": self.position / self.per_epoch,
                         }
                     )
                 bar.update(self.step, r["loss"], tps, lr)
