@@ -434,6 +434,43 @@ def _summary(result, paths: list[Path]) -> None:
     con.print(f"written to {paths[0].parent}")
 
 
+@app.command()
+@user_errors
+def serve(
+    host: Annotated[str, Opt(help="Address to listen on (localhost only by default).")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, Opt(help="TCP port.")] = 8000,
+    model: ModelOpt = None,
+    device: DeviceOpt = "cpu",
+    queue: Annotated[int, Opt(help="Requests that may wait behind the running one.")] = 4,
+    max_candidates: Annotated[int, Opt("--max-candidates", help="Candidates per request.")] = 8,
+    max_bars: Annotated[int, Opt("--max-bars", help="Bars per continuation.")] = 32,
+) -> None:
+    """Start the web copilot: a page to upload a piece, hear it, continue or infill it,
+    compare candidates and download them; plus its JSON API (schema at /openapi.json)."""
+    import socket
+
+    import uvicorn
+
+    from pianomuse.copilot import Copilot
+    from pianomuse.serve import ServeLimits, web_app
+
+    limits = ServeLimits(max_candidates=max_candidates, max_bars=max_bars, queue=queue)
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as e:
+            raise UserError(f"cannot listen on {host}:{port} ({e.strerror}); try --port") from None
+    model = model or default_model()
+    if model is None:
+        raise UserError(NO_DEFAULT_MODEL)
+    asgi = web_app(Copilot(model, device=device), limits)
+    shown = f"[{host}]" if ":" in host else host
+    typer.echo(f"Piano Muse is at http://{shown}:{port}/ (model {model.name}; Ctrl-C stops it)")
+    uvicorn.run(asgi, host=host, port=port, log_level="warning")
+
+
 def main() -> None:
     """Entry point of the console script."""
     app(prog_name="pianomuse")

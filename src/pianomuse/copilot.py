@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -253,6 +254,7 @@ class Copilot:
         context_bars: int | None = None,
         max_new_tokens: int | None = None,
         grammar: bool = True,
+        progress: Callable[[float], None] | None = None,
     ) -> Completion:
         """Continue `midi` (path, bytes or symusic Score) by `bars` bars (or `max_new_tokens`
         tokens), `candidates` at once from one prefill, ranked by mean log-likelihood."""
@@ -275,7 +277,7 @@ class Copilot:
         g = Grammar(st, self.tok.settings.positions_per_beat, ts_id, bars) if grammar else None
         budget = max_new_tokens or bars * 512
         conts, stats = continue_tokens(
-            self.model, window, candidates, sampling, st.id["Bar_None"], g, bars, budget
+            self.model, window, candidates, sampling, st.id["Bar_None"], g, bars, budget, progress
         )
         out = []
         for i, c in enumerate(conts):
@@ -328,6 +330,7 @@ class Copilot:
         top_p: float | None = 0.95,
         top_k: int | None = None,
         seed: int = 0,
+        progress: Callable[[float], None] | None = None,
     ) -> Completion:
         """Rewrite bars first_bar..last_bar (1-based, inclusive) of `midi` so that they lead
         into the music after them; everything outside the gap is kept note for note."""
@@ -351,7 +354,15 @@ class Copilot:
         ts_id = st.header_at(ids, int(bars[i]) + 2).time_sig  # the gap's first bar's TimeSig
         g = Grammar(st, self.tok.settings.positions_per_beat, ts_id, n_gap, close_id=markers.end)
         conts, stats = continue_tokens(
-            self.model, context, candidates, sampling, st.id["Bar_None"], g, n_gap, n_gap * 512
+            self.model,
+            context,
+            candidates,
+            sampling,
+            st.id["Bar_None"],
+            g,
+            n_gap,
+            n_gap * 512,
+            progress,
         )
         start_tick, end_tick = bar_tick(piece, i), bar_tick(piece, j)
         qpm, ts = in_force(piece, start_tick)

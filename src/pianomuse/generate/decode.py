@@ -8,6 +8,7 @@ O(1) recurrent step for all K at once.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -64,12 +65,14 @@ def continue_tokens(
     grammar: Grammar | None = None,
     bars: int | None = None,
     max_new_tokens: int = 4096,
+    progress: Callable[[float], None] | None = None,
 ) -> tuple[list[Continuation], DecodeStats]:
     """K continuations of `context` (token ids, starting with its header).
 
     With `bars`, each candidate stops exactly when `bars` bars are complete (the Bar that would
     open the next one is dropped); `max_new_tokens` caps the length (with a grammar, the cap
-    closes the open bars instead of cutting a note).
+    closes the open bars instead of cutting a note). `progress`, if given, is called after
+    every step with the share of the work done (bars written, or tokens without `bars`).
     """
     device = next(model.parameters()).device
     gen = torch.Generator().manual_seed(sampling.seed)
@@ -84,6 +87,7 @@ def continue_tokens(
     logp: list[list[float]] = [[] for _ in range(candidates)]
     done = [False] * candidates
     bars_seen = [0] * candidates
+    opened = [0] * candidates  # Bar tokens written, for progress
     # Room to close every open bar (Bar + TimeSig each) once the budget is spent.
     budget = max_new_tokens - (2 * bars + 2 if grammar is not None and bars else 0)
     steps = 0
@@ -102,9 +106,12 @@ def continue_tokens(
                 bars_seen[i] += 1
                 done[i] = bars_seen[i] > bars
             if not done[i]:
+                opened[i] += tk == bar_id
                 out[i].append(tk)
                 logp[i].append(p)
                 done[i] = len(out[i]) >= max_new_tokens and bars is None
+        if progress is not None:
+            progress(_share_done(out, opened, done, bars, max_new_tokens))
         if all(done) or t == max_new_tokens:
             break
         last, state = model.step(tok, state, inplace=True)  # the expanded state is ours
@@ -115,3 +122,14 @@ def continue_tokens(
         for o, p in zip(out, logp, strict=True)
     ]
     return conts, DecodeStats(idx.shape[1], t1 - t0, steps, t2 - t1)
+
+
+def _share_done(
+    out: list[list[int]], opened: list[int], done: list[bool], bars: int | None, limit: int
+) -> float:
+    """Mean over candidates of the share written; finished ones count whole."""
+    shares = [
+        1.0 if d else (min(b / bars, 1.0) if bars else min(len(o) / limit, 1.0))
+        for o, b, d in zip(out, opened, done, strict=True)
+    ]
+    return sum(shares) / len(shares)

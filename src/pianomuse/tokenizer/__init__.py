@@ -10,7 +10,9 @@ from pianomuse.tokenizer.midi_io import (
     MidiSource,
     load_score,
     merge_to_piano,
+    midi_bytes,
     notes_in_beats,
+    seconds_at,
     write_bytes_atomic,
     write_midi_atomic,
 )
@@ -32,10 +34,12 @@ __all__ = [
     "align_to_beats",
     "load_score",
     "merge_to_piano",
+    "midi_bytes",
     "notes_in_beats",
     "onset_grid_share",
     "read_beats",
     "round_trip",
+    "seconds_at",
     "write_bytes_atomic",
     "write_midi_atomic",
 ]

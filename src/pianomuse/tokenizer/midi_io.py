@@ -155,6 +155,26 @@ def notes_in_beats(score: Score) -> dict[str, np.ndarray]:
     }
 
 
+def seconds_at(score: Score, beats: np.ndarray) -> np.ndarray:
+    """Seconds from the start of a score at the given quarter-note beats, through its tempo
+    map (120 qpm before the first tempo event, as the MIDI standard says)."""
+    tpq = float(score.tpq)
+    t = [0.0] + [tp.time / tpq for tp in score.tempos if tp.time > 0]  # tempo changes, beats
+    qpm = [120.0] + [tp.qpm for tp in score.tempos if tp.time > 0]
+    if len(score.tempos) and score.tempos[0].time == 0:
+        qpm[0] = score.tempos[0].qpm
+    t_arr, spb = np.asarray(t), 60.0 / np.asarray(qpm)  # seconds per beat in each segment
+    starts = np.concatenate([[0.0], np.cumsum(np.diff(t_arr) * spb[:-1])])  # seconds at t
+    b = np.asarray(beats, dtype=np.float64)
+    k = np.clip(np.searchsorted(t_arr, b, side="right") - 1, 0, len(t_arr) - 1)
+    return starts[k] + (b - t_arr[k]) * spb[k]
+
+
+def midi_bytes(score: Score) -> bytes:
+    """A score as standard MIDI file bytes."""
+    return bytes(score.dumps_midi())
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

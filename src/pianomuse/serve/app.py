@@ -1,0 +1,199 @@
+"""The web copilot: one page and a JSON API over one shared model.
+
+    app = web_app(Copilot(model))  # an ASGI app: uvicorn.run(app, host=..., port=...)
+
+Routes: GET / (the page), GET /static/* (its script and style, all in the package: the page
+loads nothing from elsewhere), GET /api/status, POST /api/piece, /api/complete and
+/api/infill; the schema is at /openapi.json (no Swagger page: it would load from a CDN).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+
+from pianomuse import __version__
+from pianomuse.copilot import Copilot
+from pianomuse.errors import UserError
+from pianomuse.serve.gate import BodyLimit, Busy, Gate
+from pianomuse.serve.schemas import (
+    CompleteIn,
+    GenerationOut,
+    InfillIn,
+    Limits,
+    PieceIn,
+    PieceView,
+    StatusOut,
+)
+from pianomuse.serve.views import generation_out, piece_view
+from pianomuse.tokenizer import load_score, merge_to_piano, notes_in_beats
+
+STATIC = Path(__file__).parent / "static"
+
+
+@dataclass(frozen=True)
+class ServeLimits:
+    """What one request may ask of the shared model."""
+
+    max_upload_bytes: int = 2 * 1024 * 1024  # MIDI file size (solo piano is rarely > 200 kB)
+    max_notes: int = 50_000  # notes in an uploaded piece (an hour of dense piano)
+    max_bars: int = 32  # bars per continuation
+    max_gap_bars: int = 8  # bars per infill (training showed gaps of up to 8)
+    max_candidates: int = 8  # alternatives per request
+    queue: int = 4  # requests that may wait behind the running one before "busy"
+
+    def __post_init__(self) -> None:
+        for name, value in asdict(self).items():
+            if value < (0 if name == "queue" else 1):
+                raise UserError(f"--{name.replace('_', '-')} must be positive")
+
+
+def web_app(copilot: Copilot, limits: ServeLimits | None = None) -> BodyLimit:
+    """The ASGI app to serve: the API behind a request-size cap."""
+    limits = limits or ServeLimits()
+    # base64 is 4/3 of the file; 64 kB leaves room for the other JSON fields.
+    return BodyLimit(create_app(copilot, limits), limits.max_upload_bytes * 4 // 3 + 65536)
+
+
+def create_app(copilot: Copilot, limits: ServeLimits) -> FastAPI:
+    app = FastAPI(
+        title="Piano Muse",
+        version=__version__,
+        description="Continue and infill solo-piano MIDI with an RWKV-7 model.",
+        docs_url=None,
+        redoc_url=None,
+    )
+    gate = Gate(limits.queue)
+    model_name = str(copilot.model_info.get("model", "model"))
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.exception_handler(UserError)
+    async def user_error(_: Request, e: UserError) -> JSONResponse:
+        return JSONResponse({"detail": str(e)}, status_code=400)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(_: Request, e: RequestValidationError) -> JSONResponse:
+        first = e.errors()[0] if e.errors() else {"loc": (), "msg": "invalid request"}
+        where = ".".join(str(x) for x in first.get("loc", ()) if x != "body")
+        return JSONResponse({"detail": f"{where}: {first['msg']}".lstrip(": ")}, 422)
+
+    @app.exception_handler(Busy)
+    async def busy(_: Request, e: Busy) -> JSONResponse:
+        headers = {"Retry-After": str(e.retry_after)}
+        return JSONResponse({"detail": str(e)}, status_code=503, headers=headers)
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    @app.get("/api/status")
+    async def status() -> StatusOut:
+        """The model, whether it is busy, and the limits of a request."""
+        return StatusOut(
+            model=model_name,
+            busy=gate.busy,
+            waiting=gate.waiting,
+            progress=gate.progress,
+            limits=Limits(**asdict(limits)),
+        )
+
+    def read_piece(body: PieceIn) -> tuple[Any, str]:
+        """The uploaded piece as one piano part; every problem is a one-line UserError."""
+        name = re.sub(r"[^\w.\- ]", "_", Path(body.name.replace("\\", "/")).name)[:80] or "piece"
+        try:
+            data = base64.b64decode(body.midi, validate=True)
+        except (binascii.Error, ValueError):
+            raise UserError(f"{name}: the upload is not valid base64") from None
+        if len(data) > limits.max_upload_bytes:
+            raise UserError(
+                f"{name}: {len(data) / 1e6:.1f} MB is more than the "
+                f"{limits.max_upload_bytes / 1e6:.1f} MB this server accepts"
+            )
+        score = load_score(data)
+        notes = len(notes_in_beats(score)["pitch"])
+        if notes == 0:
+            raise UserError(f"{name}: the file has no piano notes")
+        if notes > limits.max_notes:
+            raise UserError(f"{name}: {notes} notes is more than the {limits.max_notes} allowed")
+        return merge_to_piano(score, name=name), name
+
+    def check_sampling(candidates: int) -> None:
+        if candidates > limits.max_candidates:
+            raise UserError(f"candidates: at most {limits.max_candidates} per request")
+
+    @app.post("/api/piece")
+    async def piece(body: PieceIn) -> PieceView:
+        """Bars and notes of an uploaded MIDI file (no model involved)."""
+
+        def work() -> PieceView:
+            score, name = read_piece(body)
+            _, ids = copilot.load(score)
+            return piece_view(score, len(copilot.tok.structure.bar_starts(ids)), name)
+
+        return await run_in_threadpool(work)
+
+    @app.post("/api/complete")
+    async def complete(body: CompleteIn) -> GenerationOut:
+        """Continue the piece by `bars` bars, `candidates` alternatives ranked by likelihood."""
+        check_sampling(body.candidates)
+        if body.bars > limits.max_bars:
+            raise UserError(f"bars: at most {limits.max_bars} per request")
+        score, name = await run_in_threadpool(read_piece, body)
+
+        def work(progress: Any) -> GenerationOut:
+            t0 = time.perf_counter()
+            r = copilot.complete(
+                score,
+                bars=body.bars,
+                candidates=body.candidates,
+                temperature=body.temperature,
+                top_p=body.top_p,
+                top_k=body.top_k,
+                seed=body.seed,
+                progress=progress,
+            )
+            return generation_out(r, r.seam_bar + body.bars, name, time.perf_counter() - t0)
+
+        return await gate.run(work)
+
+    @app.post("/api/infill")
+    async def infill(body: InfillIn) -> GenerationOut:
+        """Rewrite bars first_bar..last_bar so that they lead into the music after them."""
+        check_sampling(body.candidates)
+        if body.last_bar < body.first_bar:
+            raise UserError("last_bar: must not come before first_bar")
+        if body.last_bar - body.first_bar + 1 > limits.max_gap_bars:
+            raise UserError(f"a gap may be at most {limits.max_gap_bars} bars here")
+        score, name = await run_in_threadpool(read_piece, body)
+
+        def work(progress: Any) -> GenerationOut:
+            t0 = time.perf_counter()
+            r = copilot.infill(
+                score,
+                body.first_bar,
+                body.last_bar,
+                candidates=body.candidates,
+                temperature=body.temperature,
+                top_p=body.top_p,
+                top_k=body.top_k,
+                seed=body.seed,
+                progress=progress,
+            )
+            _, ids = copilot.load(score)
+            n_bars = len(copilot.tok.structure.bar_starts(ids))
+            return generation_out(r, n_bars, name, time.perf_counter() - t0)
+
+        return await gate.run(work)
+
+    return app
