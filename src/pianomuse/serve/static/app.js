@@ -427,6 +427,7 @@ function showResults(out) {
     : `${n} continuations from bar ${first} (${out.seconds.toFixed(1)} s)`;
   const box = $("candidates");
   box.replaceChildren();
+  $("results").hidden = false; // laid out first, so that the rolls can take the cards' width
   const stem = state.piece.name.replace(/\.midi?$/i, "") || "piece";
   for (const c of out.candidates) {
     const card = document.createElement("div");
@@ -442,9 +443,6 @@ function showResults(out) {
     scroll.appendChild(canvas);
     const fromBar = Math.max(first - 1 - 4, 0);
     const toBar = Math.min(last + (out.kind === "infill" ? 2 : 0), c.view.bars);
-    drawRoll(canvas, c.view, {
-      fromBar, toBar, newFrom: out.new_from_beat, newTo: out.new_to_beat, ppb: 14,
-    });
     const tools = document.createElement("div");
     tools.className = "toolbar";
     const play = document.createElement("button");
@@ -479,6 +477,12 @@ function showResults(out) {
     tools.append(play, stop, link, accept);
     card.append(h, legend, scroll, tools);
     box.appendChild(card);
+    // Fill the card's width (drawn once the card is laid out and has one).
+    const beats = c.view.bar_beats[toBar] - c.view.bar_beats[fromBar];
+    const ppb = Math.max(8, Math.min(40, (scroll.clientWidth - 2) / Math.max(beats, 1)));
+    drawRoll(canvas, c.view, {
+      fromBar, toBar, newFrom: out.new_from_beat, newTo: out.new_to_beat, ppb,
+    });
   }
   $("results").hidden = false;
   $("results").scrollIntoView({ behavior: "smooth", block: "start" });
