@@ -147,6 +147,17 @@ def test_bad_requests_get_one_clear_line(client, path, body, status, words):
     assert isinstance(detail, str) and "\n" not in detail and words in detail
 
 
+def test_a_piece_with_a_note_hours_away_is_refused(client):
+    from symusic import Note, Score, Track
+
+    score = Score(480)
+    track = Track(program=0)
+    track.notes.extend([Note(0, 480, 60, 80), Note(480 * 20_000, 480, 62, 80)])
+    score.tracks.append(track)
+    r = client.post("/api/piece", json={"midi": base64.b64encode(score.dumps_midi()).decode()})
+    assert r.status_code == 400 and "20001 beats long; at most 8000" in r.json()["detail"]
+
+
 def test_oversized_uploads_are_refused_before_parsing(client):
     big = base64.b64encode(b"MThd" + bytes(300_000)).decode()
     r = client.post("/api/piece", json={"midi": big})

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
@@ -48,6 +49,7 @@ class ServeLimits:
 
     max_upload_bytes: int = 2 * 1024 * 1024  # MIDI file size (solo piano is rarely > 200 kB)
     max_notes: int = 50_000  # notes in an uploaded piece (an hour of dense piano)
+    max_beats: int = 8_000  # length of an uploaded piece (2,000 bars of 4/4)
     max_bars: int = 32  # bars per continuation
     max_gap_bars: int = 8  # bars per infill (training showed gaps of up to 8)
     max_candidates: int = 8  # alternatives per request
@@ -121,11 +123,17 @@ def create_app(copilot: Copilot, limits: ServeLimits) -> FastAPI:
                 f"{limits.max_upload_bytes / 1e6:.1f} MB this server accepts"
             )
         score = load_score(data)
-        notes = len(notes_in_beats(score)["pitch"])
-        if notes == 0:
+        notes = notes_in_beats(score)
+        if len(notes["pitch"]) == 0:
             raise UserError(f"{name}: the file has no piano notes")
-        if notes > limits.max_notes:
-            raise UserError(f"{name}: {notes} notes is more than the {limits.max_notes} allowed")
+        if len(notes["pitch"]) > limits.max_notes:
+            raise UserError(
+                f"{name}: {len(notes['pitch'])} notes is more than the {limits.max_notes} allowed"
+            )
+        # A few notes far apart would still make thousands of empty bars to tokenize.
+        beats = float(np.max(notes["onset"] + notes["duration"]))
+        if beats > limits.max_beats:
+            raise UserError(f"{name}: {beats:.0f} beats long; at most {limits.max_beats} here")
         return merge_to_piano(score, name=name), name
 
     def check_sampling(candidates: int) -> None:

@@ -68,6 +68,7 @@ class GenerationOut(BaseModel):
 class Limits(BaseModel):
     max_upload_bytes: int
     max_notes: int
+    max_beats: int
     max_bars: int
     max_gap_bars: int
     max_candidates: int
