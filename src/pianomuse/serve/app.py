@@ -57,8 +57,9 @@ class ServeLimits:
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
-            if value < (0 if name == "queue" else 1):
-                raise UserError(f"--{name.replace('_', '-')} must be positive")
+            least = 0 if name == "queue" else 1
+            if value < least:
+                raise UserError(f"--{name.replace('_', '-')} must be at least {least}")
 
 
 def web_app(copilot: Copilot, limits: ServeLimits | None = None) -> BodyLimit:
