@@ -5,7 +5,9 @@
 For gaps of `--gap-bars` bars every 8 bars of each validation song, prints the bits per token
 of the true middle (teacher-forced, middle tokens and FIM_End) given prefix and suffix, and
 given the prefix only (same layout and the same prefix bars, an empty suffix), side by side
-with their ratio, for the whole middle and for its last bar. Then it
+with their ratio, for the whole middle and for its last bar, the share of gaps where the
+suffix helps and a bootstrap interval of the ratio. `--prefix-bars N` shortens the prefix
+to N bars (the suffix matters more when less comes before the gap). Then it
 samples one infill per gap and reports the share that leads into the suffix cleanly: the last
 bar of the infill has notes (no silent gap before the suffix) and no infill note is still
 held when the suffix strikes the same key at the seam (no overlap).
@@ -50,6 +52,9 @@ def main() -> None:
     ap.add_argument("--every", type=int, default=8)
     ap.add_argument("--max-songs", type=int, default=None)
     ap.add_argument("--context", type=int, default=1024)
+    ap.add_argument(
+        "--prefix-bars", type=int, default=None, help="at most this many bars before the gap"
+    )
     ap.add_argument("--sample", type=int, default=1, help="infills sampled per gap")
     args = ap.parse_args()
     cp = Copilot(args.model, max_context_tokens=args.context)
@@ -57,6 +62,7 @@ def main() -> None:
     st = cp.tok.structure
     end_id = FimMarkers.of(st).end
     bits = {"prefix + suffix": [0.0, 0, 0.0, 0], "prefix only": [0.0, 0, 0.0, 0]}
+    gaps: list[tuple[float, float]] = []  # per gap: bits of the middle with, without suffix
     clean = total = 0
     for s in range(min(len(shards), args.max_songs or len(shards))):
         ids = shards.song(s)
@@ -68,10 +74,16 @@ def main() -> None:
             last_bar = int(bars[j - 1] - bars[i])
             # Both prompts get the same prefix bars: only the suffix differs.
             first = cp.fim_context(ids, i, j)[1]
+            if args.prefix_bars is not None:
+                first = max(first, i - args.prefix_bars)
+            per_gap = []
             for name, with_suffix in (("prefix + suffix", True), ("prefix only", False)):
                 prompt = cp.fim_context(ids, i, j, with_suffix, first)[0]
-                for k, x in enumerate(middle_bits(cp, prompt, middle, end_id, last_bar)):
+                got = middle_bits(cp, prompt, middle, end_id, last_bar)
+                for k, x in enumerate(got):
                     bits[name][k] += x
+                per_gap.append(got[0])
+            gaps.append((per_gap[0], per_gap[1]))
             if args.sample:
                 piece = cp.tok.decode(ids)
                 r = cp.infill(piece, i + 1, j, candidates=args.sample, seed=s * 1000 + i)
@@ -94,6 +106,15 @@ def main() -> None:
     last = (pre[2] / pre[3]) / (both[2] / both[3])
     print(
         f"prefix-only / prefix+suffix bits per token: {whole:.3f} (middle), {last:.3f} (last bar)"
+    )
+    g = np.array(gaps)  # [gaps, 2]
+    rng = np.random.default_rng(0)
+    boot = rng.integers(0, len(g), (2000, len(g)))  # resample gaps, not tokens
+    ratios = g[boot, 1].sum(1) / g[boot, 0].sum(1)
+    lo, hi = np.quantile(ratios, [0.025, 0.975])
+    print(
+        f"{len(g)} gaps: the suffix lowers the middle's bits in {np.mean(g[:, 0] < g[:, 1]):.0%} "
+        f"of them; ratio 95% interval (bootstrap over gaps) {lo:.3f}-{hi:.3f}"
     )
     if total:
         print(f"infills leading cleanly into the suffix: {clean}/{total} = {clean / total:.1%}")

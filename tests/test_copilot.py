@@ -55,6 +55,15 @@ def test_stops_exactly_after_n_bars(copilot, bars):
         assert len(onsets) == 0 or onsets.max() < bars * bar_len
 
 
+def test_progress_rises_to_one(copilot):
+    seen: list[float] = []
+    r = copilot.complete(POP909 / "002" / "002.mid", bars=3, candidates=3, progress=seen.append)
+    assert len(seen) == r.stats.decode_steps + 1  # after every sampled token
+    assert np.all(np.diff(seen) >= 0) and seen[0] == 0.0 and seen[-1] == 1.0
+    # Completed bars move it: every third of a bar per candidate is a step of 1/9.
+    assert {round(9 * x, 6) for x in seen} >= {0.0, 1.0, 2.0, 3.0, 9.0}
+
+
 def test_candidates_are_ranked_and_keep_the_context(copilot):
     midi = POP909 / "001" / "001.mid"
     r = copilot.complete(midi, bars=2, candidates=5, seed=1)

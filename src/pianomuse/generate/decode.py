@@ -127,9 +127,10 @@ def continue_tokens(
 def _share_done(
     out: list[list[int]], opened: list[int], done: list[bool], bars: int | None, limit: int
 ) -> float:
-    """Mean over candidates of the share written; finished ones count whole."""
+    """Mean over candidates of the share written (bars completed, or tokens); finished ones
+    count whole."""
     shares = [
-        1.0 if d else (min(b / bars, 1.0) if bars else min(len(o) / limit, 1.0))
+        1.0 if d else (min(max(b - 1, 0) / bars, 1.0) if bars else min(len(o) / limit, 1.0))
         for o, b, d in zip(out, opened, done, strict=True)
     ]
     return sum(shares) / len(shares)
