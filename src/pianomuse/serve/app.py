@@ -35,6 +35,7 @@ from pianomuse.serve.schemas import (
     Limits,
     PieceIn,
     PieceView,
+    SamplingIn,
     StatusOut,
 )
 from pianomuse.serve.views import generation_out, piece_view
@@ -137,9 +138,14 @@ def create_app(copilot: Copilot, limits: ServeLimits) -> FastAPI:
             raise UserError(f"{name}: {beats:.0f} beats long; at most {limits.max_beats} here")
         return merge_to_piano(score, name=name), name
 
-    def check_sampling(candidates: int) -> None:
-        if candidates > limits.max_candidates:
+    def sampling(body: SamplingIn) -> dict[str, Any]:
+        """The copilot's keyword arguments for candidates and sampling, within the limits."""
+        if body.candidates > limits.max_candidates:
             raise UserError(f"candidates: at most {limits.max_candidates} per request")
+        return body.model_dump(include=set(SamplingIn.model_fields))
+
+    def bar_count(score: Any) -> int:
+        return len(copilot.tok.structure.bar_starts(copilot.load(score)[1]))
 
     @app.post("/api/piece")
     async def piece(body: PieceIn) -> PieceView:
@@ -147,31 +153,21 @@ def create_app(copilot: Copilot, limits: ServeLimits) -> FastAPI:
 
         def work() -> PieceView:
             score, name = read_piece(body)
-            _, ids = copilot.load(score)
-            return piece_view(score, len(copilot.tok.structure.bar_starts(ids)), name)
+            return piece_view(score, bar_count(score), name)
 
         return await run_in_threadpool(work)
 
     @app.post("/api/complete")
     async def complete(body: CompleteIn) -> GenerationOut:
         """Continue the piece by `bars` bars, `candidates` alternatives ranked by likelihood."""
-        check_sampling(body.candidates)
+        kwargs = sampling(body)
         if body.bars > limits.max_bars:
             raise UserError(f"bars: at most {limits.max_bars} per request")
         score, name = await run_in_threadpool(read_piece, body)
 
         def work(progress: Any) -> GenerationOut:
             t0 = time.perf_counter()
-            r = copilot.complete(
-                score,
-                bars=body.bars,
-                candidates=body.candidates,
-                temperature=body.temperature,
-                top_p=body.top_p,
-                top_k=body.top_k,
-                seed=body.seed,
-                progress=progress,
-            )
+            r = copilot.complete(score, bars=body.bars, progress=progress, **kwargs)
             return generation_out(r, r.seam_bar + body.bars, name, time.perf_counter() - t0)
 
         return await gate.run(work)
@@ -179,7 +175,7 @@ def create_app(copilot: Copilot, limits: ServeLimits) -> FastAPI:
     @app.post("/api/infill")
     async def infill(body: InfillIn) -> GenerationOut:
         """Rewrite bars first_bar..last_bar so that they lead into the music after them."""
-        check_sampling(body.candidates)
+        kwargs = sampling(body)
         if body.last_bar < body.first_bar:
             raise UserError("last_bar: must not come before first_bar")
         if body.last_bar - body.first_bar + 1 > limits.max_gap_bars:
@@ -188,20 +184,8 @@ def create_app(copilot: Copilot, limits: ServeLimits) -> FastAPI:
 
         def work(progress: Any) -> GenerationOut:
             t0 = time.perf_counter()
-            r = copilot.infill(
-                score,
-                body.first_bar,
-                body.last_bar,
-                candidates=body.candidates,
-                temperature=body.temperature,
-                top_p=body.top_p,
-                top_k=body.top_k,
-                seed=body.seed,
-                progress=progress,
-            )
-            _, ids = copilot.load(score)
-            n_bars = len(copilot.tok.structure.bar_starts(ids))
-            return generation_out(r, n_bars, name, time.perf_counter() - t0)
+            r = copilot.infill(score, body.first_bar, body.last_bar, progress=progress, **kwargs)
+            return generation_out(r, bar_count(score), name, time.perf_counter() - t0)
 
         return await gate.run(work)
 
