@@ -103,7 +103,7 @@ def _wait(driver, condition, timeout=180):
     return WebDriverWait(driver, timeout, poll_frequency=0.2).until(lambda d: condition(d))
 
 
-def test_upload_continue_download_infill_accept(server, browser):
+def test_upload_continue_download_infill_accept(server, browser, tmp_path):
     from selenium.webdriver.common.actions.action_builder import ActionBuilder
     from selenium.webdriver.common.by import By
 
@@ -111,6 +111,14 @@ def test_upload_continue_download_infill_accept(server, browser):
     d.get(server)
     assert d.title == "Piano Muse"
     _wait(d, lambda d: "pianomuse-small" in d.find_element(By.ID, "model-info").text, 30)
+
+    # A file that is not MIDI: one clear line on the page, no piece shown.
+    bad = tmp_path / "notes.mid"
+    bad.write_text("these are my notes, not a MIDI file")
+    d.find_element(By.ID, "file").send_keys(str(bad))
+    _wait(d, lambda d: d.find_element(By.ID, "message").is_displayed(), 30)
+    assert d.find_element(By.ID, "message").text == "notes.mid: not a MIDI file (no MThd header)"
+    assert not d.find_element(By.ID, "piece").is_displayed()
 
     # Upload: the roll shows every note of the piece.
     d.find_element(By.ID, "file").send_keys(str(EXAMPLE))
@@ -175,5 +183,7 @@ def test_upload_continue_download_infill_accept(server, browser):
     d.find_element(By.CSS_SELECTOR, ".candidate button.accept").click()
     assert "fills bars 5–6" in d.find_element(By.ID, "message").text
     assert d.find_element(By.ID, "piece-info").text.startswith("16 bars")
+    # No script error; the one failed request is the bad upload's expected 400.
     logs = [e for e in d.get_log("browser") if e["level"] == "SEVERE"]
-    assert logs == [], logs
+    assert [e for e in logs if "/api/piece" not in e["message"]] == [], logs
+    assert len(logs) == 1 and "status of 400" in logs[0]["message"]

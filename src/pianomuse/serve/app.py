@@ -39,7 +39,8 @@ from pianomuse.serve.schemas import (
     StatusOut,
 )
 from pianomuse.serve.views import generation_out, piece_view
-from pianomuse.tokenizer import load_score, merge_to_piano, notes_in_beats
+from pianomuse.tokenizer import merge_to_piano, notes_in_beats
+from pianomuse.tokenizer.midi_io import parse_midi
 
 STATIC = Path(__file__).parent / "static"
 
@@ -124,7 +125,7 @@ def create_app(copilot: Copilot, limits: ServeLimits) -> FastAPI:
                 f"{name}: {len(data) / 1e6:.1f} MB is more than the "
                 f"{limits.max_upload_bytes / 1e6:.1f} MB this server accepts"
             )
-        score = load_score(data)
+        score = parse_midi(data, name=name)
         notes = notes_in_beats(score)
         if len(notes["pitch"]) == 0:
             raise UserError(f"{name}: the file has no piano notes")
