@@ -5,6 +5,17 @@
     uv run --extra baseline python benchmarks/baseline_gpt2.py compare --data-path PREPARED \\
         --gpt2 runs/gpt2 --rwkv runs/default
 
+The bundled model was trained in two stages; its runs' logs are in models/training/, so its
+baseline is two runs, the second continuing the first (`--init`):
+
+    B="uv run --extra baseline python benchmarks/baseline_gpt2.py"
+    $B train --data-path PREPARED --out runs/gpt2-1 --like models/training/stage1_metrics.jsonl
+    $B train --data-path PREPARED --out runs/gpt2-2 --like models/training/stage2_metrics.jsonl \\
+        --init runs/gpt2-1
+    $B compare --data-path PREPARED --gpt2 runs/gpt2-2 \\
+        --rwkv models/training/stage2_metrics.jsonl \\
+        --rwkv-model models/pianomuse-small-pop909.safetensors
+
 `train` reads the RWKV run's configuration (`--like`: its metrics.jsonl start record) and
 trains a Hugging Face GPT-2 with about the same number of parameters (position embeddings
 aside: the baseline gets 4160 positions so it can decode at a 4096-token context) on the same
@@ -69,7 +80,9 @@ class Wrapped(torch.nn.Module):
 
 
 def start_record(run: Path) -> dict:
-    return next(r for r in read_metrics(run / "metrics.jsonl") if r.get("event") == "start")
+    """The start record of a run: its folder's metrics.jsonl, or a metrics file itself."""
+    path = run if run.is_file() else run / "metrics.jsonl"
+    return next(r for r in read_metrics(path) if r.get("event") == "start")
 
 
 def train(args) -> None:
@@ -78,6 +91,8 @@ def train(args) -> None:
     shards = TokenShards(args.data_path, "train")
     torch.manual_seed(cfg["seed"])
     model = Wrapped(gpt2(shards.tokenizer.vocab_size, rec["params"], cfg["n_layer"]))
+    if args.init is not None:  # a second stage, like `pianomuse train --pretrained-model`
+        model.m.load_state_dict(torch.load(args.init / "gpt2.pt", weights_only=True))
     n_params = sum(p.numel() for n, p in model.named_parameters() if "wpe" not in n)
     stream = SampleStream(
         shards,
@@ -90,7 +105,7 @@ def train(args) -> None:
     opt = make_optimizer(
         model, cfg["lr"], cfg["weight_decay"], (cfg["beta1"], cfg["beta2"]), cfg["adam_eps"]
     )
-    total = rec["total_steps"]
+    total = args.max_steps or rec["total_steps"]
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: lr_factor(s, cfg["warmup_steps"], total, cfg["min_lr_ratio"])
     )
@@ -143,7 +158,7 @@ def compare(args) -> None:
     m = GPT2LMHeadModel(GPT2Config.from_json_file(str(args.gpt2 / "config.json")))
     m.load_state_dict(torch.load(args.gpt2 / "gpt2.pt", weights_only=True))
     g = Wrapped(m).eval()
-    r = load_model(args.rwkv / "best.safetensors").eval()
+    r = load_model(args.rwkv_model or args.rwkv / "best.safetensors").eval()
     cpu = torch.device("cpu")
     rows = {}
     for name, model, run in (("RWKV-7", r, args.rwkv), ("GPT-2", g, args.gpt2)):
@@ -191,11 +206,14 @@ def main() -> None:
     t = sub.add_parser("train")
     t.add_argument("--data-path", type=Path, required=True)
     t.add_argument("--out", type=Path, required=True)
-    t.add_argument("--like", type=Path, required=True)
+    t.add_argument("--like", type=Path, required=True, help="RWKV run folder or metrics.jsonl")
+    t.add_argument("--init", type=Path, default=None, help="GPT-2 run to continue from")
+    t.add_argument("--max-steps", type=int, default=None, help="fewer steps (smoke runs)")
     c = sub.add_parser("compare")
     c.add_argument("--data-path", type=Path, required=True)
     c.add_argument("--gpt2", type=Path, required=True)
-    c.add_argument("--rwkv", type=Path, required=True)
+    c.add_argument("--rwkv", type=Path, required=True, help="RWKV run folder or metrics.jsonl")
+    c.add_argument("--rwkv-model", type=Path, default=None, help="default: RUN/best.safetensors")
     c.add_argument("--eval-batches", type=int, default=8)
     args = ap.parse_args()
     train(args) if args.cmd == "train" else compare(args)
