@@ -81,8 +81,11 @@ class Wrapped(torch.nn.Module):
 
 def start_record(run: Path) -> dict:
     """The start record of a run: its folder's metrics.jsonl, or a metrics file itself."""
-    path = run if run.is_file() else run / "metrics.jsonl"
-    return next(r for r in read_metrics(path) if r.get("event") == "start")
+    return next(r for r in read_metrics(metrics_of(run)) if r.get("event") == "start")
+
+
+def metrics_of(run: Path) -> Path:
+    return run if run.is_file() else run / "metrics.jsonl"
 
 
 def train(args) -> None:
@@ -163,9 +166,7 @@ def compare(args) -> None:
     rows = {}
     for name, model, run in (("RWKV-7", r, args.rwkv), ("GPT-2", g, args.gpt2)):
         ev = evaluate(model, val, 8, args.eval_batches, cpu)
-        logs = [
-            x["tokens_per_s"] for x in read_metrics(run / "metrics.jsonl") if "tokens_per_s" in x
-        ]
+        logs = [x["tokens_per_s"] for x in read_metrics(metrics_of(run)) if "tokens_per_s" in x]
         params = start_record(run)["params"]
         rows[name] = [params, ev["bpt"], sorted(logs)[len(logs) // 2]]
 
