@@ -34,13 +34,14 @@ def main() -> None:
     ap.add_argument("--model", type=Path, default=None, help="a trained model instead")
     args = ap.parse_args()
     p = load_preset(args.preset)
-    tok = PianoTokenizer()
-    torch.manual_seed(0)
-    model = RWKV7(RWKV7Config(tok.vocab_size, p["n_layer"], p["n_embd"], p["head_size"]))
-    cp = Copilot(model, tok, max_context_tokens=1024)
     if args.model is not None:
         cp = Copilot(args.model, max_context_tokens=1024)
         p = {k: getattr(cp.model.config, k) for k in ("n_layer", "n_embd")}
+    else:
+        tok = PianoTokenizer()
+        torch.manual_seed(0)
+        model = RWKV7(RWKV7Config(tok.vocab_size, p["n_layer"], p["n_embd"], p["head_size"]))
+        cp = Copilot(model, tok, max_context_tokens=1024)
     print(
         f"preset {args.preset}: {p['n_layer']} layers x {p['n_embd']}, "
         f"threads {torch.get_num_threads()}, {args.candidates} candidates"

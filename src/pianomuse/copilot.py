@@ -69,6 +69,7 @@ class Completion:
     stats: DecodeStats
     model_info: dict[str, Any] = field(default_factory=dict)
     gap_end_tick: int | None = None  # infill: where the kept music resumes
+    piece_bars: int = 0  # bars of the piece as given, as the model counts them
     kind: str = "continuation"  # or "infill"
 
     def seconds_of_music(self) -> float:
@@ -289,7 +290,16 @@ class Copilot:
             c.rank = r
         context = {"first_bar": first + 1, "last_bar": n_bars, "tokens": len(window)}
         return Completion(
-            out, piece, seam_tick, n_bars, bars, context, sampling, stats, self.model_info
+            out,
+            piece,
+            seam_tick,
+            n_bars,
+            bars,
+            context,
+            sampling,
+            stats,
+            self.model_info,
+            piece_bars=n_bars,
         )
 
     def fim_context(
@@ -395,6 +405,7 @@ class Copilot:
             self.model_info,
             gap_end_tick=end_tick,
             kind="infill",
+            piece_bars=n_bars,
         )
 
 

@@ -86,8 +86,7 @@ def continue_tokens(
     out: list[list[int]] = [[] for _ in range(candidates)]
     logp: list[list[float]] = [[] for _ in range(candidates)]
     done = [False] * candidates
-    bars_seen = [0] * candidates
-    opened = [0] * candidates  # Bar tokens written, for progress
+    bars_seen = [0] * candidates  # Bar tokens sampled: stopping without a grammar, progress
     # Room to close every open bar (Bar + TimeSig each) once the budget is spent.
     budget = max_new_tokens - (2 * bars + 2 if grammar is not None and bars else 0)
     steps = 0
@@ -100,18 +99,17 @@ def continue_tokens(
         for i, (tk, p) in enumerate(zip(tok.tolist(), lp.tolist(), strict=True)):
             if done[i]:
                 continue
+            bars_seen[i] += tk == bar_id
             if grammar is not None:
                 done[i] = rows[i].done
-            elif tk == bar_id and bars is not None:
-                bars_seen[i] += 1
+            elif bars is not None:
                 done[i] = bars_seen[i] > bars
             if not done[i]:
-                opened[i] += tk == bar_id
                 out[i].append(tk)
                 logp[i].append(p)
                 done[i] = len(out[i]) >= max_new_tokens and bars is None
         if progress is not None:
-            progress(_share_done(out, opened, done, bars, max_new_tokens))
+            progress(_share_done(out, bars_seen, done, bars, max_new_tokens))
         if all(done) or t == max_new_tokens:
             break
         last, state = model.step(tok, state, inplace=True)  # the expanded state is ours
@@ -125,12 +123,12 @@ def continue_tokens(
 
 
 def _share_done(
-    out: list[list[int]], opened: list[int], done: list[bool], bars: int | None, limit: int
+    out: list[list[int]], bars_seen: list[int], done: list[bool], bars: int | None, limit: int
 ) -> float:
     """Mean over candidates of the share written (bars completed, or tokens); finished ones
     count whole."""
     shares = [
         1.0 if d else (min(max(b - 1, 0) / bars, 1.0) if bars else min(len(o) / limit, 1.0))
-        for o, b, d in zip(out, opened, done, strict=True)
+        for o, b, d in zip(out, bars_seen, done, strict=True)
     ]
     return sum(shares) / len(shares)

@@ -145,16 +145,14 @@ def create_app(copilot: Copilot, limits: ServeLimits) -> FastAPI:
             raise UserError(f"candidates: at most {limits.max_candidates} per request")
         return body.model_dump(include=set(SamplingIn.model_fields))
 
-    def bar_count(score: Any) -> int:
-        return len(copilot.tok.structure.bar_starts(copilot.load(score)[1]))
-
     @app.post("/api/piece")
     async def piece(body: PieceIn) -> PieceView:
         """Bars and notes of an uploaded MIDI file (no model involved)."""
 
         def work() -> PieceView:
             score, name = read_piece(body)
-            return piece_view(score, bar_count(score), name)
+            n_bars = len(copilot.tok.structure.bar_starts(copilot.load(score)[1]))
+            return piece_view(score, n_bars, name)
 
         return await run_in_threadpool(work)
 
@@ -169,7 +167,7 @@ def create_app(copilot: Copilot, limits: ServeLimits) -> FastAPI:
         def work(progress: Any) -> GenerationOut:
             t0 = time.perf_counter()
             r = copilot.complete(score, bars=body.bars, progress=progress, **kwargs)
-            return generation_out(r, r.seam_bar + body.bars, name, time.perf_counter() - t0)
+            return generation_out(r, name, time.perf_counter() - t0)
 
         return await gate.run(work)
 
@@ -186,7 +184,7 @@ def create_app(copilot: Copilot, limits: ServeLimits) -> FastAPI:
         def work(progress: Any) -> GenerationOut:
             t0 = time.perf_counter()
             r = copilot.infill(score, body.first_bar, body.last_bar, progress=progress, **kwargs)
-            return generation_out(r, bar_count(score), name, time.perf_counter() - t0)
+            return generation_out(r, name, time.perf_counter() - t0)
 
         return await gate.run(work)
 

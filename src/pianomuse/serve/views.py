@@ -10,13 +10,13 @@ import numpy as np
 from pianomuse.copilot import Completion
 from pianomuse.serve.schemas import CandidateOut, GenerationOut, PieceView
 from pianomuse.tokenizer import midi_bytes, notes_in_beats, seconds_at
-from pianomuse.tokenizer.compose import bar_tick
+from pianomuse.tokenizer.compose import bar_tick, bar_ticks_upto
 
 
 def piece_view(score: Any, n_bars: int, name: str) -> PieceView:
     """Bar lines (bars 1..n_bars and the end of the last) and notes of a piano part."""
     tpq = score.tpq
-    bar_beats = np.array([bar_tick(score, b) / tpq for b in range(n_bars + 1)])
+    bar_beats = bar_ticks_upto(score, n_bars + 1) / tpq
     n = notes_in_beats(score)
     onset_s = seconds_at(score, n["onset"])
     dur_s = seconds_at(score, n["onset"] + n["duration"]) - onset_s
@@ -32,9 +32,12 @@ def piece_view(score: Any, n_bars: int, name: str) -> PieceView:
     )
 
 
-def generation_out(result: Completion, n_bars_out: int, name: str, seconds: float) -> GenerationOut:
+def generation_out(result: Completion, name: str, seconds: float) -> GenerationOut:
     """Every candidate with its MIDI (base64), sidecar and a view of the whole new piece."""
     tpq = result.piece.tpq
+    # An infill keeps the piece's bars; a continuation adds its own after them.
+    added = (result.bars or 0) if result.kind == "continuation" else 0
+    n_bars_out = result.piece_bars + added
     end_tick = result.gap_end_tick or bar_tick(result.piece, result.seam_bar + (result.bars or 0))
     return GenerationOut(
         kind=result.kind,

@@ -14,13 +14,19 @@ from pianomuse.tokenizer.remi import PianoTokenizer, bar_ticks
 
 def bar_tick(score: Score, bar: int) -> int:
     """Tick where bar number `bar` (0-based) starts, extending the last metre past the end."""
+    return int(bar_ticks_upto(score, bar + 1)[bar])
+
+
+def bar_ticks_upto(score: Score, n: int) -> np.ndarray:
+    """Ticks where bars 0..n-1 start, extending the last metre past the end of the score."""
     bars = bar_ticks(score)
-    if bar < len(bars):
-        return int(bars[bar])
+    if n <= len(bars):
+        return bars[:n]
     sigs = sorted((ts.time, ts.numerator, ts.denominator) for ts in score.time_signatures)
     num, den = (sigs[-1][1], sigs[-1][2]) if sigs else (4, 4)
     length = num * score.tpq * 4 // den
-    return int(bars[-1] + (bar - len(bars) + 1) * length)
+    extra = bars[-1] + np.arange(1, n - len(bars) + 1, dtype=np.int64) * length
+    return np.concatenate([bars, extra])
 
 
 def in_force(score: Score, tick: int) -> tuple[float, tuple[int, int]]:

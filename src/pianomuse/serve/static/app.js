@@ -206,7 +206,6 @@ function movePlayhead(canvas, beat) {
   const { from, ppb } = canvas.geometry;
   const px = (beat - from) * ppb;
   head.style.left = `${px}px`;
-  head.hidden = beat === null;
   if (px > scroll.scrollLeft + scroll.clientWidth - 40 || px < scroll.scrollLeft) {
     scroll.scrollLeft = Math.max(px - 60, 0);
   }
