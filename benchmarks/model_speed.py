@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from pianomuse.model import RWKV7, RWKV7Config
+from pianomuse.model import RWKV7, RWKV7Config, save_official
 from pianomuse.model.wkv import wkv7_chunked, wkv7_reference
 
 VOCAB = 512  # about the size of the piano REMI vocabulary
@@ -97,7 +97,7 @@ def load_rwkv_package(model: RWKV7, folder: Path):
         warnings.simplefilter("ignore", FutureWarning)
         from rwkv.model import RWKV
 
-        model.save_official(folder / "bench.pth")
+        save_official(model, folder / "bench.pth")
         return RWKV(str(folder / "bench"), "cpu fp32")  # the package appends ".pth"
 
 

@@ -7,7 +7,15 @@ import torch
 import torch.nn.functional as F
 
 from model_fixtures import one_thread, random_model, rel_err, tiny_config
-from pianomuse.model import RWKV7, RWKV7Config, RWKVState, load_checkpoint, load_model, save_model
+from pianomuse.model import (
+    RWKV7,
+    RWKV7Config,
+    RWKVState,
+    load_checkpoint,
+    load_model,
+    save_model,
+    save_official,
+)
 
 TOL = 1e-4
 
@@ -267,7 +275,7 @@ def test_deep_embed_trains_saves_and_loads(tmp_path, idx):
     ckpt = load_checkpoint(tmp_path / "m.safetensors")
     assert ckpt.model.config == config
     assert ckpt.tokenizer_config == {"vocab": 40} and ckpt.tokenizer_hash == "abc123"
-    model.save_official(tmp_path / "m.pth")
+    save_official(model, tmp_path / "m.pth")
     official = load_model(tmp_path / "m.pth")
     assert official.config.deep_embed
     with torch.no_grad():

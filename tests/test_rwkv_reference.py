@@ -17,6 +17,7 @@ from pianomuse.model import (
     load_model,
     reinit_vocab,
     save_model,
+    save_official,
 )
 
 
@@ -56,7 +57,7 @@ def assert_parity(ours: torch.Tensor, theirs: torch.Tensor) -> None:
 
 
 def check_against_reference(model: RWKV7, rwkv_model_cls, tmp_path, tokens: list[int]):
-    model.save_official(tmp_path / "model.pth")
+    save_official(model, tmp_path / "model.pth")
     ref = load_reference(rwkv_model_cls, tmp_path / "model.pth")
     model.eval()
     idx = torch.tensor([tokens])
@@ -129,7 +130,7 @@ def test_layer0_value_residual_weights_are_optional(rwkv_model_cls, tmp_path):
 def test_load_infers_config_and_round_trips(tmp_path):
     config = tiny_config(n_layer=3, ffn_mult=3.5, decay_lora=16, gate_lora=48)
     model = random_model(config, seed=8).eval()
-    model.save_official(tmp_path / "m.pth")
+    save_official(model, tmp_path / "m.pth")
     loaded = load_checkpoint(tmp_path / "m.pth")
     assert loaded.source_format == "official" and loaded.model.config == config
     save_model(loaded.model, tmp_path / "m.safetensors")

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
+from pianomuse.atomic import write_bytes_atomic
 from pianomuse.data.samples import SampleStream
 from pianomuse.data.shards import TokenShards
 from pianomuse.errors import UserError
-from pianomuse.tokenizer import PianoTokenizer, write_bytes_atomic
+from pianomuse.tokenizer import PianoTokenizer
 
 Pair = tuple[np.ndarray, np.ndarray]
 

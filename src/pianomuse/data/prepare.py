@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pianomuse.atomic import write_bytes_atomic
 from pianomuse.data.files import beat_file_for, find_midi_files
 from pianomuse.errors import UserError
 from pianomuse.tokenizer import (
@@ -32,7 +33,6 @@ from pianomuse.tokenizer import (
     align_to_beats,
     load_score,
     read_beats,
-    write_bytes_atomic,
 )
 
 MANIFEST = "manifest.json"
@@ -198,8 +198,7 @@ def prepare(
         write_bytes_atomic(data.tobytes(), out / f"{split}.bin")
         write_bytes_atomic(offsets.tobytes(), out / f"{split}.idx")
         manifest["splits"][split] = {"songs": len(arrs), "tokens": int(offsets[-1])}
-    cfg = json.dumps({**tok.config(), "hash": tok.hash}, indent=1).encode()
-    write_bytes_atomic(cfg, out / "tokenizer.json")
+    tok.save(out)
     write_bytes_atomic(json.dumps(manifest, indent=1).encode(), out / MANIFEST)
     return manifest
 

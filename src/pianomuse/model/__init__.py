@@ -7,8 +7,9 @@ from .checkpoint import (
     load_model,
     reinit_vocab,
     save_model,
+    save_official,
 )
-from .config import RWKV7Config
+from .config import ModelMeta, RWKV7Config, TrainingSummary
 from .rwkv7 import RWKV7
 from .state import RWKVState
 
@@ -16,10 +17,13 @@ __all__ = [
     "RWKV7",
     "Checkpoint",
     "CheckpointError",
+    "ModelMeta",
     "RWKV7Config",
     "RWKVState",
     "load_checkpoint",
     "load_model",
     "reinit_vocab",
     "save_model",
+    "save_official",
+    "TrainingSummary",
 ]

@@ -2,7 +2,7 @@
 
 Two formats are read, recognised by their first bytes (not by the file name):
 
-* official RWKV-7 `.pth` state dicts (RWKV-LM, BlinkDL's releases, `RWKV7.save_official`),
+* official RWKV-7 `.pth` state dicts (RWKV-LM, BlinkDL's releases, `save_official`),
   read with `torch.load(weights_only=True)` so a pickle can never run code; the config is
   inferred from the tensor shapes;
 * this project's safetensors files, whose metadata holds the model config (JSON) and optionally
@@ -16,10 +16,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import pickle
 import re
-import tempfile
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -29,9 +27,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from pianomuse.atomic import atomic_write
 from pianomuse.errors import UserError
 
-from .config import RWKV7Config
+from .config import ModelMeta, RWKV7Config, TrainingSummary
 from .rwkv7 import RWKV7
 
 FORMAT_NAME = "pianomuse-rwkv7"
@@ -47,36 +46,25 @@ class CheckpointError(UserError, ValueError):
 
 @dataclass
 class Checkpoint:
-    """A loaded model plus what this project's format stores beside it."""
+    """A loaded model (carrying its `meta`) and the format it came from."""
 
     model: RWKV7
-    tokenizer_config: dict[str, Any] | None
-    tokenizer_hash: str | None
     source_format: str  # "official" or "pianomuse"
+
+    @property
+    def tokenizer_config(self) -> dict[str, Any] | None:
+        return self.model.meta.tokenizer_config
+
+    @property
+    def tokenizer_hash(self) -> str | None:
+        return self.model.meta.tokenizer_hash
+
+    @property
+    def training(self) -> TrainingSummary | None:
+        return self.model.meta.training
 
 
 # ---------------------------------------------------------------------- writing
-
-
-def _atomic_write(path: Path, write: Any) -> None:
-    """Write through a temporary file in the same folder, then rename: readers never see a
-    half-written checkpoint, even if the process dies mid-write."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide a shared model from other users
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_torch_save(obj: Any, path: Path) -> None:
-    """`torch.save` through a temporary file and `os.replace`."""
-    _atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def save_model(
@@ -84,10 +72,16 @@ def save_model(
     path: str | Path,
     tokenizer_config: Mapping[str, Any] | None = None,
     tokenizer_hash: str | None = None,
+    training: TrainingSummary | None = None,
 ) -> None:
-    """Save weights and config (and the tokenizer's config/hash) as one safetensors file."""
+    """Save weights and config, with the tokenizer's config and hash and the training
+    summary (each defaults to what `model.meta` holds), as one safetensors file."""
     from safetensors.torch import save_file
 
+    meta = model.meta
+    tokenizer_config = tokenizer_config if tokenizer_config is not None else meta.tokenizer_config
+    tokenizer_hash = tokenizer_hash or meta.tokenizer_hash
+    training = training or meta.training
     tensors = {
         name: t.detach().to("cpu").contiguous().clone() for name, t in model.state_dict().items()
     }
@@ -96,7 +90,18 @@ def save_model(
         metadata["tokenizer_config"] = json.dumps(dict(tokenizer_config), sort_keys=True)
     if tokenizer_hash is not None:
         metadata["tokenizer_hash"] = str(tokenizer_hash)
-    _atomic_write(Path(path), lambda tmp: save_file(tensors, tmp, metadata=metadata))
+    if training is not None:
+        metadata["training"] = json.dumps(dataclasses.asdict(training), sort_keys=True)
+    atomic_write(Path(path), lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+
+
+def save_official(model: RWKV7, path: str | Path) -> None:
+    """Write a `.pth` in the official RWKV-7 layout (loadable by BlinkDL's `rwkv` package).
+
+    Runtimes without DeepEmbed support ignore `ffn.enn.weight` and so give other logits for a
+    model trained with `deep_embed=True`."""
+    sd = model.official_state_dict()
+    atomic_write(Path(path), lambda tmp: torch.save(sd, tmp))
 
 
 # ---------------------------------------------------------------------- reading
@@ -203,7 +208,7 @@ def _load_official(path: Path, map_location: str | torch.device) -> Checkpoint:
     _check_tensors(sd)
     model = RWKV7(config_from_official(sd), init_weights=False)
     load_state_into(model, {k: t for k, t in sd.items() if k not in _UNUSED_LAYER0})
-    return Checkpoint(model.to(map_location), None, None, "official")
+    return Checkpoint(model.to(map_location), "official")
 
 
 def _load_safetensors(path: Path, map_location: str | torch.device) -> Checkpoint:
@@ -220,14 +225,18 @@ def _load_safetensors(path: Path, map_location: str | torch.device) -> Checkpoin
     try:
         config = RWKV7Config.from_dict(json.loads(metadata["model_config"]))
         tok_cfg = metadata.get("tokenizer_config")
-        tokenizer_config = None if tok_cfg is None else json.loads(tok_cfg)
+        training = metadata.get("training")
+        meta = ModelMeta(
+            tokenizer_config=None if tok_cfg is None else json.loads(tok_cfg),
+            tokenizer_hash=metadata.get("tokenizer_hash"),
+            training=None if training is None else TrainingSummary.from_dict(json.loads(training)),
+        )
     except (ValueError, TypeError) as err:
         raise CheckpointError(f"bad config metadata: {err}") from err
     model = RWKV7(config, init_weights=False)
     load_state_into(model, sd)
-    return Checkpoint(
-        model.to(map_location), tokenizer_config, metadata.get("tokenizer_hash"), "pianomuse"
-    )
+    model.meta = meta
+    return Checkpoint(model.to(map_location), "pianomuse")
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> Checkpoint:
@@ -248,7 +257,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
 
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> RWKV7:
-    """The model of `load_checkpoint`, with fp32 weights."""
+    """The model of `load_checkpoint`, with fp32 weights and its `meta` (tokenizer, training
+    summary), so `Copilot(load_model(path))` works like `Copilot(path)`."""
     return load_checkpoint(path, map_location).model
 
 

@@ -102,3 +102,35 @@ class RWKV7Config:
         block = att + ffn + 4 * c  # ln1, ln2
         layers = self.n_layer * block + (self.n_layer - 1) * value_residual
         return 2 * v * c + layers + 2 * c + 2 * c  # emb, head, ln0, ln_out
+
+
+@dataclass(frozen=True)
+class TrainingSummary:
+    """How a model was trained, stored in its file: the copilot reads its context length here."""
+
+    max_seq_len: int  # training window in tokens: the context the model knows how to use
+    steps: int  # optimizer steps taken
+    tokens_seen: float  # loss-carrying tokens consumed
+    data_fingerprint: str  # hash of the prepared data's inputs (manifest `inputs_fingerprint`)
+    tokenizer_hash: str  # the tokenizer the data was made with
+    objective: str = "lm"  # lm or completion
+    fim_rate: float = 0.0  # share of fill-in-the-middle windows
+
+    def __post_init__(self) -> None:
+        if self.max_seq_len < 1 or self.steps < 0 or self.tokens_seen < 0:
+            raise ValueError("TrainingSummary: max_seq_len >= 1, steps and tokens_seen >= 0")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainingSummary:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass
+class ModelMeta:
+    """What a model file says besides its weights; a loaded model carries it as `model.meta`,
+    so a model object alone is enough to rebuild its tokenizer."""
+
+    tokenizer_config: dict[str, Any] | None = None  # the tokenizer's full configuration
+    tokenizer_hash: str | None = None  # its hash
+    training: TrainingSummary | None = None  # None for official checkpoints

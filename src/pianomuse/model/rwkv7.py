@@ -16,15 +16,14 @@ D LoRA rank.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .config import RWKV7Config
-from .state import RWKVState
-from .wkv import wkv7
+from .config import ModelMeta, RWKV7Config
+from .state import LayerState, RWKVState
+from .wkv import wkv7, wkv7_step
 
 # log w = -exp(w_raw) with w_raw = -softplus(-z) - 0.5, i.e. log w = -e^{-0.5} * sigmoid(z): every
 # per-step decay lies in (e^{-e^{-0.5}}, 1) = (0.545, 1). The sigmoid form avoids exp(softplus).
@@ -123,14 +122,13 @@ class TimeMix(nn.Module):
 
     def forward(
         self, x: Tensor, shift: Tensor, state: Tensor | None, v_first: Tensor | None
-    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """Sequence path. x [B,T,C], shift [B,C] (input before x[:,0]), state [B,H,N,N] or None.
 
-        Returns (out [B,T,C], new shift [B,C], new state [B,H,N,N] fp32, v_first [B,T,C])."""
+        Returns (out [B,T,C], new state [B,H,N,N] fp32, v_first [B,T,C])."""
         bsz, seq, c = x.shape
         h, n = self.n_head, self.head_size
-        prev = torch.cat([shift.unsqueeze(1).to(x.dtype), x[:, :-1]], dim=1)  # [B,T,C]
-        r, log_w, k, v, a, b, g, v_first = self._mix(x, prev - x, v_first)
+        r, log_w, k, v, a, b, g, v_first = self._mix(x, _shifted(x, shift) - x, v_first)
 
         def heads(t: Tensor) -> Tensor:
             return t.view(bsz, seq, h, n)  # [B,T,C] -> [B,T,H,N]
@@ -140,7 +138,7 @@ class TimeMix(nn.Module):
             backend=self.config.wkv_backend, chunk_len=self.config.chunk_len,
         )  # fmt: skip
         out = self._out(y.reshape(bsz, seq, c), r, k, v, g)  # [B,T,H,N] -> [B,T,C]
-        return out, x[:, -1], state, v_first
+        return out, state, v_first
 
     def step(
         self, x: Tensor, shift: Tensor, state: Tensor, v_first: Tensor | None, inplace: bool
@@ -152,20 +150,14 @@ class TimeMix(nn.Module):
         bsz, c = x.shape
         h, n = self.n_head, self.head_size
         r, log_w, k, v, a, b, g, v_first = self._mix(x, shift.to(x.dtype) - x, v_first)
-        # One step of the scan: S' = S diag(w) + (S a) b^T + v k^T, y = S' r. Written so the
-        # (large at batch 8) state is read once by a single matmul and written once:
-        #   [S a | S (w*r)] = S [a | w*r];  y = S (w*r) + [S a | v] [b | k]^T r.
-        r4, k4, v4, a4, b4 = (t.float().view(bsz, h, n, 1) for t in (r, k, v, a, b))  # [B,H,N,1]
-        decay = torch.exp(log_w).view(bsz, h, n, 1)  # [B,C] -> [B,H,N,1]
-        sa_swr = state @ torch.cat([a4, decay * r4], dim=-1)  # [B,H,N,2]
-        left = torch.cat([sa_swr[..., :1], v4], dim=-1)  # [B,H,N,2] = [S a | v]
-        right = torch.cat([b4, k4], dim=-1).transpose(-1, -2)  # [B,H,2,N] = [b | k]^T
-        y = sa_swr[..., 1:] + left @ (right @ r4)  # [B,H,N,1]
-        scale = decay.transpose(-1, -2)  # [B,H,1,N]: scales the key columns
-        new_state = state.mul_(scale) if inplace else state * scale
-        # [B,H,N,N] -> [B*H,N,N] views: the in-place rank-2 update lands in new_state.
-        new_state.view(-1, n, n).baddbmm_(left.view(-1, n, 2), right.view(-1, 2, n))
-        out = self._out(y.view(bsz, c).to(r.dtype), r, k, v, g)  # [B,H,N,1] -> [B,C]
+
+        def heads(t: Tensor) -> Tensor:
+            return t.view(bsz, h, n)  # [B,C] -> [B,H,N]
+
+        y, new_state = wkv7_step(
+            heads(r), heads(log_w), heads(k), heads(v), heads(a), heads(b), state, inplace=inplace
+        )
+        out = self._out(y.view(bsz, c).to(r.dtype), r, k, v, g)  # [B,H,N] -> [B,C]
         return out, new_state, v_first
 
 
@@ -192,7 +184,11 @@ class ChannelMix(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-norm residual block: x + att(ln1 x), then x + ffn(ln2 x); ln0 on layer 0 input."""
+    """Pre-norm residual block: x + att(ln1 x), then x + ffn(ln2 x); ln0 on layer 0 input.
+
+    The residual wiring lives here once, in its two shapes: `forward` for a sequence (the
+    token shift reads the previous position, the first one reads the carried state) and
+    `step` for one token per sequence."""
 
     def __init__(self, config: RWKV7Config, layer_id: int) -> None:
         super().__init__()
@@ -205,6 +201,45 @@ class Block(nn.Module):
         self.att = TimeMix(config, layer_id)
         self.ffn = ChannelMix(config)
 
+    def forward(
+        self, x: Tensor, st: LayerState, v_first: Tensor | None, idx: Tensor
+    ) -> tuple[Tensor, LayerState, Tensor]:
+        """Sequence path: x [B,T,C], idx [B,T] -> (x [B,T,C], the layer's state after the
+        last token, v_first [B,T,C])."""
+        if self.layer_id == 0:
+            x = self.ln0(x)
+        xa = self.ln1(x)
+        dx, wkv, v_first = self.att(xa, st.att_shift, st.wkv, v_first)
+        x = x + dx
+        xf = self.ln2(x)
+        x = x + self.ffn(xf, _shifted(xf, st.ffn_shift) - xf, idx)
+        out = LayerState(xa[:, -1].to(st.att_shift.dtype), wkv, xf[:, -1].to(st.ffn_shift.dtype))
+        return x, out, v_first
+
+    def step(
+        self, x: Tensor, st: LayerState, v_first: Tensor | None, tok: Tensor, inplace: bool
+    ) -> tuple[Tensor, LayerState, Tensor]:
+        """One-token path: x [B,C], tok [B] -> (x [B,C], new layer state, v_first [B,C]).
+        With `inplace` the given state's tensors are overwritten and returned."""
+        if self.layer_id == 0:
+            x = _layer_norm(self.ln0, x)
+        xa = _layer_norm(self.ln1, x)
+        dx, wkv, v_first = self.att.step(xa, st.att_shift, st.wkv, v_first, inplace)
+        x = x + dx
+        xf = _layer_norm(self.ln2, x)
+        x = x + self.ffn(xf, st.ffn_shift.to(xf.dtype) - xf, tok)
+        if inplace:
+            st.att_shift.copy_(xa)
+            st.ffn_shift.copy_(xf)
+            return x, LayerState(st.att_shift, wkv, st.ffn_shift), v_first
+        out = LayerState(xa.to(st.att_shift.dtype), wkv, xf.to(st.ffn_shift.dtype))
+        return x, out, v_first
+
+
+def _shifted(x: Tensor, last: Tensor) -> Tensor:
+    """x [B,T,C] moved one step later, with `last` [B,C] (the input before x[:, 0]) first."""
+    return torch.cat([last.unsqueeze(1).to(x.dtype), x[:, :-1]], dim=1)
+
 
 class RWKV7(nn.Module):
     """RWKV-7 language model over token ids."""
@@ -216,6 +251,7 @@ class RWKV7(nn.Module):
         self.blocks = nn.ModuleList(Block(config, i) for i in range(config.n_layer))
         self.ln_out = nn.LayerNorm(config.n_embd)
         self.head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.meta = ModelMeta()  # tokenizer and training summary, filled by checkpoints
         if init_weights:
             init_official_(self)
 
@@ -242,53 +278,31 @@ class RWKV7(nn.Module):
         if tok.dim() != 1 or state.batch_size != tok.shape[0]:
             raise ValueError(f"step needs tok [B] matching the state batch {state.batch_size}")
         x = F.embedding(tok, self.emb.weight)  # [B,C]
-        new = state if inplace else RWKVState([], [], [])
+        layers = []
         v_first = None
         for i, block in enumerate(self.blocks):
-            if i == 0:
-                x = _layer_norm(block.ln0, x)
-            xa = _layer_norm(block.ln1, x)
-            att_shift, ffn_shift = state.att_shift[i], state.ffn_shift[i]
-            dx, s, v_first = block.att.step(xa, att_shift, state.wkv[i], v_first, inplace)
-            x = x + dx
-            xf = _layer_norm(block.ln2, x)
-            x = x + block.ffn(xf, ffn_shift.to(xf.dtype) - xf, tok)
-            if inplace:
-                att_shift.copy_(xa)
-                ffn_shift.copy_(xf)
-            else:
-                new.att_shift.append(xa.to(att_shift.dtype))
-                new.wkv.append(s)
-                new.ffn_shift.append(xf.to(ffn_shift.dtype))
+            x, st, v_first = block.step(x, state.layer(i), v_first, tok, inplace)
+            layers.append(st)
         logits = F.linear(_layer_norm(self.ln_out, x), self.head.weight)
-        return logits, new
+        return logits, state if inplace else RWKVState.from_layers(layers)
 
     def _sequence(self, idx: Tensor, state: RWKVState | None) -> tuple[Tensor, RWKVState]:
         bsz, seq = idx.shape
         if seq == 0:
             raise ValueError("idx must hold at least one token")
-        if state is None:
-            state = RWKVState.zeros(self.config, bsz, device=idx.device)
-            wkv_in: list[Tensor | None] = [None] * self.config.n_layer
-        else:
-            wkv_in = list(state.wkv)
+        fresh = state is None
+        state = state or RWKVState.zeros(self.config, bsz, device=idx.device)
         x = self.emb(idx)  # [B,T,C]
-        att_shift, wkv_state, ffn_shift = [], [], []
+        layers = []
         v_first = None
         for i, block in enumerate(self.blocks):
-            if i == 0:
-                x = block.ln0(x)
-            xa = block.ln1(x)
-            dx, last, s, v_first = block.att(xa, state.att_shift[i], wkv_in[i], v_first)
-            x = x + dx
-            xf = block.ln2(x)
-            prev = torch.cat([state.ffn_shift[i].unsqueeze(1).to(xf.dtype), xf[:, :-1]], dim=1)
-            x = x + block.ffn(xf, prev - xf, idx)
-            att_shift.append(last.to(state.att_shift[i].dtype))
-            wkv_state.append(s)
-            ffn_shift.append(xf[:, -1].to(state.ffn_shift[i].dtype))
+            st = state.layer(i)
+            if fresh:  # no WKV state yet: the backends start from zeros without reading one
+                st = LayerState(st.att_shift, None, st.ffn_shift)
+            x, st, v_first = block(x, st, v_first, idx)
+            layers.append(st)
         logits = self.head(self.ln_out(x))
-        return logits, RWKVState(att_shift, wkv_state, ffn_shift)
+        return logits, RWKVState.from_layers(layers)
 
     # ------------------------------------------------------------------ export
 
@@ -298,15 +312,6 @@ class RWKV7(nn.Module):
             name: t.detach().to("cpu", torch.float32).contiguous()
             for name, t in self.state_dict().items()
         }
-
-    def save_official(self, path: str | Path) -> None:
-        """Write a `.pth` in the official RWKV-7 layout (loadable by BlinkDL's `rwkv` package).
-
-        Runtimes without DeepEmbed support ignore `ffn.enn.weight` and so give other logits for a
-        model trained with `deep_embed=True`."""
-        from .checkpoint import atomic_torch_save
-
-        atomic_torch_save(self.official_state_dict(), Path(path))
 
 
 def _layer_norm(ln: nn.LayerNorm, x: Tensor) -> Tensor:

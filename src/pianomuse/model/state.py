@@ -16,6 +16,15 @@ _FIELDS = ("att_shift", "wkv", "ffn_shift")
 
 
 @dataclass
+class LayerState:
+    """One layer's share of the state (views of the `RWKVState` lists' tensors)."""
+
+    att_shift: Tensor  # [B,C] last time-mix input (after ln1)
+    wkv: Tensor | None  # [B,H,N,N] fp32; None before any token (the scan starts from zeros)
+    ffn_shift: Tensor  # [B,C] last channel-mix input (after ln2)
+
+
+@dataclass
 class RWKVState:
     """Per-layer state as three lists with one tensor per layer.
 
@@ -44,6 +53,15 @@ class RWKVState:
             wkv=[torch.zeros(batch, h, n, n, device=device) for _ in layers],
             ffn_shift=[torch.zeros(batch, c, device=device, dtype=dtype) for _ in layers],
         )
+
+    @classmethod
+    def from_layers(cls, layers: list[LayerState]) -> RWKVState:
+        """The state of a model from its layers' states, in layer order."""
+        return cls(*([getattr(st, name) for st in layers] for name in _FIELDS))
+
+    def layer(self, i: int) -> LayerState:
+        """Layer i's state (the same tensors, not copies)."""
+        return LayerState(self.att_shift[i], self.wkv[i], self.ffn_shift[i])
 
     @property
     def batch_size(self) -> int:

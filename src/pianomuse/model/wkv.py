@@ -7,6 +7,8 @@ Per head, with state S (N x N, rows = value dim, cols = key dim, BlinkDL's layou
 * `wkv7_reference`: the plain step-by-step scan, the slow twin the others are tested against.
 * `wkv7_chunked`: chunk-parallel pure PyTorch (WY/UT form), differentiated by autograd.
 * `wkv7_fla`: flash-linear-attention's Triton kernel, imported lazily, CUDA only.
+* `wkv7_step`: one token per sequence, the decoding path (its twin is the reference scan with
+  T = 1).
 
 All take inputs laid out [B, T, H, N] and `w` as the LOG-decay (log w_t, in (-0.61, 0) for
 RWKV-7). The state is [B, H, N, N] and always kept in fp32 (fp64 if the inputs are fp64);
@@ -167,6 +169,38 @@ def wkv7_chunked(
         y = y.permute(1, 0, 3, 2, 4).reshape(bsz, n_chunk * length, n_head, head)[:, :seq]
         s = s.view(bsz, n_head, head, head)
     return y.to(in_dtype), s
+
+
+def wkv7_step(
+    r: Tensor,
+    w: Tensor,
+    k: Tensor,
+    v: Tensor,
+    a: Tensor,
+    b: Tensor,
+    state: Tensor,
+    inplace: bool = False,
+) -> tuple[Tensor, Tensor]:
+    """One step of the scan for one token per sequence. Inputs [B, H, N] (`w` = log-decay),
+    state [B, H, N, N] fp32, overwritten when `inplace` (at batch 8 a new state costs ~0.5 MB
+    per layer per token). Returns (y [B, H, N] in r's dtype, new state).
+
+    S' = S diag(w) + (S a) b^T + v k^T and y = S' r, arranged so that the state is read by
+    one matmul and written once:  [S a | S (w*r)] = S [a | w*r];  y = S (w*r) + [S a | v]
+    [b | k]^T r;  S' = S diag(w) + [S a | v] [b | k]^T."""
+    bsz, n_head, head = r.shape
+    with _no_autocast(r.device):
+        r4, k4, v4, a4, b4 = (t.float().unsqueeze(-1) for t in (r, k, v, a, b))  # [B,H,N,1]
+        decay = torch.exp(w.float()).unsqueeze(-1)  # [B,H,N,1]
+        sa_swr = state @ torch.cat([a4, decay * r4], dim=-1)  # [B,H,N,2]
+        left = torch.cat([sa_swr[..., :1], v4], dim=-1)  # [B,H,N,2] = [S a | v]
+        right = torch.cat([b4, k4], dim=-1).transpose(-1, -2)  # [B,H,2,N] = [b | k]^T
+        y = sa_swr[..., 1:] + left @ (right @ r4)  # [B,H,N,1]
+        scale = decay.transpose(-1, -2)  # [B,H,1,N]: scales the key columns
+        new = state.mul_(scale) if inplace else state * scale
+        # [B,H,N,N] -> [B*H,N,N] views: the rank-2 update lands in `new` in place.
+        new.view(-1, head, head).baddbmm_(left.view(-1, head, 2), right.view(-1, 2, head))
+    return y.squeeze(-1).to(r.dtype), new
 
 
 def fla_available() -> bool:

@@ -13,7 +13,6 @@ from pianomuse.tokenizer.midi_io import (
     midi_bytes,
     notes_in_beats,
     seconds_at,
-    write_bytes_atomic,
     write_midi_atomic,
 )
 from pianomuse.tokenizer.remi import TOKENIZER_FILE, PianoTokenizer, TokenizerSettings
@@ -40,6 +39,5 @@ __all__ = [
     "read_beats",
     "round_trip",
     "seconds_at",
-    "write_bytes_atomic",
     "write_midi_atomic",
 ]

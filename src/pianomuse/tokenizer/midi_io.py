@@ -7,7 +7,6 @@ becomes a `MidiInputError` with one readable line, so the CLI can print it and e
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Union
 
@@ -15,6 +14,7 @@ import numpy as np
 from symusic import Note, Score, Track
 from symusic.core import ScoreTick
 
+from pianomuse.atomic import write_bytes_atomic
 from pianomuse.errors import UserError
 
 # A solo-piano MIDI file is rarely above a few hundred kB; 16 MB is far beyond any real piece
@@ -115,20 +115,6 @@ def write_midi_atomic(score: Score, path: str | os.PathLike) -> None:
     write_bytes_atomic(score.dumps_midi(), path)
 
 
-def write_bytes_atomic(data: bytes, path: str | os.PathLike) -> None:
-    """Write bytes to `path` atomically (temporary file in the same folder, then rename)."""
-    p = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would hide outputs from others
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def notes_in_beats(score: Score) -> dict[str, np.ndarray]:
     """All notes of a score as arrays, times in quarter-note beats, sorted by onset then pitch.
 
@@ -173,9 +159,3 @@ def seconds_at(score: Score, beats: np.ndarray) -> np.ndarray:
 def midi_bytes(score: Score) -> bytes:
     """A score as standard MIDI file bytes."""
     return bytes(score.dumps_midi())
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

@@ -30,6 +30,7 @@ import miditok
 import numpy as np
 from symusic import Score, Tempo
 
+from pianomuse.atomic import write_bytes_atomic
 from pianomuse.errors import UserError
 from pianomuse.tokenizer.midi_io import MidiInputError, MidiSource, load_score, merge_to_piano
 from pianomuse.tokenizer.structure import Structure
@@ -135,7 +136,8 @@ class PianoTokenizer:
     def save(self, directory: str | os.PathLike) -> Path:
         """Write `tokenizer.json` (config + hash) into `directory`; returns its path."""
         path = Path(directory) / TOKENIZER_FILE
-        path.write_text(json.dumps({**self.config(), "hash": self.hash}, indent=1))
+        text = json.dumps({**self.config(), "hash": self.hash}, indent=1)
+        write_bytes_atomic(text.encode(), path)
         return path
 
     @classmethod

@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from pianomuse.atomic import atomic_write
+
 
 class Monitor:
     """Appends metrics to `metrics.jsonl` and redraws `loss.png`; a no-op off the main rank."""
@@ -80,7 +82,7 @@ def plot_losses(metrics: Path, png: Path) -> None:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    tmp = png.with_suffix(".tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(png)
+    try:
+        atomic_write(png, lambda tmp: fig.savefig(tmp, format="png"))
+    finally:
+        plt.close(fig)

@@ -7,14 +7,14 @@ goes a `.safetensors` model file that `pianomuse.load_model` and the copilot rea
 
 from __future__ import annotations
 
-import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from pianomuse.atomic import atomic_write
 
 
 def rng_state() -> dict[str, Any]:
@@ -48,16 +48,9 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_atomic(obj: dict[str, Any], path: Path) -> None:
-    """torch.save into a temporary file in the same folder, then rename over `path`: a run
-    killed mid-write leaves the previous checkpoint intact."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """torch.save through `atomic_write`: a run killed mid-write keeps the previous
+    checkpoint intact."""
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def load_training_state(path: Path) -> dict[str, Any]:
