@@ -93,7 +93,9 @@ def train(args) -> None:
     cfg = rec["train_config"]
     shards = TokenShards(args.data_path, "train")
     torch.manual_seed(cfg["seed"])
-    model = Wrapped(gpt2(shards.tokenizer.vocab_size, rec["params"], cfg["n_layer"]))
+    model = Wrapped(
+        gpt2(shards.tokenizer.vocab_size, rec["params"], cfg.get("model", cfg)["n_layer"])
+    )
     if args.init is not None:  # a second stage, like `pianomuse train --pretrained-model`
         model.m.load_state_dict(torch.load(args.init / "gpt2.pt", weights_only=True))
     n_params = sum(p.numel() for n, p in model.named_parameters() if "wpe" not in n)

@@ -9,7 +9,13 @@ import numpy as np
 from typer.testing import CliRunner
 
 from pianomuse.cli import app
-from pianomuse.music_stats import distance, groove_hist, pitch_class_hist, polyphony, stats
+from pianomuse.evaluation.music_stats import (
+    distance,
+    groove_hist,
+    pitch_class_hist,
+    polyphony,
+    stats,
+)
 
 
 def test_music_statistics_on_hand_made_notes():

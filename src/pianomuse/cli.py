@@ -235,7 +235,7 @@ def eval_(
     Works on a prepared split or a MIDI folder. Continuations of each song's opening are
     compared with the true continuation and with their context.
     """
-    from pianomuse.train.report import evaluate_model
+    from pianomuse.evaluation.report import evaluate_model
 
     report = evaluate_model(
         model,

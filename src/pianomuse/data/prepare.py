@@ -212,3 +212,20 @@ def read_manifest(folder: str | os.PathLike) -> dict | None:
         return json.loads(p.read_text())
     except (OSError, json.JSONDecodeError):
         return None
+
+
+def resolve_data(
+    data_path: str | os.PathLike, cache: Path, *, val_fraction: float = 0.1, build: bool = True
+) -> Path:
+    """The one way to read "a prepared folder or a MIDI folder": a prepared folder is used as
+    it is; a MIDI folder (or file) is prepared into `cache` (once: a second call over the same
+    inputs does no work). With `build=False` the path of the cache is returned without
+    preparing (other processes of a distributed run, once the main one has prepared it)."""
+    p = Path(data_path)
+    if read_manifest(p) is not None:
+        return p
+    if not p.exists():
+        raise UserError(f"{p}: no such file or folder")
+    if build:
+        prepare(p, cache, val_fraction=val_fraction)
+    return cache

@@ -6,7 +6,7 @@ metadata), so it holds every size needed to rebuild the module without guessing.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 WKV_BACKENDS = ("auto", "chunked", "reference", "fla")
@@ -22,7 +22,7 @@ def _official_lora_rank(n_embd: int, factor: float, exponent: float) -> int:
 class RWKV7Config:
     """Sizes and switches of an RWKV-7 model; LoRA ranks left as None get the official formula."""
 
-    vocab_size: int  # number of token ids (rows of emb.weight and head.weight)
+    vocab_size: int | None  # token ids (rows of emb.weight); None until a tokenizer sets it
     n_layer: int  # number of blocks
     n_embd: int  # model width C
     head_size: int = 64  # N, channels per head; H = n_embd // head_size
@@ -38,6 +38,8 @@ class RWKV7Config:
     def __post_init__(self) -> None:
         for name in ("vocab_size", "n_layer", "n_embd", "head_size", "chunk_len"):
             value = getattr(self, name)
+            if name == "vocab_size" and value is None:
+                continue
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"RWKV7Config.{name} must be a positive integer, got {value!r}")
         if self.n_embd % self.head_size != 0:
@@ -49,7 +51,8 @@ class RWKV7Config:
             # factored exponentials of the chunked WKV leave the comfortable fp32 range.
             raise ValueError(f"chunk_len must be in 1..64, got {self.chunk_len}")
         if self.wkv_backend not in WKV_BACKENDS:
-            raise ValueError(f"wkv_backend must be one of {WKV_BACKENDS}, got {self.wkv_backend!r}")
+            choices = ", ".join(WKV_BACKENDS)
+            raise ValueError(f"wkv_backend must be one of {choices}, not {self.wkv_backend!r}")
         if not (isinstance(self.ffn_mult, (int, float)) and self.ffn_mult > 0):
             raise ValueError(f"ffn_mult must be positive, got {self.ffn_mult!r}")
         self.ffn_mult = float(self.ffn_mult)
@@ -92,8 +95,14 @@ class RWKV7Config:
             raise ValueError(f"unknown RWKV7Config keys: {sorted(unknown)}")
         return cls(**data)
 
+    def with_vocab(self, vocab_size: int) -> RWKV7Config:
+        """The same model for a vocabulary of `vocab_size` tokens."""
+        return replace(self, vocab_size=vocab_size)
+
     def n_params(self) -> int:
         """Number of parameters of the model this config describes."""
+        if self.vocab_size is None:
+            raise ValueError("n_params needs the vocabulary size")
         c, v, h, n = self.n_embd, self.vocab_size, self.n_head, self.head_size
         lora = (self.decay_lora + self.aaa_lora + self.gate_lora) * 2 * c
         value_residual = c + self.mv_lora * 2 * c  # v0, v1, v2: every layer but the first

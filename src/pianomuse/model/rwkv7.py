@@ -246,6 +246,8 @@ class RWKV7(nn.Module):
 
     def __init__(self, config: RWKV7Config, init_weights: bool = True) -> None:
         super().__init__()
+        if config.vocab_size is None:
+            raise ValueError("RWKV7 needs config.vocab_size (use config.with_vocab(n))")
         self.config = config
         self.emb = nn.Embedding(config.vocab_size, config.n_embd)
         self.blocks = nn.ModuleList(Block(config, i) for i in range(config.n_layer))

@@ -1,9 +1,16 @@
-"""Training configuration: dataclass defaults < a named preset (YAML) < command-line values."""
+"""Training configuration: dataclass defaults < a named preset (YAML) < command-line values.
+
+The training config holds the model's config (`TrainConfig.model`, an `RWKV7Config` whose
+vocabulary is set by the data's tokenizer); presets and the command line name the model's
+fields flat (`n_layer: 6`, `--n-layer 6`) or, in a preset, under `model:`. Everything is
+validated here, before any data is read.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, fields
+import re
+from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -11,8 +18,11 @@ from typing import Any
 import yaml
 
 from pianomuse.errors import UserError
+from pianomuse.model.config import RWKV7Config
+from pianomuse.model.wkv import fla_available
 
 PRECISIONS = ("fp32", "bf16")
+DEFAULT_MODEL = {"n_layer": 2, "n_embd": 64, "head_size": 32}  # the tiny preset's shape
 OBJECTIVES = ("lm", "completion")
 
 
@@ -24,13 +34,9 @@ class TrainConfig:
     output_dir: str  # checkpoints, metrics.jsonl, loss.png
     preset: str | None = None  # name of a preset (tiny, small, base) the run started from
     pretrained_model: str | None = None  # RWKV-7 checkpoint to start from (.pth or .safetensors)
-    # model (ignored when starting from a pretrained model, whose shape wins)
-    n_layer: int = 2  # blocks
-    n_embd: int = 64  # width C
-    head_size: int = 32  # N, channels per head
-    chunk_len: int = 32  # WKV chunk length L (32 measured fastest on CPU)
-    wkv_backend: str = "auto"  # auto | chunked | reference | fla
-    deep_embed: bool = False  # DeepEmbed per-token channel-mix scale
+    # the model to train (its shape is ignored with a pretrained model, whose shape wins;
+    # chunk_len and wkv_backend apply to it too)
+    model: RWKV7Config = field(default_factory=lambda: _model_config(DEFAULT_MODEL))
     # data
     max_seq_len: int = 256  # tokens per training window (model input length T)
     objective: str = "lm"  # lm: loss on every token; completion: loss on the completion only
@@ -62,8 +68,10 @@ class TrainConfig:
     tensorboard: bool = False  # also log to TensorBoard (extra `tensorboard`)
 
     def __post_init__(self) -> None:
-        positive = ("n_layer", "n_embd", "head_size", "chunk_len", "max_seq_len", "batch_size")
-        for name in (*positive, "grad_accum", "eval_every", "save_every", "log_every"):
+        if isinstance(self.model, dict):  # read back from a checkpoint or metrics file
+            self.model = _model_config(self.model)
+        positive = ("max_seq_len", "batch_size", "grad_accum", "eval_every", "save_every")
+        for name in (*positive, "log_every"):
             if getattr(self, name) <= 0:
                 raise UserError(f"--{name.replace('_', '-')} must be positive")
         if self.precision not in PRECISIONS:
@@ -80,6 +88,14 @@ class TrainConfig:
             raise UserError("--fim-rate must be in [0, 1]")
         if self.max_transpose < 0 or self.max_bad_steps <= 0:
             raise UserError("--max-transpose must be >= 0 and --max-bad-steps positive")
+        if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
+            raise UserError(f"--device must be auto, cpu or cuda[:N], not {self.device!r}")
+        if self.model.wkv_backend == "fla" and not (
+            self.device.startswith("cuda") and fla_available()
+        ):
+            raise UserError("--wkv-backend fla needs --device cuda and flash-linear-attention")
+        if self.pretrained_model is not None and not Path(self.pretrained_model).is_file():
+            raise UserError(f"--pretrained-model {self.pretrained_model}: no such file")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -106,20 +122,39 @@ def load_preset(name: str) -> dict[str, Any]:
             )
         text = res.read_text()
     values = yaml.safe_load(text) or {}
-    known = {f.name for f in fields(TrainConfig)}
+    known = {f.name for f in fields(TrainConfig)} | set(MODEL_FIELDS)
     unknown = set(values) - known
     if unknown:
         raise UserError(f"preset {name!r} has unknown fields: {', '.join(sorted(unknown))}")
     return values
 
 
+MODEL_FIELDS = tuple(f.name for f in fields(RWKV7Config) if f.name != "vocab_size")
+
+
+def _model_config(values: dict[str, Any]) -> RWKV7Config:
+    """An `RWKV7Config` without its vocabulary, from model fields; one-line errors."""
+    unknown = set(values) - set(MODEL_FIELDS) - {"vocab_size"}
+    if unknown:
+        raise UserError(f"unknown model fields: {', '.join(sorted(unknown))}")
+    try:
+        return RWKV7Config(**{"vocab_size": None, **values})
+    except (TypeError, ValueError) as e:
+        # "RWKV7Config.n_layer must ..." -> "--n-layer must ...": name the option the user set.
+        msg = re.sub(r"^(?:RWKV7Config\.)?(\w+)", lambda m: "--" + m[1].replace("_", "-"), str(e))
+        raise UserError(msg) from None
+
+
 def make_config(overrides: dict[str, Any]) -> TrainConfig:
-    """Defaults, then the preset named in `overrides`, then every non-None override."""
+    """Defaults, then the preset named in `overrides`, then every non-None override; the
+    model's fields go into `TrainConfig.model`."""
     values: dict[str, Any] = {}
     if overrides.get("preset"):
         values.update(load_preset(overrides["preset"]))
     values.update({k: v for k, v in overrides.items() if v is not None})
+    model = {**DEFAULT_MODEL, **values.pop("model", {})}
+    model.update({k: values.pop(k) for k in MODEL_FIELDS if k in values})
     try:
-        return TrainConfig(**values)
+        return TrainConfig(model=_model_config(model), **values)
     except TypeError as e:
         raise UserError(str(e)) from None

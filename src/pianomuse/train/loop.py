@@ -20,11 +20,11 @@ from typing import Any
 import torch
 
 from pianomuse import distributed
-from pianomuse.data.prepare import prepare, read_manifest
+from pianomuse.data.prepare import resolve_data
 from pianomuse.data.samples import SampleStream, collate
 from pianomuse.data.shards import TokenShards
 from pianomuse.errors import UserError
-from pianomuse.model import RWKV7, RWKV7Config
+from pianomuse.model import RWKV7, TrainingSummary
 from pianomuse.model.checkpoint import load_checkpoint, reinit_vocab, save_model
 from pianomuse.train.config import TrainConfig
 from pianomuse.train.evaluate import autocast, evaluate, masked_loss_sum
@@ -37,20 +37,6 @@ class TrainingStopped(UserError):
     """The run cannot go on (e.g. too many non-finite steps); the last good checkpoint stays."""
 
 
-def resolve_data(data_path: str, output_dir: Path, d: distributed.Dist) -> Path:
-    """A prepared folder as it is, or a MIDI folder prepared (once, cached) into the run."""
-    p = Path(data_path)
-    if read_manifest(p) is not None:
-        return p
-    if not p.exists():
-        raise UserError(f"{p}: no such file or folder")
-    cache = output_dir / "data"
-    if d.is_main:
-        prepare(p, cache)
-    distributed.barrier(d)
-    return cache
-
-
 def build_model(cfg: TrainConfig, vocab_size: int) -> RWKV7:
     """A fresh model with the official init, or a pretrained one with its vocabulary fitted."""
     torch.manual_seed(cfg.seed)
@@ -59,17 +45,7 @@ def build_model(cfg: TrainConfig, vocab_size: int) -> RWKV7:
         if model.config.vocab_size != vocab_size:
             reinit_vocab(model, vocab_size)
         return model
-    return RWKV7(
-        RWKV7Config(
-            vocab_size=vocab_size,
-            n_layer=cfg.n_layer,
-            n_embd=cfg.n_embd,
-            head_size=cfg.head_size,
-            chunk_len=cfg.chunk_len,
-            wkv_backend=cfg.wkv_backend,
-            deep_embed=cfg.deep_embed,
-        )
-    )
+    return RWKV7(cfg.model.with_vocab(vocab_size))
 
 
 class Trainer:
@@ -83,7 +59,8 @@ class Trainer:
         if self.d.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
         distributed.barrier(self.d)
-        data = resolve_data(cfg.data_path, self.out, self.d)
+        data = resolve_data(cfg.data_path, self.out / "data", build=self.d.is_main)
+        distributed.barrier(self.d)
         train_shards = TokenShards(data, "train")
         if len(train_shards) == 0:
             raise UserError(f"{data}: no training songs")
@@ -142,11 +119,25 @@ class Trainer:
             "tokenizer_hash": self.tok.hash,
         }
 
+    def summary(self) -> TrainingSummary:
+        """What the model file records of this run (the copilot reads its window length)."""
+        cfg = self.cfg
+        return TrainingSummary(
+            max_seq_len=cfg.max_seq_len,
+            steps=self.step,
+            tokens_seen=self.tokens_seen,
+            data_fingerprint=str(self.stream.shards.manifest.get("inputs_fingerprint", "")),
+            tokenizer_hash=self.tok.hash,
+            objective=cfg.objective,
+            fim_rate=cfg.fim_rate,
+        )
+
     def save(self, name: str) -> None:
         if not self.d.is_main:
             return
         save_atomic(self.state(), self.out / f"{name}.pt")
-        save_model(self.model, self.out / f"{name}.safetensors", self.tok.config(), self.tok.hash)
+        path = self.out / f"{name}.safetensors"
+        save_model(self.model, path, self.tok.config(), self.tok.hash, self.summary())
 
     def resume(self) -> None:
         path = self.out / "last.pt"

@@ -20,12 +20,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from pianomuse.data.prepare import prepare, read_manifest
+from pianomuse.data.prepare import resolve_data
 from pianomuse.data.samples import SampleStream
 from pianomuse.data.shards import TokenShards
 from pianomuse.errors import UserError
+from pianomuse.evaluation.music_stats import distance, stats
 from pianomuse.model.checkpoint import load_checkpoint
-from pianomuse.music_stats import distance, stats
 from pianomuse.tokenizer import Kind, notes_in_beats
 from pianomuse.train.evaluate import evaluate
 
@@ -46,9 +46,9 @@ def evaluate_model(
     """The report of `pianomuse eval` (see the module docstring)."""
     ckpt = load_checkpoint(model_path)
     with tempfile.TemporaryDirectory() as tmp:
-        if read_manifest(data_path) is None:
-            prepare(data_path, tmp, val_fraction=0.0)
-            data_path, split = Path(tmp), "train"
+        prepared = resolve_data(data_path, Path(tmp), val_fraction=0.0)
+        if prepared != Path(data_path):  # a MIDI folder: all of it is one split
+            data_path, split = prepared, "train"
         shards = TokenShards(data_path, split)
         if ckpt.tokenizer_hash is not None:
             shards.tokenizer.check_hash(ckpt.tokenizer_hash, what=f"the model {model_path}")

@@ -1,0 +1,1 @@
+"""Scoring models and their music: likelihood on data, and statistics of continuations."""
