@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from pianomuse.copilot import Copilot
+from pianomuse.copilot import Copilot, Sampling
 from pianomuse.model import RWKV7, RWKV7Config
 from pianomuse.tokenizer import PianoTokenizer
 from pianomuse.train.config import load_preset
@@ -58,7 +58,7 @@ def main() -> None:
         best = None
         for r in range(args.repeats):
             t0 = time.perf_counter()
-            res = cp.complete(SONG, candidates=args.candidates, seed=r, **kw)
+            res = cp.complete(SONG, candidates=args.candidates, sampling=Sampling(seed=r), **kw)
             wall = time.perf_counter() - t0
             if best is None or wall < best[0]:
                 best = (wall, res)

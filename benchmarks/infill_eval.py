@@ -88,12 +88,12 @@ def main() -> None:
                 piece = cp.tok.decode(ids)
                 r = cp.infill(piece, i + 1, j, candidates=args.sample, seed=s * 1000 + i)
                 tpq = piece.tpq
-                start, end = r.seam_tick / tpq, r.gap_end_tick / tpq
+                start, end = r.span.start_tick / tpq, r.span.end_tick / tpq
                 suffix = notes_in_beats(piece)
                 at_seam = set(suffix["pitch"][np.isclose(suffix["onset"], end)].tolist())
                 bar_len = (end - start) / args.gap_bars
                 for c in r.candidates:
-                    new = notes_in_beats(c.continuation)
+                    new = notes_in_beats(c.new)
                     total += 1
                     last_bar_has_notes = bool(np.any(new["onset"] >= (args.gap_bars - 1) * bar_len))
                     held = new["pitch"][new["onset"] + new["duration"] > end - start + 1e-6]

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from conftest import POP909
 from pianomuse.cli import app
-from pianomuse.copilot import Copilot
+from pianomuse.copilot import Copilot, Sampling
 from pianomuse.tokenizer import Kind, load_score, merge_to_piano, notes_in_beats
 
 
@@ -27,7 +27,12 @@ def test_grammar_makes_every_continuation_valid(copilot):
         midi = POP909 / song / f"{song}.mid"
         for grammar, rates in ((True, on), (False, off)):
             r = copilot.complete(
-                midi, bars=2, candidates=20, seed=7, context_bars=4, grammar=grammar
+                midi,
+                bars=2,
+                candidates=20,
+                sampling=Sampling(seed=7),
+                context_bars=4,
+                grammar=grammar,
             )
             for c in r.candidates:
                 # Each continuation starts on its own Bar, so it is judged on its own.
@@ -40,18 +45,22 @@ def test_grammar_makes_every_continuation_valid(copilot):
 @pytest.mark.parametrize("bars", [1, 3])
 def test_stops_exactly_after_n_bars(copilot, bars):
     r = copilot.complete(
-        POP909 / "002" / "002.mid", bars=bars, candidates=4, seed=3, context_bars=4
+        POP909 / "002" / "002.mid",
+        bars=bars,
+        candidates=4,
+        sampling=Sampling(seed=3),
+        context_bars=4,
     )
     for c in r.candidates:
         k = copilot.tok.structure.kinds(c.tokens)
         assert k[0] == Kind.BAR and np.sum(k == Kind.BAR) == bars
         bar_len = (
-            c.continuation.tpq
+            c.new.tpq
             * 4
-            * c.continuation.time_signatures[0].numerator
-            // c.continuation.time_signatures[0].denominator
+            * c.new.time_signatures[0].numerator
+            // c.new.time_signatures[0].denominator
         )
-        onsets = notes_in_beats(c.continuation)["onset"] * c.continuation.tpq
+        onsets = notes_in_beats(c.new)["onset"] * c.new.tpq
         assert len(onsets) == 0 or onsets.max() < bars * bar_len
 
 
@@ -66,24 +75,25 @@ def test_progress_rises_to_one(copilot):
 
 def test_candidates_are_ranked_and_keep_the_context(copilot):
     midi = POP909 / "001" / "001.mid"
-    r = copilot.complete(midi, bars=2, candidates=5, seed=1)
+    r = copilot.complete(midi, bars=2, candidates=5, sampling=Sampling(seed=1))
     lls = [c.loglik for c in r.candidates]
     assert lls == sorted(lls, reverse=True) and [c.rank for c in r.candidates] == [1, 2, 3, 4, 5]
     piece = merge_to_piano(load_score(midi))
     orig = notes_in_beats(piece)
     for c in r.candidates:
         full = notes_in_beats(c.full)
-        before = full["onset"] < r.seam_tick / piece.tpq
+        before = full["onset"] < r.span.start_tick / piece.tpq
         assert np.array_equal(full["pitch"][before], orig["pitch"])
         assert np.allclose(full["onset"][before], orig["onset"])
-        new = notes_in_beats(c.continuation)
+        new = notes_in_beats(c.new)
         assert np.allclose(
-            np.sort(full["onset"][~before]), np.sort(new["onset"] + r.seam_tick / piece.tpq)
+            np.sort(full["onset"][~before]), np.sort(new["onset"] + r.span.start_tick / piece.tpq)
         )
         assert c.full.tempos[-1].qpm == pytest.approx(piece.tempos[-1].qpm)
-        assert len(c.full.tracks) == 1  # three POP909 tracks merged into one piano part
+        # The file's three POP909 tracks come back as they were; the new bars are a fourth.
+        assert [t.name for t in c.full.tracks] == ["MELODY", "BRIDGE", "PIANO", "Piano Muse"]
     # The seam is the bar line after the context's last bar.
-    assert r.seam_tick >= max(orig["onset"]) * piece.tpq
+    assert r.span.start_tick >= max(orig["onset"]) * piece.tpq
 
 
 def test_prefill_is_one_parallel_call(copilot):
@@ -173,8 +183,8 @@ def test_api_takes_a_score(copilot):
     for i in range(16):
         t.notes.append(Note(i * 480, 400, 60 + (i % 5), 80))
     s.tracks.append(t)
-    r = copilot.complete(s, bars=2, candidates=2, seed=0)
-    assert r.seam_bar == 4 and len(r.candidates) == 2
+    r = copilot.complete(s, bars=2, candidates=2, sampling=Sampling(seed=0))
+    assert r.span.first_bar == 4 and len(r.candidates) == 2
 
 
 def _bad_inputs(tmp_path):

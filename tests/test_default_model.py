@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pianomuse.cli import app, default_model
-from pianomuse.copilot import Copilot
+from pianomuse.copilot import Copilot, Sampling
 from pianomuse.model import load_checkpoint
 from pianomuse.tokenizer import PianoTokenizer, load_score
 
@@ -45,7 +45,7 @@ def test_first_command_continues_the_example(bundled, tmp_path):
 
 def test_bundled_model_infills_validly(bundled):
     cp = Copilot(bundled)
-    r = cp.infill(EXAMPLE, 5, 6, candidates=2, seed=0)
+    r = cp.infill(EXAMPLE, 5, 6, candidates=2, sampling=Sampling(seed=0))
     for c in r.candidates:
         assert cp.tok.tokens_errors(c.tokens) == 0.0
-        assert c.continuation.note_num() > 0
+        assert c.new.note_num() > 0

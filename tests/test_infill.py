@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from conftest import POP909
 from pianomuse.cli import app
-from pianomuse.copilot import Copilot
+from pianomuse.copilot import Copilot, Sampling
 from pianomuse.errors import UserError
 from pianomuse.tokenizer import Kind, load_score, merge_to_piano, notes_in_beats
 
@@ -29,10 +29,10 @@ def copilot(trained_model):
 @pytest.mark.parametrize("song, first, last", [("001", 5, 8), ("003", 1, 2), ("002", 118, 120)])
 def test_gap_is_rewritten_and_everything_else_kept(copilot, song, first, last):
     midi = POP909 / song / f"{song}.mid"
-    r = copilot.infill(midi, first, last, candidates=3, seed=4)
+    r = copilot.infill(midi, first, last, candidates=3, sampling=Sampling(seed=4))
     piece = merge_to_piano(load_score(midi))
     tpq = piece.tpq
-    start, end = r.seam_tick / tpq, r.gap_end_tick / tpq
+    start, end = r.span.start_tick / tpq, r.span.end_tick / tpq
     orig = notes_in_beats(piece)
     keep = (orig["onset"] < start) | (orig["onset"] >= end)
     n_bars = last - first + 1
@@ -43,7 +43,7 @@ def test_gap_is_rewritten_and_everything_else_kept(copilot, song, first, last):
         full = notes_in_beats(c.full)
         outside = (full["onset"] < start) | (full["onset"] >= end)
         assert np.allclose(_rows(full, outside), _rows(orig, keep))
-        new = notes_in_beats(c.continuation)
+        new = notes_in_beats(c.new)
         assert np.allclose(np.sort(full["onset"][~outside]), np.sort(new["onset"] + start))
         assert len(new["onset"]) == 0 or new["onset"].max() < end - start  # ends before the suffix
     assert r.context["gap"] == [first, last]

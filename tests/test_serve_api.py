@@ -70,7 +70,7 @@ def test_piece_view_matches_the_file(client, copilot):
     r = client.post("/api/piece", json={"midi": midi_b64(SONG), "name": "C:\\music\\004.mid"})
     assert r.status_code == 200, r.text[:300]
     v = r.json()
-    _, ids = copilot.load(SONG)
+    ids = copilot.read(SONG).ids
     assert v["bars"] == len(copilot.tok.structure.bar_starts(ids))
     assert v["name"] == "004.mid"  # only the base name survives, never a path
     notes = np.array(v["notes"])
@@ -86,7 +86,7 @@ def test_complete_keeps_the_piece_and_adds_the_bars(client, copilot):
     r = client.post("/api/complete", json=body)
     assert r.status_code == 200, r.text[:300]
     out = r.json()
-    n_bars = len(copilot.tok.structure.bar_starts(copilot.load(SONG)[1]))
+    n_bars = len(copilot.tok.structure.bar_starts(copilot.read(SONG).ids))
     assert out["kind"] == "continuation" and out["first_new_bar"] == n_bars + 1
     assert [c["rank"] for c in out["candidates"]] == [1, 2, 3]
     logliks = [c["mean_loglik"] for c in out["candidates"]]

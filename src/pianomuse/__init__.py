@@ -10,10 +10,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["Copilot", "load_model"]
+__all__ = ["Copilot", "Sampling", "load_model"]
 
 if TYPE_CHECKING:
-    from pianomuse.copilot import Copilot
+    from pianomuse.copilot import Copilot, Sampling
     from pianomuse.model import load_model
 
 
@@ -22,6 +22,10 @@ def __getattr__(name: str) -> Any:
         from pianomuse.copilot import Copilot
 
         return Copilot
+    if name == "Sampling":
+        from pianomuse.generate.sampling import Sampling
+
+        return Sampling
     if name == "load_model":
         from pianomuse.model import load_model
 

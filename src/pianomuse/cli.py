@@ -11,7 +11,7 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -211,10 +211,63 @@ def train(
     typer.echo(msg)
 
 
+# Options shared by the commands that use a model.
+ModelOpt = Annotated[
+    Path | None,
+    Opt("--model", "--model_path", "--model-path", help="Model file; default: the bundled model."),
+]
+TemperatureOpt = Annotated[float, Opt(help="Sampling temperature (0 = greedy).")]
+TopPOpt = Annotated[float | None, Opt("--top-p", "--top_p", help="Nucleus sampling mass.")]
+TopKOpt = Annotated[int | None, Opt("--top-k", "--top_k", help="Keep the k most likely tokens.")]
+SeedOpt = Annotated[int, Opt(help="Random seed: the same seed gives the same MIDI.")]
+DeviceOpt = Annotated[str, Opt(help="cpu or cuda.")]
+
+
+NO_DEFAULT_MODEL = (
+    "no default model is bundled yet; pass --model PATH (a model trained with "
+    "`pianomuse train`, e.g. RUN_DIR/best.safetensors)"
+)
+
+
+DEFAULT_MODEL_NAME = "pianomuse-small-pop909.safetensors"
+
+
+def default_model() -> Path | None:
+    """The bundled default model: inside an installed wheel (pianomuse/models/) or in the
+    source checkout's models/ folder beside src/."""
+    from importlib import resources
+
+    here = Path(__file__).resolve()
+    for candidate in (
+        Path(str(resources.files("pianomuse"))) / "models" / DEFAULT_MODEL_NAME,
+        here.parents[2] / "models" / DEFAULT_MODEL_NAME,
+    ):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _model_path(model: Path | None) -> Path:
+    """The model to use: the one given, or the bundled default."""
+    model = model or default_model()
+    if model is None:
+        raise UserError(NO_DEFAULT_MODEL)
+    return model
+
+
+def _sampling(temperature: float, top_p: float | None, top_k: int | None, seed: int) -> Any:
+    """The sampling settings, built once here and passed whole."""
+    from pianomuse.generate.sampling import Sampling
+
+    try:
+        return Sampling(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
+    except ValueError as e:
+        raise UserError(f"--{e}".replace("top_k", "top-k").replace("top_p", "top-p")) from None
+
+
 @app.command("eval")
 @user_errors
 def eval_(
-    model: Annotated[Path, Opt(help="Model file (.safetensors or official .pth).")],
     data_path: Annotated[
         Path, Opt("--data-path", "--data_path", help="Prepared folder or MIDI folder.")
     ],
@@ -229,6 +282,7 @@ def eval_(
     continuation_bars: Annotated[int, Opt(help="Bars continued and compared with the truth.")] = 4,
     max_songs: Annotated[int | None, Opt(help="Continue at most this many songs.")] = None,
     json_out: Annotated[Path | None, Opt("--json", help="Also write the report here.")] = None,
+    model: ModelOpt = None,
 ) -> None:
     """Score a model: bits per token and per note, and music statistics of its continuations.
 
@@ -238,7 +292,7 @@ def eval_(
     from pianomuse.evaluation.report import evaluate_model
 
     report = evaluate_model(
-        model,
+        _model_path(model),
         data_path,
         split,
         max_seq_len,
@@ -278,42 +332,6 @@ def _print_report(report: dict) -> None:
     con.print(f"token error rate {c['token_error_rate']:.4f}")
 
 
-# Options shared by `complete` and `infill`.
-ModelOpt = Annotated[
-    Path | None,
-    Opt("--model", "--model_path", "--model-path", help="Model file; default: the bundled model."),
-]
-TemperatureOpt = Annotated[float, Opt(help="Sampling temperature (0 = greedy).")]
-TopPOpt = Annotated[float | None, Opt("--top-p", "--top_p", help="Nucleus sampling mass.")]
-TopKOpt = Annotated[int | None, Opt("--top-k", "--top_k", help="Keep the k most likely tokens.")]
-SeedOpt = Annotated[int, Opt(help="Random seed: the same seed gives the same MIDI.")]
-DeviceOpt = Annotated[str, Opt(help="cpu or cuda.")]
-
-
-NO_DEFAULT_MODEL = (
-    "no default model is bundled yet; pass --model PATH (a model trained with "
-    "`pianomuse train`, e.g. RUN_DIR/best.safetensors)"
-)
-
-
-DEFAULT_MODEL_NAME = "pianomuse-small-pop909.safetensors"
-
-
-def default_model() -> Path | None:
-    """The bundled default model: inside an installed wheel (pianomuse/models/) or in the
-    source checkout's models/ folder beside src/."""
-    from importlib import resources
-
-    here = Path(__file__).resolve()
-    for candidate in (
-        Path(str(resources.files("pianomuse"))) / "models" / DEFAULT_MODEL_NAME,
-        here.parents[2] / "models" / DEFAULT_MODEL_NAME,
-    ):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
 @app.command()
 @user_errors
 def complete(
@@ -345,23 +363,25 @@ def complete(
     Candidates are ranked by the model's likelihood; each is written as MIDI (the whole piece
     and the continuation alone), a piano-roll PNG and a JSON sidecar.
     """
-    from pianomuse.copilot import Copilot
+    from pianomuse.copilot import Copilot, write
 
     src = context or context_midi
     if src is None:
         raise UserError("give the MIDI file to continue: pianomuse complete CONTEXT.mid")
     if bars is not None and max_new_tokens is not None:
         raise UserError("use --bars or --max-new-tokens, not both")
-    model = model or default_model()
-    if model is None:
-        raise UserError(NO_DEFAULT_MODEL)
     if bars is None and max_new_tokens is None:
         bars = 8
-    result = Copilot(model, device=device).complete(
-        src, bars, candidates, temperature, top_p, top_k, seed, context_bars, max_new_tokens
+    sampling = _sampling(temperature, top_p, top_k, seed)
+    result = Copilot(_model_path(model), device=device).complete(
+        src,
+        bars=bars,
+        candidates=candidates,
+        sampling=sampling,
+        context_bars=context_bars,
+        max_new_tokens=max_new_tokens,
     )
-    paths = result.write(output_dir)
-    _summary(result, paths)
+    _summary(result, write(result, output_dir))
 
 
 @app.command()
@@ -385,33 +405,30 @@ def infill(
     K alternatives, ranked by the model's likelihood, each as MIDI, a piano roll with the gap
     highlighted and a JSON sidecar.
     """
-    from pianomuse.copilot import Copilot
+    from pianomuse.copilot import Copilot, write
 
     try:
         first, _, last = bars.partition("-")
         i, j = int(first), int(last or first)
     except ValueError:
         raise UserError(f"--bars takes I-J (e.g. 9-12), not {bars!r}") from None
-    model = model or default_model()
-    if model is None:
-        raise UserError(NO_DEFAULT_MODEL)
-    result = Copilot(model, device=device).infill(
-        song, i, j, candidates, temperature, top_p, top_k, seed
+    sampling = _sampling(temperature, top_p, top_k, seed)
+    result = Copilot(_model_path(model), device=device).infill(
+        song, i, j, candidates=candidates, sampling=sampling
     )
-    paths = result.write(output_dir, stem="infill")
-    _summary(result, paths)
+    _summary(result, write(result, output_dir, stem="infill"))
 
 
-def _summary(result, paths: list[Path]) -> None:
+def _summary(result, paths: list[list[Path]]) -> None:
     from rich.console import Console
     from rich.table import Table
 
     s = result.stats
-    if result.kind == "infill":
+    if result.span.kind == "infill":
         g = result.context["gap"]
         title = f"{len(result.candidates)} infills of bars {g[0]}-{g[1]}"
     else:
-        title = f"{len(result.candidates)} candidates after bar {result.seam_bar}"
+        title = f"{len(result.candidates)} candidates after bar {result.span.first_bar}"
     table = Table(title=title)
     for col in ("rank", "mean log-lik", "tokens", "notes", "file"):
         table.add_column(col)
@@ -420,8 +437,8 @@ def _summary(result, paths: list[Path]) -> None:
             str(c.rank),
             f"{c.loglik:.3f}",
             str(len(c.tokens)),
-            str(c.continuation.note_num()),
-            str(paths[4 * (c.rank - 1)]),
+            str(c.new.note_num()),
+            str(paths[c.rank - 1][0]),
         )
     con = Console()
     con.print(table)
@@ -431,7 +448,7 @@ def _summary(result, paths: list[Path]) -> None:
         f"({s.prefill_tokens} tokens, prefill {s.prefill_s:.2f}s), decode {s.decode_steps} steps "
         f"in {s.decode_s:.2f}s; {result.seconds_of_music() / max(total, 1e-9):.1f}x real time"
     )
-    con.print(f"written to {paths[0].parent}")
+    con.print(f"written to {paths[0][0].parent}")
 
 
 @app.command()
@@ -462,9 +479,7 @@ def serve(
             probe.bind((host, port))
         except OSError as e:
             raise UserError(f"cannot listen on {host}:{port} ({e.strerror}); try --port") from None
-    model = model or default_model()
-    if model is None:
-        raise UserError(NO_DEFAULT_MODEL)
+    model = _model_path(model)
     asgi = web_app(Copilot(model, device=device), limits)
     shown = f"[{host}]" if ":" in host else host
     typer.echo(f"Piano Muse is at http://{shown}:{port}/ (model {model.name}; Ctrl-C stops it)")

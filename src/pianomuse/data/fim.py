@@ -19,9 +19,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pianomuse.limits import MAX_MIDDLE_BARS
 from pianomuse.tokenizer import Structure
 
-MAX_MIDDLE_BARS = 8
 # Tokens the layout adds to a window: four markers and a second header (Bar TimeSig
 # Position_0 Tempo), plus a little slack for the header inserted at the suffix.
 FIM_OVERHEAD = 10

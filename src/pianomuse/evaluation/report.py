@@ -86,7 +86,7 @@ def continuation_report(
     max_songs: int | None,
     seed: int,
 ) -> dict[str, Any]:
-    from pianomuse.copilot import Copilot
+    from pianomuse.copilot import Copilot, Sampling
 
     tok = shards.tokenizer
     st = tok.structure
@@ -111,9 +111,14 @@ def continuation_report(
         s_ctx = stats(notes_in_beats(context), context_bars, beats_per_bar)
         s_true = stats(notes_in_beats(tok.decode(truth)), continuation_bars, beats_per_bar)
         true_to_context.append(distance(s_true, s_ctx))
-        res = cp.complete(context, bars=continuation_bars, candidates=samples, seed=seed + i)
+        res = cp.complete(
+            context,
+            bars=continuation_bars,
+            candidates=samples,
+            sampling=Sampling(seed=seed + i),
+        )
         for c in res.candidates:
-            s_gen = stats(notes_in_beats(c.continuation), continuation_bars, beats_per_bar)
+            s_gen = stats(notes_in_beats(c.new), continuation_bars, beats_per_bar)
             to_true.append(distance(s_gen, s_true))
             to_context.append(distance(s_gen, s_ctx))
             errors.append(tok.tokens_errors(c.tokens))

@@ -15,26 +15,8 @@ import numpy as np
 import torch
 
 from pianomuse.generate.grammar import Grammar
-from pianomuse.generate.sampling import sample
+from pianomuse.generate.sampling import Sampling, sample
 from pianomuse.model import RWKV7
-
-
-@dataclass(frozen=True)
-class Sampling:
-    """How tokens are drawn; together with the seed, this reproduces a generation exactly."""
-
-    temperature: float = 1.0  # < 1 more conservative, > 1 more adventurous, 0 greedy
-    top_k: int | None = None  # keep the k most likely tokens
-    top_p: float | None = 0.95  # keep the smallest set of tokens with this much probability
-    seed: int = 0  # seeds the torch.Generator
-
-    def __post_init__(self) -> None:
-        if self.temperature < 0:
-            raise ValueError("temperature must be >= 0")
-        if self.top_k is not None and self.top_k < 1:
-            raise ValueError("top_k must be >= 1")
-        if self.top_p is not None and not 0 < self.top_p <= 1:
-            raise ValueError("top_p must be in (0, 1]")
 
 
 @dataclass
@@ -59,6 +41,7 @@ class DecodeStats:
 def continue_tokens(
     model: RWKV7,
     context: np.ndarray,
+    *,
     candidates: int,
     sampling: Sampling,
     bar_id: int,
@@ -75,7 +58,7 @@ def continue_tokens(
     every step with the share of the work done (bars written, or tokens without `bars`).
     """
     device = next(model.parameters()).device
-    gen = torch.Generator().manual_seed(sampling.seed)
+    gen = sampling.generator()
     t0 = time.perf_counter()
     idx = torch.as_tensor(np.asarray(context), dtype=torch.long, device=device)[None]  # [1, T]
     logits, state = model.prefill(idx)
@@ -92,7 +75,7 @@ def continue_tokens(
     steps = 0
     for t in range(max_new_tokens + 1):
         allowed = grammar.allowed(rows, force_close=t >= budget) if grammar is not None else None
-        tok = sample(last, gen, sampling.temperature, sampling.top_k, sampling.top_p, allowed)
+        tok = sample(last, sampling, gen, allowed)
         lp = torch.log_softmax(last.float(), dim=-1).gather(-1, tok[:, None]).squeeze(-1)
         if grammar is not None:
             grammar.advance(rows, tok)

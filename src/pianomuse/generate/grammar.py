@@ -4,14 +4,20 @@ One stream of piano REMI reads, bar by bar:
     Bar TimeSig (Position (Pitch Velocity Duration)+)*
 with positions strictly increasing inside a bar and below the bar's length, pitches strictly
 increasing at one position (a key is struck once; it also matches how the data is ordered),
-and the piece's time signature kept. Tempo tokens are never generated: a continuation keeps
-the tempo of its context. The mask also ends the stream: once `bars` bars are complete, only
-the closing token is allowed (the next Bar for a continuation, FIM_End for an infill), which
-marks the candidate done and is not part of the result.
+and each bar's metre given by the caller (a continuation's chosen metre, or the metres of the
+bars an infill replaces). Tempo tokens are never generated: new music keeps the tempo of its
+context. The mask also ends the stream: once `bars` bars are complete, only the closing token
+is allowed (the next Bar for a continuation, FIM_End for an infill), which marks the
+candidate done and is not part of the result.
+
+Extension points: what may follow each token kind is one table (`_FOLLOWS`); rules on top of
+the grammar (keys the kept music holds, later scales, registers, chords) are `Constraint`s
+that narrow the mask, given where a candidate stands (`Row`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,111 +25,167 @@ import torch
 
 from pianomuse.tokenizer import Kind, Structure
 
-# Grammar states: what the last token was (_START: nothing yet, a Bar must open).
-_BAR, _TIMESIG, _POSITION, _PITCH, _VELOCITY, _DURATION, _START = range(7)
-_STATE_OF_KIND = {
-    Kind.BAR: _BAR,
-    Kind.TIMESIG: _TIMESIG,
-    Kind.POSITION: _POSITION,
-    Kind.PITCH: _PITCH,
-    Kind.VELOCITY: _VELOCITY,
-    Kind.DURATION: _DURATION,
-}
-
 
 @dataclass
 class Row:
-    """Where one candidate stands in the grammar."""
+    """Where one candidate stands in the grammar (positions are grid steps)."""
 
-    state: int = _START  # a continuation starts on a bar line
-    position: int = -1  # current position in the bar (-1 before the first Position)
-    last_pitch: int = -1  # highest pitch already struck at the current position
-    bars: int = 0  # bars started
+    last: Kind | None = None  # kind of the last token; None before the first (a Bar opens)
+    bar: int = -1  # index of the current new bar (-1 before the first)
+    bar_start: int = 0  # first position of the current bar, counted from the first new bar
+    bar_len: int = 0  # length of the current bar
+    position: int = -1  # position within the bar (-1 before the first Position)
+    pitch: int = -1  # MIDI pitch of the current note; after its Duration, the highest struck
     done: bool = False
+
+    @property
+    def now(self) -> int:
+        """Position of the current onset, counted from the first new bar."""
+        return self.bar_start + max(self.position, 0)
+
+
+class Constraint:
+    """A rule on top of the grammar: `narrow` clears tokens of `mask` [V] that the candidate
+    standing at `row` may not take; `advance` sees every token it takes."""
+
+    def narrow(self, grammar: Grammar, row: Row, mask: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def advance(self, grammar: Grammar, row: Row, token: int) -> None:
+        return None
+
+
+# What may follow a token of each kind (before constraints). After TimeSig or a note's
+# Duration come a later Position or the next Bar (or the close), and after a Duration also a
+# higher Pitch at the same position.
+_FOLLOWS: dict[Kind | None, tuple[Kind, ...]] = {
+    None: (Kind.BAR,),
+    Kind.BAR: (Kind.TIMESIG,),
+    Kind.TIMESIG: (Kind.POSITION, Kind.BAR),
+    Kind.POSITION: (Kind.PITCH,),
+    Kind.PITCH: (Kind.VELOCITY,),
+    Kind.VELOCITY: (Kind.DURATION,),
+    Kind.DURATION: (Kind.POSITION, Kind.PITCH, Kind.BAR),
+}
 
 
 class Grammar:
-    """Vectorised validity masks for K candidates continuing one context."""
+    """Vectorised validity masks for K candidates writing `bars` bars (None: until the
+    token budget runs out); bar k has the metre `metres[k]` (a TimeSig token id; the last
+    one repeats)."""
 
     def __init__(
         self,
         structure: Structure,
         positions_per_beat: int,
-        time_sig: int,
+        metres: Sequence[int],
         bars: int | None,
         close_id: int | None = None,
+        constraints: Sequence[Constraint] = (),
     ):
+        if not metres:
+            raise ValueError("a grammar needs the metre of at least one bar")
         self.st = structure
+        self.ppb = positions_per_beat
+        self.metres = list(metres)
         self.bars = bars
-        self.time_sig = time_sig
-        num, den = (int(x) for x in structure.vocab[time_sig].split("_")[1].split("/"))
-        self.bar_positions = num * positions_per_beat * 4 // den
-        k, val = structure.kind, structure.value
-        V = len(k)
+        self.constraints = list(constraints)
+        kind, self.value = structure.kind, structure.value
+        V = len(kind)
         self.bar_id = structure.id["Bar_None"]
-        self.only_bar = np.zeros(V, dtype=bool)
-        self.only_bar[self.bar_id] = True
         self.close_id = self.bar_id if close_id is None else close_id
-        self.only_close = np.zeros(V, dtype=bool)
-        self.only_close[self.close_id] = True
-        self.only_ts = np.zeros(V, dtype=bool)
-        self.only_ts[time_sig] = True
-        self.is_pos = (k == Kind.POSITION) & (val < self.bar_positions)
-        self.is_pitch = k == Kind.PITCH
-        self.is_vel = k == Kind.VELOCITY
-        self.is_dur = k == Kind.DURATION
-        self.value = val
+        self.of_kind = {k: kind == k for k in Kind}  # [V] bool per kind
+        self.only = lambda i: np.arange(V) == i  # noqa: E731 - a one-token mask
+        # Grid steps of each Duration token (0 elsewhere): durations sit on the grid.
+        self.duration_steps = np.round(structure.duration_beats * positions_per_beat).astype(int)
+
+    def metre(self, bar: int) -> int:
+        """TimeSig token id of new bar `bar`."""
+        return self.metres[min(bar, len(self.metres) - 1)]
+
+    def bar_steps(self, bar: int) -> int:
+        """Length of new bar `bar` in grid steps."""
+        return int(round(self.st.bar_beats[self.metre(bar)] * self.ppb))
 
     def start(self, k: int) -> list[Row]:
         return [Row() for _ in range(k)]
 
+    def complete(self, r: Row) -> bool:
+        """All the bars asked for are written (the next bar line closes the stream)."""
+        return self.bars is not None and r.bar + 1 >= self.bars
+
     def allowed(self, rows: list[Row], force_close: bool = False) -> torch.Tensor:
         """[K, V] bool: the tokens each candidate may take next. `force_close` allows only
-        the way out (a Bar after whole notes) — used when a token budget runs out."""
-        out = np.zeros((len(rows), len(self.value)), dtype=bool)
-        for i, r in enumerate(rows):
-            out[i] = self._row(r, force_close)
-        return torch.from_numpy(out)
-
-    def _complete(self, r: Row) -> bool:
-        return self.bars is not None and r.bars >= self.bars
+        the way out (bar lines after whole notes): used when a token budget runs out."""
+        return torch.from_numpy(np.stack([self._row(r, force_close) for r in rows]))
 
     def _row(self, r: Row, force_close: bool) -> np.ndarray:
         if r.done:
-            return self.only_close  # finished rows keep emitting it; their tokens are ignored
-        if r.state == _START:
-            return self.only_bar
-        if r.state == _BAR:
-            return self.only_ts
-        if r.state == _POSITION:
-            return self.is_pitch
-        if r.state == _PITCH:
-            return self.is_vel
-        if r.state == _VELOCITY:
-            return self.is_dur
-        # After TimeSig or Duration: the next bar (or the close once all bars are written),
-        # a later position, or (after a Duration) a higher pitch at the same position.
-        m = (self.only_close if self._complete(r) else self.only_bar).copy()
-        if not force_close:
-            m |= self.is_pos & (self.value > r.position)
-            if r.state == _DURATION:
-                m |= self.is_pitch & (self.value > r.last_pitch)
-        return m
+            return self.only(self.close_id)  # finished rows keep emitting it; ignored
+        mask = np.zeros(len(self.value), dtype=bool)
+        for kind in _FOLLOWS[r.last]:
+            if force_close and r.last in (Kind.TIMESIG, Kind.DURATION) and kind != Kind.BAR:
+                continue  # no new note once the budget is spent: close the open bars
+            if kind == Kind.BAR:
+                mask |= self.only(self.close_id if self.complete(r) else self.bar_id)
+            elif kind == Kind.TIMESIG:
+                mask |= self.only(self.metre(r.bar))
+            elif kind == Kind.POSITION:
+                mask |= self.of_kind[kind] & (self.value > r.position) & (self.value < r.bar_len)
+            elif kind == Kind.PITCH and r.last == Kind.DURATION:
+                mask |= self.of_kind[kind] & (self.value > r.pitch)  # higher, same position
+            else:
+                mask |= self.of_kind[kind]
+        for c in self.constraints:
+            c.narrow(self, r, mask)
+        return mask
 
     def advance(self, rows: list[Row], tokens: torch.Tensor) -> None:
         """Update every candidate with its sampled token."""
         for r, tok in zip(rows, tokens.tolist(), strict=True):
             if r.done:
                 continue
-            if tok == self.close_id and self._complete(r):
+            if tok == self.close_id and self.complete(r):
                 r.done = True
                 continue
             kind = Kind(int(self.st.kind[tok]))
             if kind == Kind.BAR:
-                r.bars += 1
-                r.position, r.last_pitch = -1, -1
+                r.bar_start += r.bar_len if r.bar >= 0 else 0
+                r.bar += 1
+                r.bar_len = self.bar_steps(r.bar)
+                r.position, r.pitch = -1, -1
             elif kind == Kind.POSITION:
-                r.position, r.last_pitch = int(self.value[tok]), -1
+                r.position, r.pitch = int(self.value[tok]), -1
             elif kind == Kind.PITCH:
-                r.last_pitch = int(self.value[tok])
-            r.state = _STATE_OF_KIND[kind]
+                r.pitch = int(self.value[tok])
+            r.last = kind
+            for c in self.constraints:
+                c.advance(self, r, tok)
+
+
+class KeysFree(Constraint):
+    """New notes never overlap a same-key note of the kept music: a key held by a kept note
+    may not be struck before `free[p]`, and a note may not sound into `stop[p]`, the next
+    kept onset of its key (both (128,) grid positions counted from the first new bar). A
+    position is offered only if some key can be struck there."""
+
+    def __init__(self, free: np.ndarray, stop: np.ndarray):
+        self.free, self.stop = np.asarray(free), np.asarray(stop)
+
+    def _playable(self, at: np.ndarray) -> np.ndarray:
+        """Whether any key can be struck at each position of `at`."""
+        return ((self.free[:, None] <= at) & (self.stop[:, None] > at)).any(axis=0)
+
+    def narrow(self, g: Grammar, row: Row, mask: np.ndarray) -> None:
+        pitch = g.of_kind[Kind.PITCH] & mask
+        if pitch.any():
+            p = g.value[pitch]
+            pitch[pitch] = (self.free[p] > row.now) | (self.stop[p] <= row.now)
+            mask &= ~pitch
+        position = g.of_kind[Kind.POSITION] & mask
+        if position.any():
+            at = row.bar_start + g.value[position]
+            position[position] = ~self._playable(at)
+            mask &= ~position
+        if row.last == Kind.VELOCITY:
+            mask &= ~g.of_kind[Kind.DURATION] | (row.now + g.duration_steps <= self.stop[row.pitch])

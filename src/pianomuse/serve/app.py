@@ -27,6 +27,8 @@ from starlette.concurrency import run_in_threadpool
 from pianomuse import __version__
 from pianomuse.copilot import Copilot
 from pianomuse.errors import UserError
+from pianomuse.generate.sampling import Sampling
+from pianomuse.limits import MAX_MIDDLE_BARS
 from pianomuse.serve.gate import BodyLimit, Busy, Gate
 from pianomuse.serve.schemas import (
     CompleteIn,
@@ -39,7 +41,7 @@ from pianomuse.serve.schemas import (
     StatusOut,
 )
 from pianomuse.serve.views import generation_out, piece_view
-from pianomuse.tokenizer import merge_to_piano, notes_in_beats
+from pianomuse.tokenizer import Piece, notes_in_beats
 from pianomuse.tokenizer.midi_io import parse_midi
 
 STATIC = Path(__file__).parent / "static"
@@ -53,7 +55,7 @@ class ServeLimits:
     max_notes: int = 50_000  # notes in an uploaded piece (an hour of dense piano)
     max_beats: int = 8_000  # length of an uploaded piece (2,000 bars of 4/4)
     max_bars: int = 32  # bars per continuation
-    max_gap_bars: int = 8  # bars per infill (training showed gaps of up to 8)
+    max_gap_bars: int = MAX_MIDDLE_BARS  # bars per infill (what training shows)
     max_candidates: int = 8  # alternatives per request
     queue: int = 4  # requests that may wait behind the running one before "busy"
 
@@ -113,8 +115,9 @@ def create_app(copilot: Copilot, limits: ServeLimits) -> FastAPI:
             limits=Limits(**asdict(limits)),
         )
 
-    def read_piece(body: PieceIn) -> tuple[Any, str]:
-        """The uploaded piece as one piano part; every problem is a one-line UserError."""
+    def read_piece(body: PieceIn) -> Piece:
+        """The uploaded piece, read by the model's tokenizer; every problem is a one-line
+        UserError."""
         name = re.sub(r"[^\w.\- ]", "_", Path(body.name.replace("\\", "/")).name)[:80] or "piece"
         try:
             data = base64.b64decode(body.midi, validate=True)
@@ -137,54 +140,70 @@ def create_app(copilot: Copilot, limits: ServeLimits) -> FastAPI:
         beats = float(np.max(notes["onset"] + notes["duration"]))
         if beats > limits.max_beats:
             raise UserError(f"{name}: {beats:.0f} beats long; at most {limits.max_beats} here")
-        return merge_to_piano(score, name=name), name
+        return copilot.read(data, name=name)
 
-    def sampling(body: SamplingIn) -> dict[str, Any]:
-        """The copilot's keyword arguments for candidates and sampling, within the limits."""
+    def sampling(body: SamplingIn) -> Sampling:
+        """The sampling settings of a request, built once here and passed whole."""
         if body.candidates > limits.max_candidates:
             raise UserError(f"candidates: at most {limits.max_candidates} per request")
-        return body.model_dump(include=set(SamplingIn.model_fields))
+        fields = body.model_dump(include=set(SamplingIn.model_fields) - {"candidates"})
+        try:
+            return Sampling(**fields)
+        except ValueError as e:
+            raise UserError(str(e)) from None
 
     @app.post("/api/piece")
     async def piece(body: PieceIn) -> PieceView:
         """Bars and notes of an uploaded MIDI file (no model involved)."""
 
         def work() -> PieceView:
-            score, name = read_piece(body)
-            n_bars = len(copilot.tok.structure.bar_starts(copilot.load(score)[1]))
-            return piece_view(score, n_bars, name)
+            piece = read_piece(body)
+            return piece_view(piece.source, piece.bar_ticks, piece.name)
 
         return await run_in_threadpool(work)
 
     @app.post("/api/complete")
     async def complete(body: CompleteIn) -> GenerationOut:
         """Continue the piece by `bars` bars, `candidates` alternatives ranked by likelihood."""
-        kwargs = sampling(body)
+        settings = sampling(body)
         if body.bars > limits.max_bars:
             raise UserError(f"bars: at most {limits.max_bars} per request")
-        score, name = await run_in_threadpool(read_piece, body)
+        piece = await run_in_threadpool(read_piece, body)
 
         def work(progress: Any) -> GenerationOut:
             t0 = time.perf_counter()
-            r = copilot.complete(score, bars=body.bars, progress=progress, **kwargs)
-            return generation_out(r, name, time.perf_counter() - t0)
+            r = copilot.complete(
+                piece,
+                bars=body.bars,
+                candidates=body.candidates,
+                sampling=settings,
+                progress=progress,
+            )
+            return generation_out(r, time.perf_counter() - t0)
 
         return await gate.run(work)
 
     @app.post("/api/infill")
     async def infill(body: InfillIn) -> GenerationOut:
         """Rewrite bars first_bar..last_bar so that they lead into the music after them."""
-        kwargs = sampling(body)
+        settings = sampling(body)
         if body.last_bar < body.first_bar:
             raise UserError("last_bar: must not come before first_bar")
         if body.last_bar - body.first_bar + 1 > limits.max_gap_bars:
             raise UserError(f"a gap may be at most {limits.max_gap_bars} bars here")
-        score, name = await run_in_threadpool(read_piece, body)
+        piece = await run_in_threadpool(read_piece, body)
 
         def work(progress: Any) -> GenerationOut:
             t0 = time.perf_counter()
-            r = copilot.infill(score, body.first_bar, body.last_bar, progress=progress, **kwargs)
-            return generation_out(r, name, time.perf_counter() - t0)
+            r = copilot.infill(
+                piece,
+                body.first_bar,
+                body.last_bar,
+                candidates=body.candidates,
+                sampling=settings,
+                progress=progress,
+            )
+            return generation_out(r, time.perf_counter() - t0)
 
         return await gate.run(work)
 

@@ -7,16 +7,17 @@ from typing import Any
 
 import numpy as np
 
-from pianomuse.copilot import Completion
+from pianomuse.copilot import WRITERS, Generation
 from pianomuse.serve.schemas import CandidateOut, GenerationOut, PieceView
-from pianomuse.tokenizer import midi_bytes, notes_in_beats, seconds_at
-from pianomuse.tokenizer.compose import bar_tick, bar_ticks_upto
+from pianomuse.tokenizer import notes_in_beats, seconds_at
 
 
-def piece_view(score: Any, n_bars: int, name: str) -> PieceView:
-    """Bar lines (bars 1..n_bars and the end of the last) and notes of a piano part."""
+def piece_view(score: Any, bar_ticks: np.ndarray, name: str) -> PieceView:
+    """Bar lines (every bar and the end of the last, as the model counts them) and the
+    notes of every track of `score`."""
     tpq = score.tpq
-    bar_beats = bar_ticks_upto(score, n_bars + 1) / tpq
+    n_bars = len(bar_ticks) - 1
+    bar_beats = np.asarray(bar_ticks) / tpq
     n = notes_in_beats(score)
     onset_s = seconds_at(score, n["onset"])
     dur_s = seconds_at(score, n["onset"] + n["duration"]) - onset_s
@@ -32,28 +33,27 @@ def piece_view(score: Any, n_bars: int, name: str) -> PieceView:
     )
 
 
-def generation_out(result: Completion, name: str, seconds: float) -> GenerationOut:
-    """Every candidate with its MIDI (base64), sidecar and a view of the whole new piece."""
+def generation_out(result: Generation, seconds: float) -> GenerationOut:
+    """Every candidate with its MIDI (base64, from the same writers as the command line),
+    sidecar and a view of the whole new piece."""
     tpq = result.piece.tpq
-    # An infill keeps the piece's bars; a continuation adds its own after them.
-    added = (result.bars or 0) if result.kind == "continuation" else 0
-    n_bars_out = result.piece_bars + added
-    end_tick = result.gap_end_tick or bar_tick(result.piece, result.seam_bar + (result.bars or 0))
+    span = result.span
+    best = result.candidates[0]
     return GenerationOut(
-        kind=result.kind,
-        first_new_bar=result.seam_bar + 1,
-        new_bars=result.bars or 0,
-        new_from_beat=result.seam_tick / tpq,
-        new_to_beat=end_tick / tpq,
+        kind=span.kind,
+        first_new_bar=span.first_bar + 1,
+        new_bars=span.bars or 0,
+        new_from_beat=span.start_tick / tpq,
+        new_to_beat=result.end_tick(best) / tpq,
         seconds=round(seconds, 3),
         candidates=[
             CandidateOut(
                 rank=c.rank,
                 mean_loglik=c.loglik,
-                midi=b64(midi_bytes(c.full)),
-                new_midi=b64(midi_bytes(c.continuation)),
+                midi=b64(WRITERS["whole"].render(result, c)),
+                new_midi=b64(WRITERS["new"].render(result, c)),
                 sidecar=result.sidecar(c),
-                view=piece_view(c.full, n_bars_out, name),
+                view=piece_view(c.full, result.bar_ticks(c), result.piece.name),
             )
             for c in result.candidates
         ],

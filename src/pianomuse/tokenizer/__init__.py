@@ -5,6 +5,7 @@ token ids and `symusic.Score` objects handed out from here.
 """
 
 from pianomuse.tokenizer.align import BeatTrack, align_to_beats, onset_grid_share, read_beats
+from pianomuse.tokenizer.metre import Metre
 from pianomuse.tokenizer.midi_io import (
     MidiInputError,
     MidiSource,
@@ -15,6 +16,7 @@ from pianomuse.tokenizer.midi_io import (
     seconds_at,
     write_midi_atomic,
 )
+from pianomuse.tokenizer.piece import Piece
 from pianomuse.tokenizer.remi import TOKENIZER_FILE, PianoTokenizer, TokenizerSettings
 from pianomuse.tokenizer.roundtrip import Survival, round_trip
 from pianomuse.tokenizer.structure import Header, Kind, Structure
@@ -24,9 +26,11 @@ __all__ = [
     "BeatTrack",
     "Header",
     "Kind",
+    "Metre",
     "MidiInputError",
     "MidiSource",
     "PianoTokenizer",
+    "Piece",
     "Structure",
     "Survival",
     "TokenizerSettings",

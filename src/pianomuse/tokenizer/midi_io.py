@@ -16,12 +16,7 @@ from symusic.core import ScoreTick
 
 from pianomuse.atomic import write_bytes_atomic
 from pianomuse.errors import UserError
-
-# A solo-piano MIDI file is rarely above a few hundred kB; 16 MB is far beyond any real piece
-# and keeps a hostile or accidental upload from exhausting memory.
-MAX_MIDI_BYTES = 16 * 1024 * 1024
-# One million notes is ~ 10 hours of dense piano: anything beyond is not a piece.
-MAX_NOTES = 1_000_000
+from pianomuse.limits import MAX_MIDI_BYTES, MAX_NOTES
 
 # symusic's `Score` is a factory, so the union names its tick-time class.
 MidiSource = Union[str, os.PathLike, bytes, ScoreTick]  # noqa: UP007
@@ -71,11 +66,24 @@ def parse_midi(data: bytes, name: str = "input") -> Score:
 
 def load_score(src: MidiSource) -> Score:
     """A symusic Score (tick time) from a path, raw bytes or a Score."""
+    return load_midi(src)[0]
+
+
+def load_midi(src: MidiSource, name: str | None = None) -> tuple[Score, bytes]:
+    """A MIDI source as a Score (tick time) and as the bytes of its file (a Score given in
+    Python is written out once, so that every source has bytes to keep)."""
     if isinstance(src, Score):
-        return src.copy() if isinstance(src, ScoreTick) else src.to("tick")
+        score = src.copy() if isinstance(src, ScoreTick) else src.to("tick")
+        return score, midi_bytes(score)
     if isinstance(src, bytes):
-        return parse_midi(src)
-    return parse_midi(read_midi_bytes(src), name=str(src))
+        return parse_midi(src, name=name or "input"), src
+    data = read_midi_bytes(src)
+    return parse_midi(data, name=name or str(src)), data
+
+
+def source_name(src: MidiSource) -> str:
+    """How messages name a source: its path, or "input" for bytes and Scores."""
+    return str(src) if isinstance(src, str | os.PathLike) else "input"
 
 
 def merge_to_piano(score: Score, name: str = "input") -> Score:

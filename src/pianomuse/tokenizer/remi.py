@@ -32,8 +32,17 @@ from symusic import Score, Tempo
 
 from pianomuse.atomic import write_bytes_atomic
 from pianomuse.errors import UserError
-from pianomuse.tokenizer.midi_io import MidiInputError, MidiSource, load_score, merge_to_piano
-from pianomuse.tokenizer.structure import Structure
+from pianomuse.tokenizer.metre import Metre, normalise_metre
+from pianomuse.tokenizer.midi_io import (
+    MidiInputError,
+    MidiSource,
+    load_midi,
+    load_score,
+    merge_to_piano,
+    source_name,
+)
+from pianomuse.tokenizer.piece import Piece
+from pianomuse.tokenizer.structure import Kind, Structure
 
 TOKENIZER_FILE = "tokenizer.json"
 FIM_TOKENS = ("FIM_Suffix", "FIM_Prefix", "FIM_Middle", "FIM_End")
@@ -173,24 +182,44 @@ class PianoTokenizer:
             )
 
     # ----- MIDI <-> tokens ---------------------------------------------------------------
-    def piano_score(self, src: MidiSource) -> Score:
-        """Load any MIDI source as one piano part, with one tempo per bar."""
-        name = "input" if isinstance(src, (bytes, Score)) else str(src)  # noqa: UP038
-        return _tempo_per_bar(merge_to_piano(load_score(src), name=name))
+    @property
+    def metres(self) -> list[Metre]:
+        """The metres the vocabulary has a TimeSig token for."""
+        return list(self.structure.metre.values())
+
+    def piano_score(self, src: MidiSource, name: str | None = None) -> Score:
+        """Any MIDI source as the model reads it: one piano part, the metre map the tokens
+        carry (`normalise_metre`), one tempo per bar."""
+        name = name or source_name(src)
+        piano = merge_to_piano(load_score(src), name=name)
+        return _tempo_per_bar(normalise_metre(piano, self.metres, name=name))
+
+    def read_piece(self, src: MidiSource, name: str | None = None) -> Piece:
+        """A user's piece: the file as given (Score and bytes) and its token reading, with
+        the bar lines the tokens put down (see `Piece`)."""
+        name = name or source_name(src)
+        source, data = load_midi(src, name=name)
+        ids = self._encode(self.piano_score(source, name=name))
+        st = self.structure
+        ticks = np.round(st.bar_lines(ids) * source.tpq).astype(np.int64)
+        metres = [st.metre[int(t)] if t >= 0 else (4, 4) for t in st.bar_metres(ids)]
+        return Piece(name, source, data, ids, ticks, metres)
 
     def encode(self, src: MidiSource) -> np.ndarray:
         """Token ids (T,) int64 of a MIDI source (path, bytes or Score)."""
-        score = self.piano_score(src)
+        return self._encode(self.piano_score(src))
+
+    def _encode(self, score: Score) -> np.ndarray:
         seq = self._remi.encode(score)
         seq = seq[0] if isinstance(seq, list) else seq
         ids = np.asarray(seq.ids, dtype=np.int64)
-        if len(ids) == 0 or not (self.structure.kinds(ids) == 5).any():
+        if len(ids) == 0 or not (self.structure.kinds(ids) == Kind.PITCH).any():
             raise MidiInputError("no notes left inside the piano range")
         return ids
 
     def decode(self, ids: np.ndarray | list[int]) -> Score:
         """A one-track piano Score from token ids (special tokens are ignored)."""
-        ids = [int(i) for i in ids if self.structure.kind[int(i)] != 0]
+        ids = [int(i) for i in ids if self.structure.kind[int(i)] != Kind.SPECIAL]
         return self._remi.decode([ids])
 
     def tokens(self, ids: np.ndarray | list[int]) -> list[str]:
@@ -199,7 +228,7 @@ class PianoTokenizer:
 
     def tokens_errors(self, ids: np.ndarray | list[int]) -> float:
         """miditok's grammar error rate of a token sequence (0.0 = valid REMI)."""
-        ids = [int(i) for i in ids if self.structure.kind[int(i)] != 0]
+        ids = [int(i) for i in ids if self.structure.kind[int(i)] != Kind.SPECIAL]
         return float(self._remi.tokens_errors(miditok.TokSequence(ids=ids)))
 
 
@@ -209,7 +238,7 @@ def _miditok_version() -> str:
     return version("miditok")
 
 
-def bar_ticks(score: Score) -> np.ndarray:
+def _bar_ticks(score: Score) -> np.ndarray:
     """Tick of every bar line of a score, from its time signatures (4/4 when it has none)."""
     tpq = score.tpq
     sigs = sorted((ts.time, ts.numerator, ts.denominator) for ts in score.time_signatures)
@@ -232,7 +261,7 @@ def _tempo_per_bar(score: Score) -> Score:
     tpq = score.tpq
     t = np.array([tp.time for tp in score.tempos], dtype=np.int64)
     qpm = np.array([tp.qpm for tp in score.tempos], dtype=np.float64)
-    bars = bar_ticks(score)
+    bars = _bar_ticks(score)
     edges = np.append(bars, bars[-1] + (bars[-1] - bars[-2] if len(bars) > 1 else 4 * tpq))
     # Seconds elapsed at a tick: integrate 60/qpm over quarter notes of the piecewise tempo.
     seg_sec = np.diff(t) / tpq * 60.0 / qpm[:-1]

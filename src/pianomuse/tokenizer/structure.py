@@ -70,6 +70,20 @@ class Structure:
                 if prefix in ("Pitch", "Position"):
                     self.value[i] = int(val)
         self.id = {tok: i for i, tok in enumerate(self.vocab)}
+        # Bar length of each TimeSig token in quarter-note beats (0 elsewhere), and its metre.
+        self.metre: dict[int, tuple[int, int]] = {}
+        self.bar_beats = np.zeros(V, dtype=np.float64)
+        # Length of each Duration token in beats (0 elsewhere): "Duration_1.4.8" = 1 + 4/8.
+        self.duration_beats = np.zeros(V, dtype=np.float64)
+        for i, tok in enumerate(self.vocab):
+            prefix, _, val = tok.partition("_")
+            if prefix == "TimeSig":
+                num, den = (int(x) for x in val.split("/"))
+                self.metre[i] = (num, den)
+                self.bar_beats[i] = 4 * num / den
+            elif prefix == "Duration":
+                beats, pos, res = (int(x) for x in val.split("."))
+                self.duration_beats[i] = beats + pos / res
         # Pitch token id of each MIDI pitch (-1 where the vocabulary has none).
         self.pitch_id = np.full(128, -1, dtype=np.int64)
         for i in np.flatnonzero(self.kind == Kind.PITCH):
@@ -84,6 +98,20 @@ class Structure:
     def bar_starts(self, ids: np.ndarray) -> np.ndarray:
         """Indices of the Bar tokens."""
         return np.flatnonzero(self.kinds(ids) == Kind.BAR)
+
+    def bar_metres(self, ids: np.ndarray) -> np.ndarray:
+        """The TimeSig token id of every bar (the one after its Bar, or the one in force)."""
+        ids = np.asarray(ids)
+        ts, _ = self.headers(np.append(ids, [self.id["Bar_None"]] * 2))
+        return ts[self.bar_starts(ids) + 2]
+
+    def bar_lines(self, ids: np.ndarray) -> np.ndarray:
+        """(bars + 1,) start of every bar and the end of the last, in quarter-note beats from
+        the first Bar: where the tokens put the bar lines (a bar without a time signature in
+        force counts as 4/4)."""
+        metres = self.bar_metres(ids)
+        lengths = np.where(metres >= 0, self.bar_beats[np.maximum(metres, 0)], 4.0)
+        return np.concatenate([[0.0], np.cumsum(lengths)])
 
     def note_groups(self, ids: np.ndarray) -> np.ndarray:
         """(n, 3) indices of every complete Pitch, Velocity, Duration atom."""

@@ -1,0 +1,259 @@
+"""The copilot: MIDI in, K ranked continuations or infills out.
+
+It glues the layers together: the tokenizer reads the piece (MIDI -> `Piece`, token ids and
+bar lines) and writes the result back into it; generation sees only token ids; this module
+chooses the prompt, the metre and the constraints, and calls one generation path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from pianomuse.copilot.prompts import context_window, fim_prompt, prevailing_metre
+from pianomuse.copilot.result import Candidate, Generation, Span, new_bar_beats
+from pianomuse.errors import UserError
+from pianomuse.generate.decode import continue_tokens
+from pianomuse.generate.grammar import Grammar, KeysFree
+from pianomuse.generate.sampling import Sampling
+from pianomuse.limits import (
+    DEFAULT_CONTEXT_TOKENS,
+    MAX_BARS,
+    MAX_CANDIDATES,
+    MAX_GAP_BARS,
+    TOKENS_PER_BAR,
+)
+from pianomuse.model import RWKV7, load_model
+from pianomuse.tokenizer import Kind, MidiSource, PianoTokenizer, Piece, load_score
+from pianomuse.tokenizer.compose import (
+    NEVER,
+    continue_piece,
+    decode_bars,
+    replace_span,
+    seam_keys,
+)
+
+Progress = Callable[[float], None]
+DEFAULT_SAMPLING = Sampling()  # frozen: safe to share as a default
+
+
+def file_sha(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+class Copilot:
+    """Continue and infill piano MIDI with one RWKV-7 model.
+
+    >>> cp = Copilot("runs/small/best.safetensors")   # or Copilot(load_model(path))
+    >>> result = cp.complete("song.mid", bars=8, candidates=4, sampling=Sampling(seed=1))
+    >>> result.candidates[0].full  # a symusic Score: the piece with the new bars
+    """
+
+    def __init__(
+        self,
+        model: RWKV7 | str | os.PathLike,
+        tokenizer: PianoTokenizer | None = None,
+        device: str | torch.device | None = None,
+        max_context_tokens: int | None = None,
+    ):
+        if isinstance(model, RWKV7):
+            self.model_info: dict[str, Any] = {"model": "in-memory"}
+        else:
+            path = Path(model)
+            model = load_model(path)
+            self.model_info = {"model": path.name, "model_sha256": file_sha(path)}
+        meta = model.meta
+        if tokenizer is None:
+            if meta.tokenizer_config is None:
+                raise UserError("the model carries no tokenizer; pass its tokenizer")
+            tokenizer = PianoTokenizer.from_config(meta.tokenizer_config)
+        if meta.tokenizer_hash is not None:
+            tokenizer.check_hash(meta.tokenizer_hash, what=f"the model {self.model_info['model']}")
+        if model.config.vocab_size != tokenizer.vocab_size:
+            raise UserError("the model's vocabulary does not match the tokenizer's")
+        self.model, self.tok = model, tokenizer
+        self.model_info["tokenizer_hash"] = tokenizer.hash
+        self.device = torch.device(device) if device else next(model.parameters()).device
+        self.model.to(self.device).eval()
+        trained = meta.training.max_seq_len if meta.training else None
+        self.max_context_tokens = int(max_context_tokens or trained or DEFAULT_CONTEXT_TOKENS)
+
+    def read(self, midi: MidiSource | Piece, name: str | None = None) -> Piece:
+        """The piece as given and as the model reads it (see `Piece`)."""
+        return midi if isinstance(midi, Piece) else self.tok.read_piece(midi, name=name)
+
+    # ----- continuation ------------------------------------------------------------------
+    def complete(
+        self,
+        midi: MidiSource | Piece,
+        *,
+        bars: int | None = 8,
+        candidates: int = 4,
+        sampling: Sampling = DEFAULT_SAMPLING,
+        context_bars: int | None = None,
+        max_new_tokens: int | None = None,
+        grammar: bool = True,
+        progress: Progress | None = None,
+    ) -> Generation:
+        """Continue `midi` (path, bytes, symusic Score or `Piece`) by `bars` bars (or
+        `max_new_tokens` tokens), `candidates` at once from one prefill, ranked by mean
+        log-likelihood. The new bars take the metre that prevails in the context."""
+        if bars is None and max_new_tokens is None:
+            raise UserError("ask for --bars or --max-new-tokens")
+        if bars is not None and not 1 <= bars <= MAX_BARS:
+            raise UserError(f"--bars must be between 1 and {MAX_BARS}")
+        if max_new_tokens is not None and not 1 <= max_new_tokens <= MAX_BARS * TOKENS_PER_BAR:
+            raise UserError(f"--max-new-tokens must be between 1 and {MAX_BARS * TOKENS_PER_BAR}")
+        if context_bars is not None and context_bars < 1:
+            raise UserError("--context-bars must be at least 1")
+        _check_candidates(candidates)
+        piece = self.read(midi)
+        st = self.tok.structure
+        window, first = context_window(
+            st, piece.ids, piece.n_bars, self.max_context_tokens, context_bars
+        )
+        span = Span("continuation", piece.n_bars, bars, int(piece.bar_ticks[-1]))
+        context = {"first_bar": first + 1, "last_bar": piece.n_bars, "tokens": len(window)}
+        metres = [prevailing_metre(st, window)]
+        g = self._grammar(piece, span, metres) if grammar else None
+        return self._generate(
+            piece,
+            span,
+            prompt=window,
+            grammar=g,
+            budget=max_new_tokens or bars * TOKENS_PER_BAR,
+            candidates=candidates,
+            sampling=sampling,
+            context=context,
+            progress=progress,
+        )
+
+    # ----- infilling ---------------------------------------------------------------------
+    def infill(
+        self,
+        midi: MidiSource | Piece,
+        first_bar: int,
+        last_bar: int,
+        *,
+        candidates: int = 4,
+        sampling: Sampling = DEFAULT_SAMPLING,
+        progress: Progress | None = None,
+    ) -> Generation:
+        """Rewrite bars first_bar..last_bar (1-based, inclusive) of `midi` so that they lead
+        into the music after them, in the same metres; everything outside the gap is kept."""
+        _check_candidates(candidates)
+        piece = self.read(midi)
+        n_bars = piece.n_bars
+        if not 1 <= first_bar <= last_bar <= n_bars:
+            raise UserError(f"--bars {first_bar}-{last_bar} is outside the piece's bars 1-{n_bars}")
+        n_gap = last_bar - first_bar + 1
+        if n_gap > MAX_GAP_BARS:
+            raise UserError(
+                f"a gap of {n_gap} bars is longer than the {MAX_GAP_BARS} this model can fill"
+            )
+        st = self.tok.structure
+        i, j = first_bar - 1, last_bar  # gap = bars [i, j), 0-based
+        prompt = fim_prompt(st, piece.ids, i, j, self.max_context_tokens)
+        start, end = int(piece.bar_ticks[i]), int(piece.bar_ticks[j])
+        span = Span("infill", i, n_gap, start, end)
+        context = {
+            "first_bar": prompt.first_bar + 1,
+            "last_bar": prompt.suffix_end,
+            "gap": [first_bar, last_bar],
+            "prefix_tokens": prompt.prefix_tokens,
+            "suffix_tokens": prompt.suffix_tokens,
+            "tokens": len(prompt.ids),
+            "suffix_last_bar": prompt.suffix_end,
+        }
+        metres = [int(m) for m in st.bar_metres(piece.ids)[i:j]]
+        g = self._grammar(piece, span, metres, close_id=st.id["FIM_End"])
+        return self._generate(
+            piece,
+            span,
+            prompt=prompt.ids,
+            grammar=g,
+            budget=n_gap * TOKENS_PER_BAR,
+            candidates=candidates,
+            sampling=sampling,
+            context=context,
+            progress=progress,
+        )
+
+    # ----- the one generation path -------------------------------------------------------
+    def _grammar(
+        self, piece: Piece, span: Span, metres: list[int], close_id: int | None = None
+    ) -> Grammar:
+        """The grammar for new bars in `metres`, with the keys the kept music holds around
+        the span forbidden (see `KeysFree`)."""
+        ppb = self.tok.settings.positions_per_beat
+        held, nxt = seam_keys(piece, span.start_tick, span.end_tick)
+        steps = ppb / piece.tpq  # grid steps per tick
+        free = np.ceil((held - span.start_tick) * steps).astype(np.int64)
+        stop = np.where(nxt == NEVER, NEVER, np.floor((nxt - span.start_tick) * steps))
+        keys = KeysFree(free, stop.astype(np.int64))
+        st = self.tok.structure
+        return Grammar(st, ppb, metres, span.bars, close_id=close_id, constraints=[keys])
+
+    def _generate(
+        self,
+        piece: Piece,
+        span: Span,
+        *,
+        prompt: np.ndarray,
+        grammar: Grammar | None,
+        budget: int,
+        candidates: int,
+        sampling: Sampling,
+        context: dict[str, Any],
+        progress: Progress | None,
+    ) -> Generation:
+        """Decode K candidates after `prompt`, put each into the piece at `span`, rank them."""
+        st = self.tok.structure
+        conts, stats = continue_tokens(
+            self.model,
+            prompt,
+            candidates=candidates,
+            sampling=sampling,
+            bar_id=st.id["Bar_None"],
+            grammar=grammar,
+            bars=span.bars,
+            max_new_tokens=budget,
+            progress=progress,
+        )
+        qpm = piece.qpm_at(span.start_tick)
+        out = []
+        for n, c in enumerate(conts):
+            ids = c.ids if span.bars is not None else _whole_notes(st, c.ids)
+            new = decode_bars(self.tok, ids, piece.tpq, qpm)
+            if span.kind == "infill":
+                full_midi = replace_span(piece, new, span.start_tick, span.end_tick)
+            else:
+                full_midi = continue_piece(piece, new, span.start_tick, piece.metres[-1])
+            full = load_score(full_midi)
+            out.append(Candidate(0, n, ids, c.loglik, new, new_bar_beats(st, ids), full, full_midi))
+        out.sort(key=lambda c: (-c.loglik, c.index))
+        for r, c in enumerate(out, 1):
+            c.rank = r
+        return Generation(out, piece, span, context, sampling, stats, self.model_info)
+
+
+def _check_candidates(candidates: int) -> None:
+    if not 1 <= candidates <= MAX_CANDIDATES:
+        raise UserError(f"--candidates must be between 1 and {MAX_CANDIDATES}")
+
+
+def _whole_notes(st: Any, ids: np.ndarray) -> np.ndarray:
+    """Cut a token-budgeted continuation after its last whole note."""
+    if len(ids) == 0 or st.kinds(ids[-1:])[0] == Kind.DURATION:
+        return ids
+    return ids[: st.last_cut_at_most(ids, len(ids) - 1)]

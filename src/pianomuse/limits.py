@@ -1,0 +1,21 @@
+"""Every fixed limit of Piano Muse, defined once (the web server's own, configurable limits
+are `pianomuse.serve.ServeLimits`)."""
+
+# A solo-piano MIDI file is rarely above a few hundred kB; 16 MB is far beyond any real piece
+# and keeps a hostile or accidental input from exhausting memory.
+MAX_MIDI_BYTES = 16 * 1024 * 1024
+# One million notes is ~ 10 hours of dense piano: anything beyond is not a piece.
+MAX_NOTES = 1_000_000
+# Bars one continuation may ask for, and alternatives written from one prefill.
+MAX_BARS = 256
+MAX_CANDIDATES = 64
+# Training shows gaps (fill-in-the-middle middles) of up to 8 bars; an infill may ask twice
+# that, which is still sensible.
+MAX_MIDDLE_BARS = 8
+MAX_GAP_BARS = 16
+# Context of a model file that does not say how long its training windows were.
+DEFAULT_CONTEXT_TOKENS = 1024
+# Decoding budget per bar asked for: POP909's densest bars take ~300 tokens.
+TOKENS_PER_BAR = 512
+# torch.Generator.manual_seed takes a 64-bit integer.
+MAX_SEED = 2**63 - 1
