@@ -268,7 +268,7 @@ def test_two_process_ddp_equals_one_process(prepared, tmp_path):
         "-m",
         "torch.distributed.run",
         "--nproc_per_node=2",
-        "--master_port=29531",
+        "--standalone",  # a free rendezvous port, whatever else runs on the machine
         "-m",
         "pianomuse",
         "train",

@@ -1,8 +1,19 @@
 """The one module that touches `torch.distributed`.
 
-Under `torchrun` (RANK / WORLD_SIZE / LOCAL_RANK in the environment) training runs as
-DistributedDataParallel: nccl on GPUs, gloo on CPU. Without them everything here is a no-op
-for a single process, so the training loop reads the same either way.
+Under `torchrun` (RANK / WORLD_SIZE / LOCAL_RANK in the environment) training runs data
+parallel: nccl on GPUs, gloo on CPU; every process starts from rank 0's weights, and after the
+last micro-batch of a step the gradients are summed over the processes with one all-reduce of
+a flat buffer. Without torchrun everything here is a no-op for a single process, so the
+training loop reads the same either way.
+
+Why not DistributedDataParallel: it keeps the process group alive after
+`destroy_process_group()` (measured: constructing it is enough for gloo's worker threads to
+survive the teardown), so those threads outlive the interpreter. One of them, still releasing
+the last all-reduce, then needs the GIL while Python finalises, and the process aborts
+("terminate called without an active exception") in some runs. Without DDP the group is
+freed at teardown and its threads are joined while Python runs. What DDP would add is the
+overlap of communication with the backward pass, which at these model sizes is small; its
+no_sync accumulation is what the loop does anyway.
 """
 
 from __future__ import annotations
@@ -48,16 +59,22 @@ def setup(device: str = "auto") -> Dist:
     return Dist(rank, world, local, dev)
 
 
-def wrap(model: nn.Module, d: Dist) -> nn.Module:
-    """DistributedDataParallel around the model when there are several processes."""
+def broadcast_parameters(model: nn.Module, d: Dist) -> None:
+    """Every process takes rank 0's weights (and buffers)."""
+    if d.enabled:
+        for t in (*model.parameters(), *model.buffers()):
+            dist.broadcast(t.data, src=0)
+
+
+def sum_gradients(model: nn.Module, d: Dist) -> None:
+    """Replace every gradient by its sum over the processes (one flat all-reduce)."""
     if not d.enabled:
-        return model
-    ids = [d.device.index] if d.device.type == "cuda" else None
-    return nn.parallel.DistributedDataParallel(model, device_ids=ids)
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+        return
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    for g, part in zip(grads, flat.split([g.numel() for g in grads]), strict=True):
+        g.copy_(part.view_as(g))
 
 
 def all_sum(x: torch.Tensor, d: Dist) -> torch.Tensor:
@@ -73,7 +90,7 @@ def weight_spread(model: nn.Module, d: Dist) -> float:
     if not d.enabled:
         return 0.0
     worst = torch.zeros((), device=d.device)
-    for p in unwrap(model).parameters():
+    for p in model.parameters():
         hi, lo = p.detach().clone(), p.detach().clone()
         dist.all_reduce(hi, op=dist.ReduceOp.MAX)
         dist.all_reduce(lo, op=dist.ReduceOp.MIN)

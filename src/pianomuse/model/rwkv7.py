@@ -52,8 +52,7 @@ class TimeMix(nn.Module):
         self.a2 = nn.Parameter(torch.zeros(config.aaa_lora, c))
         if layer_id > 0:
             # Layer 0 has no value residual (its v is v_first), so it has no v0/v1/v2 — like
-            # BlinkDL's released checkpoints. Unused parameters would also break DDP, which
-            # insists that every parameter receives a gradient.
+            # BlinkDL's released checkpoints (and no parameter that never gets a gradient).
             self.v0 = vec()
             self.v1 = nn.Parameter(torch.zeros(c, config.mv_lora))
             self.v2 = nn.Parameter(torch.zeros(config.mv_lora, c))

@@ -188,10 +188,14 @@ class PianoTokenizer:
         return list(self.structure.metre.values())
 
     def piano_score(self, src: MidiSource, name: str | None = None) -> Score:
-        """Any MIDI source as the model reads it: one piano part, the metre map the tokens
-        carry (`normalise_metre`), one tempo per bar."""
+        """Any MIDI source as the model reads it: one piano part that ends with the bar of its
+        last onset (tempo and metre events after it change no note, and would only add empty
+        bars), the metre map the tokens carry (`normalise_metre`), one tempo per bar."""
         name = name or source_name(src)
         piano = merge_to_piano(load_score(src), name=name)
+        last = int(piano.tracks[0].notes.numpy()["time"].max())
+        piano.tempos = piano.tempos.filter(lambda t: t.time <= last)
+        piano.time_signatures = piano.time_signatures.filter(lambda t: t.time <= last)
         return _tempo_per_bar(normalise_metre(piano, self.metres, name=name))
 
     def read_piece(self, src: MidiSource, name: str | None = None) -> Piece:

@@ -1,4 +1,4 @@
-"""`pianomuse train`: the training loop, single process or DistributedDataParallel.
+"""`pianomuse train`: the training loop, single process or data parallel under torchrun.
 
 The global batch of an optimizer step is `batch_size x world x grad_accum` windows, taken in
 order from a stream that depends only on (seed, epoch): rank r reads its own slice, so the
@@ -9,7 +9,6 @@ process compute the same gradient.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 import warnings
@@ -51,10 +50,15 @@ def build_model(cfg: TrainConfig, vocab_size: int) -> RWKV7:
 class Trainer:
     """One training run; `run()` trains to the end, resuming first if asked to."""
 
-    def __init__(self, cfg: TrainConfig, on_step: Callable[[int], None] | None = None):
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        d: distributed.Dist,
+        on_step: Callable[[int], None] | None = None,
+    ):
         self.cfg = cfg
         self.on_step = on_step
-        self.d = distributed.setup(cfg.device)
+        self.d = d
         self.out = Path(cfg.output_dir)
         if self.d.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
@@ -72,7 +76,7 @@ class Trainer:
         # Validation always scores every token of fixed windows, whatever the objective.
         self.val = SampleStream(val_shards, cfg.max_seq_len) if len(val_shards) else None
         self.model = build_model(cfg, self.tok.vocab_size).to(self.d.device)
-        self.ddp = distributed.wrap(self.model, self.d)
+        distributed.broadcast_parameters(self.model, self.d)
         self.opt = make_optimizer(
             self.model, cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2), cfg.adam_eps
         )
@@ -160,22 +164,19 @@ class Trainer:
         local_tokens = sum(b["mask"].sum() for b in batches)
         tokens = distributed.all_sum(local_tokens.detach(), d).clamp_min(1.0)
         loss_sum = torch.zeros((), device=d.device)
-        for i, b in enumerate(batches):
-            last = i == len(batches) - 1
-            # Gradients are all-reduced once, on the last micro-batch of the step.
-            sync = self.ddp.no_sync() if d.enabled and not last else contextlib.nullcontext()
-            with sync:
-                with autocast(d.device, cfg.precision):
-                    logits = self.ddp(b["idx"])
-                part = masked_loss_sum(logits, b["targets"], b["mask"])
-                # DDP averages gradients over ranks; x world turns that average into the sum
-                # over the global batch, divided by the global batch's token count.
-                (part * d.world / tokens).backward()
+        for b in batches:
+            with autocast(d.device, cfg.precision):
+                logits = self.model(b["idx"])
+            part = masked_loss_sum(logits, b["targets"], b["mask"])
+            # Divided by the global batch's token count: summed over the micro-batches here
+            # and over the processes below, the gradient is that of the global mean loss.
+            (part / tokens).backward()
             loss_sum += part.detach()
+        distributed.sum_gradients(self.model, d)
         loss = float(distributed.all_sum(loss_sum, d) / tokens)
         clip = cfg.grad_clip if cfg.grad_clip > 0 else math.inf
         gnorm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip))
-        ok = math.isfinite(loss) and math.isfinite(gnorm)  # equal on all ranks: grads are synced
+        ok = math.isfinite(loss) and math.isfinite(gnorm)  # equal on all ranks: grads are summed
         if ok:
             self.opt.step()
         self.opt.zero_grad(set_to_none=True)
@@ -292,11 +293,11 @@ class Trainer:
 
 def train(cfg: TrainConfig, on_step: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Run `cfg` to the end (the function behind `pianomuse train`)."""
-    trainer = Trainer(cfg, on_step)
+    d = distributed.setup(cfg.device)
     try:
-        return trainer.run()
+        return Trainer(cfg, d, on_step).run()
     finally:
-        distributed.teardown(trainer.d)
+        distributed.teardown(d)
 
 
 class progress_bar:  # noqa: N801 - used as a context manager like `open`
