@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from conftest import POP909
 from pianomuse.cli import app
 from pianomuse.copilot import Copilot, Sampling
+from pianomuse.model import load_model
 from pianomuse.tokenizer import Kind, load_score, merge_to_piano, notes_in_beats
 
 
@@ -257,3 +258,18 @@ def test_no_default_model_message(tmp_path, monkeypatch):
         app, ["complete", str(POP909 / "001" / "001.mid"), "-o", str(tmp_path / "o")]
     )
     assert r.exit_code == 1 and "--model" in r.output and "Traceback" not in r.output
+
+
+def test_a_loaded_model_carries_its_tokenizer_and_its_window(trained_model):
+    model = load_model(trained_model)
+    summary = model.meta.training
+    assert summary.max_seq_len == 256 and summary.steps == 40 and summary.tokens_seen > 0
+    assert summary.tokenizer_hash == model.meta.tokenizer_hash and summary.data_fingerprint
+    by_object, by_path = Copilot(model), Copilot(trained_model)
+    # The context budget is the training window the file records, not a fixed 1024.
+    assert by_object.max_context_tokens == by_path.max_context_tokens == 256
+    song = POP909 / "003" / "003.mid"
+    a = by_object.complete(song, bars=1, candidates=2, sampling=Sampling(seed=9))
+    b = by_path.complete(song, bars=1, candidates=2, sampling=Sampling(seed=9))
+    assert [c.tokens.tolist() for c in a.candidates] == [c.tokens.tolist() for c in b.candidates]
+    assert 200 < a.context["tokens"] <= 256

@@ -49,3 +49,11 @@ def test_bundled_model_infills_validly(bundled):
     for c in r.candidates:
         assert cp.tok.tokens_errors(c.tokens) == 0.0
         assert c.new.note_num() > 0
+
+
+def test_eval_uses_the_bundled_model_by_default(bundled):
+    song = ROOT / "tests" / "data" / "pop909" / "006"
+    r = CliRunner().invoke(app, ["eval", "--data-path", str(song), "--samples", "0"])
+    assert r.exit_code == 0, r.output
+    bpt = float(next(ln.split()[1] for ln in r.output.splitlines() if "bits_per_token" in ln))
+    assert 1.0 < bpt < 4.0  # the trained model, not an untrained one (~8.6 bits)

@@ -296,3 +296,22 @@ def test_two_process_ddp_equals_one_process(prepared, tmp_path):
         assert torch.allclose(a[k], b[k], atol=1e-5, rtol=1e-4), k
     moved = load_file(ddp / "last.safetensors")["head.weight"]
     assert not np.allclose(moved.numpy(), 0)
+
+
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        (["--wkv-backend", "bogus"], "--wkv-backend must be one of"),
+        (["--n-embd", "100", "--head-size", "64"], "divisible"),
+        (["--device", "bogus"], "--device"),
+        (["--pretrained-model", "missing.pth"], "no such file"),
+    ],
+)
+def test_options_are_checked_before_any_work(tmp_path, option, message):
+    out = tmp_path / "run"
+    r = CliRunner().invoke(
+        app, ["train", "--data-path", str(DATA), "--output-dir", str(out), *option]
+    )
+    assert r.exit_code == 1 and message in r.output, r.output
+    assert "Traceback" not in r.output and len(r.output.strip().splitlines()) == 1
+    assert not (out / "data").exists()  # nothing was prepared

@@ -142,6 +142,21 @@ def export_pairs(
     typer.echo(f"{output}: {n} pairs")
 
 
+# Options shared by `train` and `estimate-memory`.
+PresetOpt = Annotated[str | None, Opt(help="tiny, small, base, or a YAML file.")]
+NLayerOpt = Annotated[int | None, Opt(help="Blocks.")]
+NEmbdOpt = Annotated[int | None, Opt(help="Width.")]
+HeadSizeOpt = Annotated[int | None, Opt(help="Channels per head.")]
+ChunkLenOpt = Annotated[int | None, Opt(help="WKV chunk length.")]
+MaxSeqLenOpt = Annotated[
+    int | None, Opt("--max-seq-len", "--max_seq_len", help="Tokens per window.")
+]
+BatchSizeOpt = Annotated[
+    int | None, Opt("--batch-size", "--batch_size", help="Windows per process per micro-step.")
+]
+PrecisionOpt = Annotated[str | None, Opt(help="fp32 or bf16.")]
+
+
 @app.command()
 @user_errors
 def train(
@@ -149,29 +164,24 @@ def train(
         str, Opt("--data-path", "--data_path", help="Prepared folder or MIDI folder.")
     ],
     output_dir: Annotated[str, Opt("--output-dir", "--output_dir", help="Run folder.")],
-    preset: Annotated[str | None, Opt(help="tiny, small, base, or a YAML file.")] = None,
+    preset: PresetOpt = None,
     pretrained_model: Annotated[
         str | None,
         Opt("--pretrained-model", "--pretrained_model", help="RWKV-7 checkpoint to start from."),
     ] = None,
-    n_layer: Annotated[int | None, Opt(help="Blocks.")] = None,
-    n_embd: Annotated[int | None, Opt(help="Width.")] = None,
-    head_size: Annotated[int | None, Opt(help="Channels per head.")] = None,
-    chunk_len: Annotated[int | None, Opt(help="WKV chunk length.")] = None,
+    n_layer: NLayerOpt = None,
+    n_embd: NEmbdOpt = None,
+    head_size: HeadSizeOpt = None,
+    chunk_len: ChunkLenOpt = None,
     wkv_backend: Annotated[str | None, Opt(help="auto, chunked, reference or fla.")] = None,
     deep_embed: Annotated[
         bool | None, Opt("--deep-embed/--no-deep-embed", help="DeepEmbed channel-mix scale.")
     ] = None,
-    max_seq_len: Annotated[
-        int | None, Opt("--max-seq-len", "--max_seq_len", help="Tokens per window.")
-    ] = None,
+    max_seq_len: MaxSeqLenOpt = None,
     objective: Annotated[str | None, Opt(help="lm or completion.")] = None,
     max_transpose: Annotated[int | None, Opt(help="Random transposition, ± semitones.")] = None,
     fim_rate: Annotated[float | None, Opt(help="Share of fill-in-the-middle samples.")] = None,
-    batch_size: Annotated[
-        int | None,
-        Opt("--batch-size", "--batch_size", help="Windows per process per micro-step."),
-    ] = None,
+    batch_size: BatchSizeOpt = None,
     grad_accum: Annotated[int | None, Opt(help="Micro-steps per optimizer step.")] = None,
     epochs: Annotated[float | None, Opt(help="Passes over the data (without --max-steps).")] = None,
     max_steps: Annotated[int | None, Opt(help="Optimizer steps.")] = None,
@@ -180,7 +190,7 @@ def train(
     warmup_steps: Annotated[int | None, Opt(help="Linear warm-up steps.")] = None,
     weight_decay: Annotated[float | None, Opt(help="AdamW decay of 2-D weights.")] = None,
     grad_clip: Annotated[float | None, Opt(help="Max gradient norm (0 = off).")] = None,
-    precision: Annotated[str | None, Opt(help="fp32 or bf16.")] = None,
+    precision: PrecisionOpt = None,
     seed: Annotated[int | None, Opt(help="Seed of init and data order.")] = None,
     eval_every: Annotated[int | None, Opt(help="Steps between validations.")] = None,
     eval_batches: Annotated[int | None, Opt(help="Batches per validation.")] = None,
@@ -263,6 +273,67 @@ def _sampling(temperature: float, top_p: float | None, top_k: int | None, seed: 
         return Sampling(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
     except ValueError as e:
         raise UserError(f"--{e}".replace("top_k", "top-k").replace("top_p", "top-p")) from None
+
+
+@app.command("estimate-memory")
+@user_errors
+def estimate_memory(
+    preset: PresetOpt = None,
+    model: Annotated[
+        Path | None, Opt("--model", help="A model file: its size instead of a preset's.")
+    ] = None,
+    n_layer: NLayerOpt = None,
+    n_embd: NEmbdOpt = None,
+    head_size: HeadSizeOpt = None,
+    chunk_len: ChunkLenOpt = None,
+    batch_size: BatchSizeOpt = None,
+    max_seq_len: MaxSeqLenOpt = None,
+    precision: PrecisionOpt = None,
+    inference: Annotated[bool, Opt(help="A prefill instead of a training step.")] = False,
+) -> None:
+    """Memory of one training step (or one inference prefill), before any is allocated.
+
+    Weights, gradients, AdamW state, activations and recurrent state, per process. Sizes come
+    from --model, or like `train`: the defaults, then --preset, then the options given here.
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from pianomuse.model.checkpoint import read_config
+    from pianomuse.model.memory import estimate_memory as estimate
+    from pianomuse.tokenizer import PianoTokenizer
+    from pianomuse.train.config import make_config
+
+    shape = {"n_layer": n_layer, "n_embd": n_embd, "head_size": head_size}
+    tc = make_config(
+        {"data_path": "", "output_dir": "", "preset": preset, "chunk_len": chunk_len, **shape}
+    )
+    if model is not None:
+        config = read_config(model)
+    else:
+        config = tc.model.with_vocab(PianoTokenizer().vocab_size)
+    batch, seq = batch_size or tc.batch_size, max_seq_len or tc.max_seq_len
+    prec = precision or tc.precision
+    try:
+        est = estimate(config, batch, seq, training=not inference, precision=prec)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    what = "inference prefill" if inference else f"training step ({prec})"
+    con = Console()
+    con.print(
+        f"{what}: {config.n_layer} x {config.n_embd}, {config.n_params() / 1e6:.2f} M "
+        f"parameters, batch {batch} x {seq} tokens, chunk {config.chunk_len}"
+    )
+    table = Table()
+    table.add_column("memory")
+    table.add_column("MB", justify="right")
+    for name, value in est.as_dict().items():
+        table.add_row(name, f"{value / 1e6:,.1f}")
+    con.print(table)
+    con.print(
+        "per process (under torchrun, each process needs this on its device); on a CPU the "
+        "process's resident memory can reach ~2x the tensor total (allocator caching)"
+    )
 
 
 @app.command("eval")

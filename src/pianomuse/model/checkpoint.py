@@ -256,6 +256,40 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise CheckpointError(f"bad checkpoint {path}: {err.strerror or err}") from err
 
 
+def read_config(path: str | Path) -> RWKV7Config:
+    """The config of a checkpoint without loading its weights (a safetensors file's metadata,
+    or the shapes of a memory-mapped `.pth`), so a model's size can be checked first."""
+    path = Path(path)
+    try:
+        kind = _sniff(path)
+        if kind == "safetensors":
+            from safetensors import SafetensorError, safe_open
+
+            try:
+                with safe_open(str(path), framework="pt", device="cpu") as f:
+                    metadata = f.metadata() or {}
+            except (SafetensorError, OSError, ValueError) as err:
+                raise CheckpointError(f"unreadable safetensors file: {err}") from err
+            if "model_config" not in metadata:
+                raise CheckpointError("safetensors file without 'model_config' metadata")
+            try:
+                return RWKV7Config.from_dict(json.loads(metadata["model_config"]))
+            except (ValueError, TypeError) as err:
+                raise CheckpointError(f"bad config metadata: {err}") from err
+        if kind == "torch":
+            try:
+                sd = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as err:
+                raise CheckpointError(f"not a readable PyTorch checkpoint ({err})") from err
+            _check_tensors(sd)
+            return config_from_official(sd)
+        raise CheckpointError("neither a PyTorch .pth nor a safetensors file")
+    except CheckpointError as err:
+        raise CheckpointError(f"bad checkpoint {path}: {err}") from err
+    except OSError as err:
+        raise CheckpointError(f"bad checkpoint {path}: {err.strerror or err}") from err
+
+
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> RWKV7:
     """The model of `load_checkpoint`, with fp32 weights and its `meta` (tokenizer, training
     summary), so `Copilot(load_model(path))` works like `Copilot(path)`."""
