@@ -65,9 +65,9 @@ def main() -> None:
         wall, res = best
         s = res.stats
         new_tokens = sum(len(c.tokens) for c in res.candidates)
-        qpm = res.piece.tempos[-1].qpm
-        ts = res.piece.time_signatures[-1]
-        music_s = 8 * ts.numerator * 4 / ts.denominator * 60.0 / qpm
+        qpm = res.piece.qpm_at(res.span.start_tick)
+        bar = res.candidates[0].new_beats[1] - res.candidates[0].new_beats[0]  # beats
+        music_s = 8 * bar * 60.0 / qpm  # 8 bars of the continuation's metre
         row = (wall, s.prefill_s, s.decode_s, new_tokens / s.decode_s, music_s / wall)
         print(f"{label:<26} " + " ".join(f"{v:>11.2f}" for v in row))
     print(

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pianomuse.copilot import Copilot
+from pianomuse.copilot import Copilot, Sampling
 from pianomuse.data.shards import TokenShards
 
 
@@ -42,7 +42,7 @@ def main() -> None:
                 piece,
                 bars=args.bars,
                 candidates=k,
-                seed=len(rates[True]),
+                sampling=Sampling(seed=len(rates[True])),
                 context_bars=8,
                 grammar=grammar,
             )

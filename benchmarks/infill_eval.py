@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pianomuse.copilot import Copilot
+from pianomuse.copilot import Copilot, Sampling
+from pianomuse.copilot.prompts import fim_prompt
 from pianomuse.data.fim import FimMarkers
 from pianomuse.data.shards import TokenShards
 from pianomuse.tokenizer import notes_in_beats
@@ -73,12 +74,14 @@ def main() -> None:
             middle = ids[bars[i] : bars[j]]
             last_bar = int(bars[j - 1] - bars[i])
             # Both prompts get the same prefix bars: only the suffix differs.
-            first = cp.fim_context(ids, i, j)[1]
+            first = fim_prompt(st, ids, i, j, cp.max_context_tokens).first_bar
             if args.prefix_bars is not None:
                 first = max(first, i - args.prefix_bars)
             per_gap = []
             for name, with_suffix in (("prefix + suffix", True), ("prefix only", False)):
-                prompt = cp.fim_context(ids, i, j, with_suffix, first)[0]
+                prompt = fim_prompt(
+                    st, ids, i, j, cp.max_context_tokens, with_suffix=with_suffix, first=first
+                ).ids
                 got = middle_bits(cp, prompt, middle, end_id, last_bar)
                 for k, x in enumerate(got):
                     bits[name][k] += x
@@ -86,7 +89,9 @@ def main() -> None:
             gaps.append((per_gap[0], per_gap[1]))
             if args.sample:
                 piece = cp.tok.decode(ids)
-                r = cp.infill(piece, i + 1, j, candidates=args.sample, seed=s * 1000 + i)
+                r = cp.infill(
+                    piece, i + 1, j, candidates=args.sample, sampling=Sampling(seed=s * 1000 + i)
+                )
                 tpq = piece.tpq
                 start, end = r.span.start_tick / tpq, r.span.end_tick / tpq
                 suffix = notes_in_beats(piece)

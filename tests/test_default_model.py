@@ -57,3 +57,10 @@ def test_eval_uses_the_bundled_model_by_default(bundled):
     assert r.exit_code == 0, r.output
     bpt = float(next(ln.split()[1] for ln in r.output.splitlines() if "bits_per_token" in ln))
     assert 1.0 < bpt < 4.0  # the trained model, not an untrained one (~8.6 bits)
+
+
+def test_bundled_model_records_its_training(bundled):
+    summary = load_checkpoint(bundled).training
+    assert summary.max_seq_len == 1024 and summary.steps == 1480
+    assert summary.tokenizer_hash == PianoTokenizer().hash
+    assert Copilot(bundled).max_context_tokens == 1024
