@@ -207,3 +207,31 @@ def test_seams_never_overlap_a_key_of_the_kept_music(copilot, song):
             new["onset"] = new["onset"] + r.span.start_tick / tpq
             assert _overlaps(n, new) == 0
     assert checked > 200
+
+
+def test_keys_free_narrows_pitches_durations_and_positions(tok):
+    from pianomuse.generate.grammar import Grammar, KeysFree, Row
+    from pianomuse.tokenizer import Kind
+
+    st = tok.structure
+    free = np.zeros(128, dtype=np.int64)
+    stop = np.full(128, 10**9, dtype=np.int64)
+    free[60] = 8  # C4 held by kept music until beat 1 (8 grid steps)
+    stop[64] = 12  # E4 struck by kept music at beat 1.5
+    keys = KeysFree(free, stop)
+    g = Grammar(st, 8, [st.id["TimeSig_4/4"]], 1, constraints=[keys])
+    row = Row(last=Kind.POSITION, bar=0, bar_len=32, position=4)
+    allowed = g._row(row, False)
+    assert not allowed[st.pitch_id[60]] and allowed[st.pitch_id[61]] and allowed[st.pitch_id[64]]
+    row.position = 8
+    assert g._row(row, False)[st.pitch_id[60]]
+    # E4 at beat 0.5 may last at most one beat: up to the kept onset at beat 1.5.
+    row = Row(last=Kind.VELOCITY, bar=0, bar_len=32, position=4, pitch=64)
+    durations = np.flatnonzero(g._row(row, False))
+    assert len(durations) and g.duration_steps[durations].max() == 8
+    # A position where no key of the piano is free is not offered.
+    keys.free[:] = 0
+    keys.free[21:109] = 16
+    row = Row(last=Kind.TIMESIG, bar=0, bar_len=32)
+    positions = st.value[np.flatnonzero(g._row(row, False) & (st.kind == Kind.POSITION))]
+    assert positions.min() == 16

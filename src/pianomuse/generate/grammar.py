@@ -172,9 +172,11 @@ class KeysFree(Constraint):
     def __init__(self, free: np.ndarray, stop: np.ndarray):
         self.free, self.stop = np.asarray(free), np.asarray(stop)
 
-    def _playable(self, at: np.ndarray) -> np.ndarray:
-        """Whether any key can be struck at each position of `at`."""
-        return ((self.free[:, None] <= at) & (self.stop[:, None] > at)).any(axis=0)
+    def _playable(self, g: Grammar, at: np.ndarray) -> np.ndarray:
+        """Whether any key of the vocabulary can be struck at each position of `at`."""
+        keys = g.st.pitch_id >= 0
+        free, stop = self.free[keys, None], self.stop[keys, None]
+        return ((free <= at) & (stop > at)).any(axis=0)
 
     def narrow(self, g: Grammar, row: Row, mask: np.ndarray) -> None:
         pitch = g.of_kind[Kind.PITCH] & mask
@@ -185,7 +187,7 @@ class KeysFree(Constraint):
         position = g.of_kind[Kind.POSITION] & mask
         if position.any():
             at = row.bar_start + g.value[position]
-            position[position] = ~self._playable(at)
+            position[position] = ~self._playable(g, at)
             mask &= ~position
         if row.last == Kind.VELOCITY:
             mask &= ~g.of_kind[Kind.DURATION] | (row.now + g.duration_steps <= self.stop[row.pitch])
