@@ -15,7 +15,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from pianomuse.errors import UserError
+from pianomuse.errors import FieldError, UserError
 
 app = typer.Typer(
     add_completion=False,
@@ -28,6 +28,17 @@ F = TypeVar("F", bound=Callable)
 Opt = typer.Option
 
 
+# Settings whose command-line option is not named after them.
+_OPTION_OF = {"first_bar": "bars", "last_bar": "bars"}
+
+
+def _message(e: Exception) -> str:
+    """A user error's line, naming the option a bad setting came from."""
+    if isinstance(e, FieldError):
+        return f"--{_OPTION_OF.get(e.field, e.field).replace('_', '-')} {e.problem}"
+    return str(e)
+
+
 def user_errors(fn: F) -> F:
     """Turn the exceptions a user can cause into one line on stderr and exit status 1."""
 
@@ -36,7 +47,7 @@ def user_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except (UserError, FileNotFoundError, PermissionError, IsADirectoryError) as e:
-            typer.echo(f"error: {e}", err=True)
+            typer.echo(f"error: {_message(e)}", err=True)
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
@@ -230,7 +241,7 @@ TemperatureOpt = Annotated[float, Opt(help="Sampling temperature (0 = greedy).")
 TopPOpt = Annotated[float | None, Opt("--top-p", "--top_p", help="Nucleus sampling mass.")]
 TopKOpt = Annotated[int | None, Opt("--top-k", "--top_k", help="Keep the k most likely tokens.")]
 SeedOpt = Annotated[int, Opt(help="Random seed: the same seed gives the same MIDI.")]
-DeviceOpt = Annotated[str, Opt(help="cpu or cuda.")]
+DeviceOpt = Annotated[str, Opt(help="cpu, cuda, cuda:N or auto.")]
 
 
 NO_DEFAULT_MODEL = (
@@ -269,10 +280,7 @@ def _sampling(temperature: float, top_p: float | None, top_k: int | None, seed: 
     """The sampling settings, built once here and passed whole."""
     from pianomuse.generate.sampling import Sampling
 
-    try:
-        return Sampling(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
-    except ValueError as e:
-        raise UserError(f"--{e}".replace("top_k", "top-k").replace("top_p", "top-p")) from None
+    return Sampling(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
 
 
 @app.command("estimate-memory")

@@ -1,5 +1,16 @@
-"""The one exception type for mistakes a user can make; the CLI prints its message alone."""
+"""The exceptions for mistakes a user can make; the CLI and the web API print their message
+alone (one line), never a traceback."""
 
 
 class UserError(Exception):
     """Bad input from the user (a path, a file, an option); the message is one line."""
+
+
+class FieldError(UserError, ValueError):
+    """A bad value of one setting. `field` is its Python name (a keyword of the copilot or of
+    `Sampling`), so the command line can name its option and the web API its JSON field."""
+
+    def __init__(self, field: str, problem: str):
+        super().__init__(f"{field} {problem}")
+        self.field = field
+        self.problem = problem

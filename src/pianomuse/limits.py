@@ -6,6 +6,10 @@ are `pianomuse.serve.ServeLimits`)."""
 MAX_MIDI_BYTES = 16 * 1024 * 1024
 # One million notes is ~ 10 hours of dense piano: anything beyond is not a piece.
 MAX_NOTES = 1_000_000
+# Length of a piece in quarter-note beats, counting every event (notes, tempo and metre
+# changes, markers, controllers): 20,000 beats is ~3 hours at 120 qpm. Bars are counted
+# from the start, so a stray event far away would otherwise mean a million empty bars.
+MAX_BEATS = 20_000
 # Bars one continuation may ask for, and alternatives written from one prefill.
 MAX_BARS = 256
 MAX_CANDIDATES = 64

@@ -18,7 +18,8 @@ import torch
 
 from pianomuse.copilot.prompts import context_window, fim_prompt, prevailing_metre
 from pianomuse.copilot.result import Candidate, Generation, Span, new_bar_beats
-from pianomuse.errors import UserError
+from pianomuse.devices import resolve_device
+from pianomuse.errors import FieldError, UserError
 from pianomuse.generate.decode import continue_tokens
 from pianomuse.generate.grammar import Grammar, KeysFree
 from pianomuse.generate.sampling import Sampling
@@ -76,14 +77,17 @@ class Copilot:
         if tokenizer is None:
             if meta.tokenizer_config is None:
                 raise UserError("the model carries no tokenizer; pass its tokenizer")
-            tokenizer = PianoTokenizer.from_config(meta.tokenizer_config)
+            what = f"the tokenizer in the model {self.model_info['model']}"
+            tokenizer = PianoTokenizer.from_config(meta.tokenizer_config, what=what)
         if meta.tokenizer_hash is not None:
             tokenizer.check_hash(meta.tokenizer_hash, what=f"the model {self.model_info['model']}")
         if model.config.vocab_size != tokenizer.vocab_size:
             raise UserError("the model's vocabulary does not match the tokenizer's")
         self.model, self.tok = model, tokenizer
         self.model_info["tokenizer_hash"] = tokenizer.hash
-        self.device = torch.device(device) if device else next(model.parameters()).device
+        if isinstance(device, str):
+            device = resolve_device(device)
+        self.device = device or next(model.parameters()).device
         self.model.to(self.device).eval()
         trained = meta.training.max_seq_len if meta.training else None
         self.max_context_tokens = int(max_context_tokens or trained or DEFAULT_CONTEXT_TOKENS)
@@ -109,13 +113,13 @@ class Copilot:
         `max_new_tokens` tokens), `candidates` at once from one prefill, ranked by mean
         log-likelihood. The new bars take the metre that prevails in the context."""
         if bars is None and max_new_tokens is None:
-            raise UserError("ask for --bars or --max-new-tokens")
+            raise FieldError("bars", "or max_new_tokens must be given")
         if bars is not None and not 1 <= bars <= MAX_BARS:
-            raise UserError(f"--bars must be between 1 and {MAX_BARS}")
+            raise FieldError("bars", f"must be between 1 and {MAX_BARS}")
         if max_new_tokens is not None and not 1 <= max_new_tokens <= MAX_BARS * TOKENS_PER_BAR:
-            raise UserError(f"--max-new-tokens must be between 1 and {MAX_BARS * TOKENS_PER_BAR}")
+            raise FieldError("max_new_tokens", f"must be between 1 and {MAX_BARS * TOKENS_PER_BAR}")
         if context_bars is not None and context_bars < 1:
-            raise UserError("--context-bars must be at least 1")
+            raise FieldError("context_bars", "must be at least 1")
         _check_candidates(candidates)
         piece = self.read(midi)
         st = self.tok.structure
@@ -155,11 +159,14 @@ class Copilot:
         piece = self.read(midi)
         n_bars = piece.n_bars
         if not 1 <= first_bar <= last_bar <= n_bars:
-            raise UserError(f"--bars {first_bar}-{last_bar} is outside the piece's bars 1-{n_bars}")
+            raise FieldError(
+                "first_bar", f"{first_bar}-{last_bar} is outside the piece's bars 1-{n_bars}"
+            )
         n_gap = last_bar - first_bar + 1
         if n_gap > MAX_GAP_BARS:
-            raise UserError(
-                f"a gap of {n_gap} bars is longer than the {MAX_GAP_BARS} this model can fill"
+            raise FieldError(
+                "last_bar",
+                f"makes a gap of {n_gap} bars, longer than the {MAX_GAP_BARS} this model can fill",
             )
         st = self.tok.structure
         i, j = first_bar - 1, last_bar  # gap = bars [i, j), 0-based
@@ -249,7 +256,7 @@ class Copilot:
 
 def _check_candidates(candidates: int) -> None:
     if not 1 <= candidates <= MAX_CANDIDATES:
-        raise UserError(f"--candidates must be between 1 and {MAX_CANDIDATES}")
+        raise FieldError("candidates", f"must be between 1 and {MAX_CANDIDATES}")
 
 
 def _whole_notes(st: Any, ids: np.ndarray) -> np.ndarray:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
+from pianomuse.errors import FieldError
 from pianomuse.limits import MAX_SEED
 
 
@@ -25,13 +26,13 @@ class Sampling:
 
     def __post_init__(self) -> None:
         if not self.temperature >= 0:  # also refuses NaN
-            raise ValueError("temperature must be >= 0")
+            raise FieldError("temperature", "must be >= 0")
         if self.top_k is not None and self.top_k < 1:
-            raise ValueError("top_k must be >= 1")
+            raise FieldError("top_k", "must be >= 1")
         if self.top_p is not None and not 0 < self.top_p <= 1:
-            raise ValueError("top_p must be in (0, 1]")
+            raise FieldError("top_p", "must be in (0, 1]")
         if not 0 <= self.seed <= MAX_SEED:
-            raise ValueError(f"seed must be in 0..{MAX_SEED}")
+            raise FieldError("seed", f"must be in 0..{MAX_SEED}")
 
     def generator(self) -> torch.Generator:
         """A CPU generator seeded for this generation."""

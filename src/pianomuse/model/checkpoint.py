@@ -31,6 +31,7 @@ from pianomuse.atomic import atomic_write
 from pianomuse.errors import UserError
 
 from .config import ModelMeta, RWKV7Config, TrainingSummary
+from .memory import available_memory, estimate_memory
 from .rwkv7 import RWKV7
 
 FORMAT_NAME = "pianomuse-rwkv7"
@@ -194,9 +195,38 @@ def load_state_into(model: RWKV7, sd: Mapping[str, Tensor]) -> None:
             target.copy_(t.reshape(target.shape).to(target.dtype))
 
 
+def check_fits(config: RWKV7Config, file_bytes: int) -> None:
+    """Refuse a config before its model is allocated: its weights must be in the file (at
+    2 bytes a weight at least, bf16) and fit in the memory this machine has."""
+    try:
+        weights = config.n_params()
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"inconsistent sizes: {err}") from err
+    if weights * 2 > file_bytes:
+        raise CheckpointError(
+            f"its config describes {weights / 1e6:,.1f} M weights, more than a file of "
+            f"{_size(file_bytes)} can hold"
+        )
+    need = estimate_memory(config, 1, 1, training=False).total
+    have = available_memory()
+    if have is not None and need > have:
+        raise CheckpointError(
+            f"the model needs {_size(need)} of memory; this machine has {_size(have)} free"
+        )
+
+
+def _size(n: float) -> str:
+    """Bytes for people: 400 bytes, 7.0 kB, 21.7 MB, 154.6 GB."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:,.1f} {unit}"
+    return f"{n:.0f} bytes"
+
+
 def _load_official(path: Path, map_location: str | torch.device) -> Checkpoint:
     try:
-        sd = torch.load(path, map_location="cpu", weights_only=True)
+        # Memory-mapped: the config is checked before the tensors are read into memory.
+        sd = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except pickle.UnpicklingError as err:
         raise CheckpointError(
             "holds Python objects other than tensors (refused: unpickling them could run code)"
@@ -205,8 +235,10 @@ def _load_official(path: Path, map_location: str | torch.device) -> Checkpoint:
         first = str(err).strip().split(". ")[0].splitlines()[0] if str(err).strip() else ""
         message = f"not a readable PyTorch checkpoint ({first or type(err).__name__})"
         raise CheckpointError(message) from err
+    config = config_from_official(sd)
+    check_fits(config, path.stat().st_size)
     _check_tensors(sd)
-    model = RWKV7(config_from_official(sd), init_weights=False)
+    model = RWKV7(config, init_weights=False)
     load_state_into(model, {k: t for k, t in sd.items() if k not in _UNUSED_LAYER0})
     return Checkpoint(model.to(map_location), "official")
 
@@ -217,13 +249,14 @@ def _load_safetensors(path: Path, map_location: str | torch.device) -> Checkpoin
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             metadata = f.metadata() or {}
+            config = _config_of(metadata)
+            check_fits(config, path.stat().st_size)  # before a tensor is read
             sd = {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118 (not a dict)
+    except CheckpointError:
+        raise
     except (SafetensorError, OSError, ValueError) as err:
         raise CheckpointError(f"unreadable safetensors file: {err}") from err
-    if "model_config" not in metadata:
-        raise CheckpointError("safetensors file without 'model_config' metadata")
     try:
-        config = RWKV7Config.from_dict(json.loads(metadata["model_config"]))
         tok_cfg = metadata.get("tokenizer_config")
         training = metadata.get("training")
         meta = ModelMeta(
@@ -237,6 +270,16 @@ def _load_safetensors(path: Path, map_location: str | torch.device) -> Checkpoin
     load_state_into(model, sd)
     model.meta = meta
     return Checkpoint(model.to(map_location), "pianomuse")
+
+
+def _config_of(metadata: dict[str, str]) -> RWKV7Config:
+    """The model config stored in a safetensors file's metadata."""
+    if "model_config" not in metadata:
+        raise CheckpointError("safetensors file without 'model_config' metadata")
+    try:
+        return RWKV7Config.from_dict(json.loads(metadata["model_config"]))
+    except (ValueError, TypeError) as err:
+        raise CheckpointError(f"bad config metadata: {err}") from err
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> Checkpoint:
@@ -267,15 +310,11 @@ def read_config(path: str | Path) -> RWKV7Config:
 
             try:
                 with safe_open(str(path), framework="pt", device="cpu") as f:
-                    metadata = f.metadata() or {}
+                    return _config_of(f.metadata() or {})
+            except CheckpointError:
+                raise
             except (SafetensorError, OSError, ValueError) as err:
                 raise CheckpointError(f"unreadable safetensors file: {err}") from err
-            if "model_config" not in metadata:
-                raise CheckpointError("safetensors file without 'model_config' metadata")
-            try:
-                return RWKV7Config.from_dict(json.loads(metadata["model_config"]))
-            except (ValueError, TypeError) as err:
-                raise CheckpointError(f"bad config metadata: {err}") from err
         if kind == "torch":
             try:
                 sd = torch.load(path, map_location="cpu", weights_only=True, mmap=True)

@@ -82,3 +82,21 @@ def estimate_memory(
     # its backward would keep), and the logits.
     work = 0.85 * tokens * layer_floats_per_token(config) * FLOAT + outer
     return MemoryEstimate(p * FLOAT, 0, 0, int(work), state)
+
+
+def available_memory() -> int | None:
+    """Bytes of memory this machine can still give (Linux: MemAvailable; elsewhere: physical
+    memory), or None when it cannot tell."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        import os
+
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None

@@ -30,6 +30,7 @@ from pianomuse.tokenizer.remi import PianoTokenizer
 NEW_TRACK_NAME = "Piano Muse"
 # Ticks before any kept onset: "no kept note on this key after the gap".
 NEVER = np.iinfo(np.int64).max // 4
+MAX_DELTA = 0x0FFFFFFF  # the largest delta time a MIDI file can store (4 bytes of 7 bits)
 
 
 def decode_bars(tok: PianoTokenizer, ids: np.ndarray, tpq: int, qpm: float) -> Score:
@@ -203,6 +204,9 @@ def _track_chunk(
     track = mido.MidiTrack(head)
     now = 0
     for t, _, msg in events:
+        while t - now > MAX_DELTA:  # a delta time is at most 28 bits: step with empty texts
+            track.append(mido.MetaMessage("text", text="", time=MAX_DELTA))
+            now += MAX_DELTA
         track.append(msg.copy(time=t - now))
         now = t
     buf = io.BytesIO()

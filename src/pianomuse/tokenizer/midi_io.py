@@ -16,7 +16,7 @@ from symusic.core import ScoreTick
 
 from pianomuse.atomic import write_bytes_atomic
 from pianomuse.errors import UserError
-from pianomuse.limits import MAX_MIDI_BYTES, MAX_NOTES
+from pianomuse.limits import MAX_BEATS, MAX_MIDI_BYTES, MAX_NOTES
 
 # symusic's `Score` is a factory, so the union names its tick-time class.
 MidiSource = Union[str, os.PathLike, bytes, ScoreTick]  # noqa: UP007
@@ -46,8 +46,9 @@ def read_midi_bytes(path: str | os.PathLike) -> bytes:
     return data
 
 
-def parse_midi(data: bytes, name: str = "input") -> Score:
-    """Parse MIDI bytes; refuses empty, non-MIDI and corrupted data with one clear line."""
+def parse_midi(data: bytes, name: str = "input", max_beats: int = MAX_BEATS) -> Score:
+    """Parse MIDI bytes; refuses empty, non-MIDI, corrupted and unbounded data (see
+    `check_bounds`) with one clear line."""
     if len(data) == 0:
         raise MidiInputError(f"{name}: the file is empty")
     if len(data) > MAX_MIDI_BYTES:
@@ -55,12 +56,32 @@ def parse_midi(data: bytes, name: str = "input") -> Score:
     # 'RIFF' is the RMID wrapper some Windows tools write around a standard MIDI file.
     if not (data.startswith(b"MThd") or data.startswith(b"RIFF")):
         raise MidiInputError(f"{name}: not a MIDI file (no MThd header)")
+    if data.startswith(b"MThd") and len(data) >= 14 and data[12:14] == b"\x00\x00":
+        raise MidiInputError(
+            f"{name}: the file says 0 ticks per quarter note (not a playable file)"
+        )
     try:
         score = Score.from_midi(data)
     except Exception as e:  # symusic raises plain RuntimeErrors with parser details
         raise MidiInputError(f"{name}: corrupted MIDI file ({str(e).splitlines()[0]})") from None
+    return check_bounds(score, name, max_beats)
+
+
+def check_bounds(score: Score, name: str = "input", max_beats: int = MAX_BEATS) -> Score:
+    """Refuse a piece whose work would not be bounded: no time resolution, too many notes,
+    or any event (not only notes: tempo and metre changes, markers, controllers) beyond
+    `max_beats`."""
+    if score.tpq <= 0:
+        raise MidiInputError(
+            f"{name}: the file says 0 ticks per quarter note (not a playable file)"
+        )
     if score.note_num() > MAX_NOTES:
         raise MidiInputError(f"{name}: {score.note_num()} notes is too long a piece")
+    beats = score.end() / score.tpq
+    if beats > max_beats:
+        raise MidiInputError(
+            f"{name}: {beats:.0f} beats long; at most {max_beats} allowed (every event counts)"
+        )
     return score
 
 
@@ -74,7 +95,7 @@ def load_midi(src: MidiSource, name: str | None = None) -> tuple[Score, bytes]:
     Python is written out once, so that every source has bytes to keep)."""
     if isinstance(src, Score):
         score = src.copy() if isinstance(src, ScoreTick) else src.to("tick")
-        return score, midi_bytes(score)
+        return check_bounds(score, name or "input"), midi_bytes(score)
     if isinstance(src, bytes):
         return parse_midi(src, name=name or "input"), src
     data = read_midi_bytes(src)

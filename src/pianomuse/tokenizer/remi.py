@@ -150,11 +150,19 @@ class PianoTokenizer:
         return path
 
     @classmethod
-    def from_config(cls, cfg: dict) -> PianoTokenizer:
-        settings = dict(cfg["settings"])
-        settings["special_tokens"] = tuple(settings["special_tokens"])
-        tok = cls(TokenizerSettings(**settings))
-        if tok.vocab != cfg["vocab"]:
+    def from_config(cls, cfg: dict, what: str = "the tokenizer configuration") -> PianoTokenizer:
+        """The tokenizer a saved configuration describes; anything malformed is one line
+        naming `what` held it."""
+        try:
+            settings = dict(cfg["settings"])
+            settings["special_tokens"] = tuple(settings["special_tokens"])
+            tok = cls(TokenizerSettings(**settings))
+            vocab = list(cfg["vocab"])
+        except KeyError as e:
+            raise UserError(f"{what} is unreadable: it has no {e}") from None
+        except (TypeError, ValueError) as e:
+            raise UserError(f"{what} is unreadable: {str(e).splitlines()[0]}") from None
+        if tok.vocab != vocab:
             raise UserError(
                 "the saved tokenizer's vocabulary differs from this miditok version's; "
                 f"saved with miditok {cfg.get('miditok_version')}, running {_miditok_version()}"
@@ -171,7 +179,7 @@ class PianoTokenizer:
             cfg = json.loads(p.read_text())
         except (OSError, json.JSONDecodeError) as e:
             raise UserError(f"{p}: not a readable tokenizer config ({e})") from None
-        return cls.from_config(cfg)
+        return cls.from_config(cfg, what=str(p))
 
     def check_hash(self, expected: str, what: str = "the model") -> None:
         """Refuse to pair with data or a model made by a tokenizer with another hash."""

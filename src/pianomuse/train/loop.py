@@ -148,10 +148,24 @@ class Trainer:
         if not path.exists():
             raise UserError(f"--resume: no checkpoint at {path}")
         st = load_training_state(path)
-        self.tok.check_hash(st["tokenizer_hash"], what="the checkpoint to resume")
-        self.model.load_state_dict(st["model"])
-        self.opt.load_state_dict(st["optimizer"])
-        self.sched.load_state_dict(st["scheduler"])
+        self.tok.check_hash(st.get("tokenizer_hash", ""), what="the checkpoint to resume")
+        theirs, ours = st.get("model_config"), self.model.config.to_dict()
+        # The shape must match; how the WKV is computed (chunk_len, wkv_backend) may change.
+        shape = [k for k in ours if k not in ("chunk_len", "wkv_backend")]
+        diff = [k for k in shape if not isinstance(theirs, dict) or theirs.get(k) != ours[k]]
+        if diff:
+            raise UserError(
+                f"--resume: {path} holds another model ({', '.join(diff)} differ); resume with "
+                "the options (--preset ...) the run started with"
+            )
+        try:
+            self.model.load_state_dict(st["model"])
+            self.opt.load_state_dict(st["optimizer"])
+            self.sched.load_state_dict(st["scheduler"])
+        except (RuntimeError, ValueError, KeyError) as e:
+            raise UserError(
+                f"--resume: {path} does not fit this run ({type(e).__name__})"
+            ) from None
         self.step, self.position, self.best = st["step"], st["position"], st["best"]
         self.tokens_seen = st["tokens_seen"]
         set_rng_state(st["rng"])

@@ -7,7 +7,9 @@ goes a `.safetensors` model file that `pianomuse.load_model` and the copilot rea
 
 from __future__ import annotations
 
+import pickle
 import random
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,7 @@ import numpy as np
 import torch
 
 from pianomuse.atomic import atomic_write
+from pianomuse.errors import UserError
 
 
 def rng_state() -> dict[str, Any]:
@@ -54,4 +57,20 @@ def save_atomic(obj: dict[str, Any], path: Path) -> None:
 
 
 def load_training_state(path: Path) -> dict[str, Any]:
-    return torch.load(path, map_location="cpu", weights_only=True)
+    """A checkpoint written by `save_atomic`; anything else is one line (`UserError`)."""
+    what = f"--resume: {path}"
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise UserError(
+            f"{what} holds Python objects other than tensors (refused: unpickling them could "
+            "run code); it was not written by pianomuse train"
+        ) from None
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as e:
+        # EOFError (an empty file) must not reach the command line, which takes it for Ctrl-D.
+        why = "it is empty" if path.stat().st_size == 0 else f"{type(e).__name__}"
+        raise UserError(f"{what} is damaged or not a training checkpoint ({why})") from None
+    missing = {"model", "optimizer", "scheduler", "step", "position", "rng"} - set(state)
+    if not isinstance(state, dict) or missing:
+        raise UserError(f"{what} is not a training checkpoint of pianomuse train")
+    return state
