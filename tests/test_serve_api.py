@@ -30,7 +30,8 @@ def copilot(trained_model) -> Copilot:
 
 @pytest.fixture(scope="module")
 def client(copilot) -> TestClient:
-    return TestClient(web_app(copilot, ServeLimits(max_upload_bytes=200_000, max_candidates=4)))
+    app = web_app(copilot, ServeLimits(max_upload_bytes=200_000, max_candidates=4))
+    return TestClient(app, base_url="http://localhost")  # a Host this server answers
 
 
 def _notes(midi: bytes | Path) -> np.ndarray:

@@ -542,27 +542,45 @@ def serve(
     queue: Annotated[int, Opt(help="Requests that may wait behind the running one.")] = 4,
     max_candidates: Annotated[int, Opt("--max-candidates", help="Candidates per request.")] = 8,
     max_bars: Annotated[int, Opt("--max-bars", help="Bars per continuation.")] = 32,
+    max_seconds: Annotated[
+        int, Opt("--max-seconds", help="Time one generation may take before it stops.")
+    ] = 120,
+    allowed_hosts: Annotated[
+        str,
+        Opt(
+            "--allowed-hosts",
+            help="More Host names to answer, comma-separated (* for any); the local names "
+            "and the address listened on are always answered.",
+        ),
+    ] = "",
 ) -> None:
     """Start the web copilot: a page to upload a piece, hear it, continue or infill it,
-    compare candidates and download them; plus its JSON API (schema at /openapi.json)."""
-    import socket
+    compare candidates and download them; plus its JSON API (schema at /openapi.json).
 
-    import uvicorn
+    Requests whose Host header is not a name of this server get 400 (no page elsewhere can
+    reach it through DNS rebinding). SIGTERM or Ctrl-C stop it within seconds, also during a
+    generation."""
+    import socket
 
     from pianomuse.copilot import Copilot
     from pianomuse.serve import ServeLimits, web_app
+    from pianomuse.serve.run import allowed_hosts as hosts_for
+    from pianomuse.serve.run import serve_forever
 
-    limits = ServeLimits(max_candidates=max_candidates, max_bars=max_bars, queue=queue)
+    limits = ServeLimits(
+        max_candidates=max_candidates, max_bars=max_bars, max_seconds=max_seconds, queue=queue
+    )
+    hosts = hosts_for(host, [h.strip() for h in allowed_hosts.split(",") if h.strip()])
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
         try:
             probe.bind((host, port))
         except OSError as e:
             raise UserError(f"cannot listen on {host}:{port} ({e.strerror}); try --port") from None
     model = _model_path(model)
-    asgi = web_app(Copilot(model, device=device), limits)
+    asgi = web_app(Copilot(model, device=device), limits, hosts)
     shown = f"[{host}]" if ":" in host else host
     typer.echo(f"Piano Muse is at http://{shown}:{port}/ (model {model.name}; Ctrl-C stops it)")
-    uvicorn.run(asgi, host=host, port=port, log_level="warning")
+    serve_forever(asgi, host, port)
 
 
 def main() -> None:

@@ -72,6 +72,9 @@ def tokenize_file(tok: PianoTokenizer, path: Path, root: Path) -> FileResult:
     except MidiInputError as e:
         # The parser's messages start with the source name; the manifest has the path.
         return FileResult(rel, sha, None, str(e).removeprefix("input: "), beats is not None)
+    except Exception as e:  # one odd file must not stop a whole collection
+        why = f"could not be read ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+        return FileResult(rel, sha, None, why, beats is not None)
     if ids.max() >= 2**16:
         raise ValueError("vocabulary larger than uint16 shards can hold")
     return FileResult(rel, sha, ids, None, beats is not None)

@@ -13,6 +13,7 @@ import base64
 import binascii
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -21,14 +22,13 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from starlette.concurrency import run_in_threadpool
 
 from pianomuse import __version__
 from pianomuse.copilot import Copilot
 from pianomuse.errors import FieldError, UserError
 from pianomuse.generate.sampling import Sampling
 from pianomuse.limits import MAX_MIDDLE_BARS
-from pianomuse.serve.gate import BodyLimit, Busy, Gate
+from pianomuse.serve.gate import BodyLimit, Busy, Gate, HostCheck, Stopped
 from pianomuse.serve.schemas import (
     CompleteIn,
     GenerationOut,
@@ -56,6 +56,7 @@ class ServeLimits:
     max_bars: int = 32  # bars per continuation
     max_gap_bars: int = MAX_MIDDLE_BARS  # bars per infill (what training shows)
     max_candidates: int = 8  # alternatives per request
+    max_seconds: int = 120  # time one generation may take before it is stopped
     queue: int = 4  # requests that may wait behind the running one before "busy"
 
     def __post_init__(self) -> None:
@@ -65,11 +66,21 @@ class ServeLimits:
                 raise UserError(f"--{name.replace('_', '-')} must be at least {least}")
 
 
-def web_app(copilot: Copilot, limits: ServeLimits | None = None) -> BodyLimit:
-    """The ASGI app to serve: the API behind a request-size cap."""
+# The names a server bound to this machine answers to by default (see `HostCheck`).
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+def web_app(
+    copilot: Copilot, limits: ServeLimits | None = None, hosts: Sequence[str] = LOCAL_HOSTS
+) -> HostCheck:
+    """The ASGI app to serve: the API behind a Host check and a request-size cap; its
+    `gates` are what a shutdown stops."""
     limits = limits or ServeLimits()
+    api = create_app(copilot, limits)
     # base64 is 4/3 of the file; 64 kB leaves room for the other JSON fields.
-    return BodyLimit(create_app(copilot, limits), limits.max_upload_bytes * 4 // 3 + 65536)
+    served = HostCheck(BodyLimit(api, limits.max_upload_bytes * 4 // 3 + 65536), hosts)
+    served.gates = api.state.gates
+    return served
 
 
 def create_app(copilot: Copilot, limits: ServeLimits) -> FastAPI:
@@ -80,7 +91,10 @@ def create_app(copilot: Copilot, limits: ServeLimits) -> FastAPI:
         docs_url=None,
         redoc_url=None,
     )
-    gate = Gate(limits.queue)
+    gate = Gate(limits.queue, limits.max_seconds)
+    # Reading an upload is queued too: 30 large uploads at once would hold 30 parsed pieces.
+    reading = Gate(limits.queue)
+    app.state.gates = (gate, reading)
     model_name = str(copilot.model_info.get("model", "model"))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
@@ -100,6 +114,10 @@ def create_app(copilot: Copilot, limits: ServeLimits) -> FastAPI:
     async def busy(_: Request, e: Busy) -> JSONResponse:
         headers = {"Retry-After": str(e.retry_after)}
         return JSONResponse({"detail": str(e)}, status_code=503, headers=headers)
+
+    @app.exception_handler(Stopped)
+    async def stopped(_: Request, e: Stopped) -> JSONResponse:
+        return JSONResponse({"detail": str(e)}, status_code=503)
 
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
@@ -143,22 +161,22 @@ def create_app(copilot: Copilot, limits: ServeLimits) -> FastAPI:
         return Sampling(**body.model_dump(include=set(SamplingIn.model_fields) - {"candidates"}))
 
     @app.post("/api/piece")
-    async def piece(body: PieceIn) -> PieceView:
+    async def piece(body: PieceIn, request: Request) -> PieceView:
         """Bars and notes of an uploaded MIDI file (no model involved)."""
 
-        def work() -> PieceView:
+        def work(_: Any) -> PieceView:
             piece = read_piece(body)
             return piece_view(piece.source, piece.bar_ticks, piece.name)
 
-        return await run_in_threadpool(work)
+        return await reading.run(work, request.is_disconnected)
 
     @app.post("/api/complete")
-    async def complete(body: CompleteIn) -> GenerationOut:
+    async def complete(body: CompleteIn, request: Request) -> GenerationOut:
         """Continue the piece by `bars` bars, `candidates` alternatives ranked by likelihood."""
         settings = sampling(body)
         if body.bars > limits.max_bars:
             raise UserError(f"bars: at most {limits.max_bars} per request")
-        piece = await run_in_threadpool(read_piece, body)
+        piece = await reading.run(lambda _: read_piece(body), request.is_disconnected)
 
         def work(progress: Any) -> GenerationOut:
             t0 = time.perf_counter()
@@ -171,17 +189,17 @@ def create_app(copilot: Copilot, limits: ServeLimits) -> FastAPI:
             )
             return generation_out(r, time.perf_counter() - t0)
 
-        return await gate.run(work)
+        return await gate.run(work, request.is_disconnected)
 
     @app.post("/api/infill")
-    async def infill(body: InfillIn) -> GenerationOut:
+    async def infill(body: InfillIn, request: Request) -> GenerationOut:
         """Rewrite bars first_bar..last_bar so that they lead into the music after them."""
         settings = sampling(body)
         if body.last_bar < body.first_bar:
             raise UserError("last_bar: must not come before first_bar")
         if body.last_bar - body.first_bar + 1 > limits.max_gap_bars:
             raise UserError(f"a gap may be at most {limits.max_gap_bars} bars here")
-        piece = await run_in_threadpool(read_piece, body)
+        piece = await reading.run(lambda _: read_piece(body), request.is_disconnected)
 
         def work(progress: Any) -> GenerationOut:
             t0 = time.perf_counter()
@@ -195,6 +213,6 @@ def create_app(copilot: Copilot, limits: ServeLimits) -> FastAPI:
             )
             return generation_out(r, time.perf_counter() - t0)
 
-        return await gate.run(work)
+        return await gate.run(work, request.is_disconnected)
 
     return app

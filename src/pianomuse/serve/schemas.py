@@ -72,6 +72,7 @@ class Limits(BaseModel):
     max_bars: int
     max_gap_bars: int
     max_candidates: int
+    max_seconds: int
     queue: int
 
 

@@ -65,7 +65,9 @@ async function api(path, body, onBusy) {
     } catch (e) {
       throw new Error("the Piano Muse server cannot be reached: is it still running?");
     }
-    if (res.status === 503 && attempt < 30) {
+    // Busy (503 with Retry-After): wait and ask again. A 503 without it (a request stopped at
+    // its time limit, or a server shutting down) is final.
+    if (res.status === 503 && res.headers.get("Retry-After") && attempt < 30) {
       const wait = Math.min(Math.max(parseInt(res.headers.get("Retry-After"), 10) || 2, 1), 30);
       if (onBusy) onBusy(wait);
       await sleep(wait * 1000);
