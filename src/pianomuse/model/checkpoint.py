@@ -112,12 +112,13 @@ def _sniff(path: Path) -> str:
     """'safetensors', 'torch' (zip or legacy pickle) or 'unknown', from the first bytes."""
     with open(path, "rb") as f:
         head = f.read(9)
-    if head[:2] == b"PK" or head[:1] == b"\x80":
-        return "torch"
+    # safetensors first: its 8-byte header length may itself begin with b"PK" or 0x80.
     if len(head) == 9 and head[8:9] == b"{":
         header_len = int.from_bytes(head[:8], "little")
         if 0 < header_len < 100_000_000:
             return "safetensors"
+    if head[:2] == b"PK" or head[:1] == b"\x80":
+        return "torch"
     return "unknown"
 
 
@@ -156,7 +157,8 @@ def config_from_official(sd: Mapping[str, Tensor]) -> RWKV7Config:
         raise CheckpointError(f"inconsistent sizes: {err}") from err
 
 
-def _check_tensors(sd: Mapping[Any, Any]) -> None:
+def _check_tensors(sd: Mapping[Any, Any], values: bool = True) -> None:
+    """Named floating-point tensors (and, with `values`, finite ones: this reads them)."""
     if not isinstance(sd, Mapping):
         raise CheckpointError(f"expected a dict of tensors, found {type(sd).__name__}")
     bad = [k for k, t in sd.items() if not (isinstance(k, str) and isinstance(t, Tensor))]
@@ -165,6 +167,8 @@ def _check_tensors(sd: Mapping[Any, Any]) -> None:
     not_float = [k for k, t in sd.items() if not t.is_floating_point()]
     if not_float:
         raise CheckpointError(f"non-floating-point tensors: {not_float[:5]}")
+    if not values:
+        return
     non_finite = [k for k, t in sd.items() if not bool(torch.isfinite(t).all())]
     if non_finite:
         raise CheckpointError(f"tensors with NaN or infinity: {non_finite[:5]}")
@@ -235,27 +239,44 @@ def _load_official(path: Path, map_location: str | torch.device) -> Checkpoint:
         first = str(err).strip().split(". ")[0].splitlines()[0] if str(err).strip() else ""
         message = f"not a readable PyTorch checkpoint ({first or type(err).__name__})"
         raise CheckpointError(message) from err
+    _check_tensors(sd, values=False)  # names and types only: nothing is read yet
     config = config_from_official(sd)
     check_fits(config, path.stat().st_size)
-    _check_tensors(sd)
     model = RWKV7(config, init_weights=False)
     load_state_into(model, {k: t for k, t in sd.items() if k not in _UNUSED_LAYER0})
     return Checkpoint(model.to(map_location), "official")
 
 
+def _safetensors_metadata(path: Path) -> dict[str, str]:
+    """The `__metadata__` of a safetensors file, read from its JSON header alone (the format:
+    an 8-byte little-endian length, then the JSON). `safe_open` would first map the whole
+    file, which a hostile file can make fail, or make large."""
+    try:
+        with open(path, "rb") as f:
+            size = int.from_bytes(f.read(8), "little")
+            if not 0 < size < 100_000_000:
+                raise CheckpointError("unreadable safetensors header")
+            header = json.loads(f.read(size))
+    except (ValueError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"unreadable safetensors header ({err})") from err
+    metadata = header.get("__metadata__", {}) if isinstance(header, dict) else None
+    if not isinstance(metadata, dict):
+        raise CheckpointError("unreadable safetensors header")
+    return metadata
+
+
 def _load_safetensors(path: Path, map_location: str | torch.device) -> Checkpoint:
     from safetensors import SafetensorError, safe_open
 
+    metadata = _safetensors_metadata(path)
+    config = _config_of(metadata)
+    check_fits(config, path.stat().st_size)  # before the file is mapped or a tensor read
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
-            metadata = f.metadata() or {}
-            config = _config_of(metadata)
-            check_fits(config, path.stat().st_size)  # before a tensor is read
             sd = {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118 (not a dict)
-    except CheckpointError:
-        raise
-    except (SafetensorError, OSError, ValueError) as err:
-        raise CheckpointError(f"unreadable safetensors file: {err}") from err
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise CheckpointError(f"unreadable safetensors file: {first}") from err
     try:
         tok_cfg = metadata.get("tokenizer_config")
         training = metadata.get("training")
@@ -306,21 +327,13 @@ def read_config(path: str | Path) -> RWKV7Config:
     try:
         kind = _sniff(path)
         if kind == "safetensors":
-            from safetensors import SafetensorError, safe_open
-
-            try:
-                with safe_open(str(path), framework="pt", device="cpu") as f:
-                    return _config_of(f.metadata() or {})
-            except CheckpointError:
-                raise
-            except (SafetensorError, OSError, ValueError) as err:
-                raise CheckpointError(f"unreadable safetensors file: {err}") from err
+            return _config_of(_safetensors_metadata(path))
         if kind == "torch":
             try:
                 sd = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
             except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as err:
                 raise CheckpointError(f"not a readable PyTorch checkpoint ({err})") from err
-            _check_tensors(sd)
+            _check_tensors(sd, values=False)
             return config_from_official(sd)
         raise CheckpointError("neither a PyTorch .pth nor a safetensors file")
     except CheckpointError as err:
