@@ -305,6 +305,8 @@ def test_two_process_ddp_equals_one_process(prepared, tmp_path):
         (["--n-embd", "100", "--head-size", "64"], "divisible"),
         (["--device", "bogus"], "--device"),
         (["--pretrained-model", "missing.pth"], "no such file"),
+        (["--seed", "99999999999999999999"], "--seed must be in"),
+        (["--device", "cuda:99"], "--device cuda:99"),
     ],
 )
 def test_options_are_checked_before_any_work(tmp_path, option, message):

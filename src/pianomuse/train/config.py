@@ -17,7 +17,9 @@ from typing import Any
 
 import yaml
 
-from pianomuse.errors import UserError
+from pianomuse.devices import resolve_device
+from pianomuse.errors import FieldError, UserError
+from pianomuse.limits import MAX_SEED
 from pianomuse.model.config import RWKV7Config
 from pianomuse.model.wkv import fla_available
 
@@ -88,12 +90,11 @@ class TrainConfig:
             raise UserError("--fim-rate must be in [0, 1]")
         if self.max_transpose < 0 or self.max_bad_steps <= 0:
             raise UserError("--max-transpose must be >= 0 and --max-bad-steps positive")
-        if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
-            raise UserError(f"--device must be auto, cpu or cuda[:N], not {self.device!r}")
-        if self.model.wkv_backend == "fla" and not (
-            self.device.startswith("cuda") and fla_available()
-        ):
-            raise UserError("--wkv-backend fla needs --device cuda and flash-linear-attention")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise FieldError("seed", f"must be in 0..{MAX_SEED}")
+        on_cuda = resolve_device(self.device).type == "cuda"
+        if self.model.wkv_backend == "fla" and not (on_cuda and fla_available()):
+            raise UserError("--wkv-backend fla needs a CUDA device and flash-linear-attention")
         if self.pretrained_model is not None and not Path(self.pretrained_model).is_file():
             raise UserError(f"--pretrained-model {self.pretrained_model}: no such file")
 
