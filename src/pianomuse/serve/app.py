@@ -13,7 +13,7 @@ import base64
 import binascii
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from pianomuse import __version__
-from pianomuse.copilot import Copilot
+from pianomuse.copilot import Copilot, Generation
 from pianomuse.errors import FieldError, UserError
 from pianomuse.generate.sampling import Sampling
 from pianomuse.limits import MAX_MIDDLE_BARS
@@ -160,6 +160,15 @@ def create_app(copilot: Copilot, limits: ServeLimits) -> FastAPI:
             raise UserError(f"candidates: at most {limits.max_candidates} per request")
         return Sampling(**body.model_dump(include=set(SamplingIn.model_fields) - {"candidates"}))
 
+    async def generate(request: Request, make: Callable[[Any], Generation]) -> GenerationOut:
+        """Run `make(progress)` through the generation gate; its answer, timed."""
+
+        def work(progress: Any) -> GenerationOut:
+            t0 = time.perf_counter()
+            return generation_out(make(progress), time.perf_counter() - t0)
+
+        return await gate.run(work, request.is_disconnected)
+
     @app.post("/api/piece")
     async def piece(body: PieceIn, request: Request) -> PieceView:
         """Bars and notes of an uploaded MIDI file (no model involved)."""
@@ -177,19 +186,16 @@ def create_app(copilot: Copilot, limits: ServeLimits) -> FastAPI:
         if body.bars > limits.max_bars:
             raise UserError(f"bars: at most {limits.max_bars} per request")
         piece = await reading.run(lambda _: read_piece(body), request.is_disconnected)
-
-        def work(progress: Any) -> GenerationOut:
-            t0 = time.perf_counter()
-            r = copilot.complete(
+        return await generate(
+            request,
+            lambda progress: copilot.complete(
                 piece,
                 bars=body.bars,
                 candidates=body.candidates,
                 sampling=settings,
                 progress=progress,
-            )
-            return generation_out(r, time.perf_counter() - t0)
-
-        return await gate.run(work, request.is_disconnected)
+            ),
+        )
 
     @app.post("/api/infill")
     async def infill(body: InfillIn, request: Request) -> GenerationOut:
@@ -200,19 +206,16 @@ def create_app(copilot: Copilot, limits: ServeLimits) -> FastAPI:
         if body.last_bar - body.first_bar + 1 > limits.max_gap_bars:
             raise UserError(f"a gap may be at most {limits.max_gap_bars} bars here")
         piece = await reading.run(lambda _: read_piece(body), request.is_disconnected)
-
-        def work(progress: Any) -> GenerationOut:
-            t0 = time.perf_counter()
-            r = copilot.infill(
+        return await generate(
+            request,
+            lambda progress: copilot.infill(
                 piece,
                 body.first_bar,
                 body.last_bar,
                 candidates=body.candidates,
                 sampling=settings,
                 progress=progress,
-            )
-            return generation_out(r, time.perf_counter() - t0)
-
-        return await gate.run(work, request.is_disconnected)
+            ),
+        )
 
     return app
