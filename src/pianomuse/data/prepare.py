@@ -25,8 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from pianomuse.atomic import write_bytes_atomic
-from pianomuse.data.files import beat_file_for, find_midi_files
+from pianomuse.data.files import beat_file_for, chord_file_for, find_midi_files
 from pianomuse.errors import UserError
+from pianomuse.harmony import read_chord_file
 from pianomuse.tokenizer import (
     MidiInputError,
     PianoTokenizer,
@@ -63,11 +64,12 @@ def tokenize_file(tok: PianoTokenizer, path: Path, root: Path) -> FileResult:
     except OSError as e:
         return FileResult(rel, "", None, f"cannot read ({e.strerror})", False)
     sha = hashlib.sha256(data).hexdigest()
-    beats = beat_file_for(path)
+    beats, chords = beat_file_for(path), chord_file_for(path)
     try:
         score = load_score(data)
         if beats is not None:
-            score = align_to_beats(score, read_beats(beats))
+            annotated = read_chord_file(chords) if chords is not None else None
+            score = align_to_beats(score, read_beats(beats), chords=annotated)
         ids = tok.encode(score)
     except MidiInputError as e:
         # The parser's messages start with the source name; the manifest has the path.
@@ -100,9 +102,9 @@ def _inputs_fingerprint(files: list[Path], root: Path) -> str:
     for f in files:
         rel = f.relative_to(root).as_posix() if f != root else f.name
         h.update(f"{rel}|{hashlib.sha256(f.read_bytes()).hexdigest()}\n".encode())
-        b = beat_file_for(f)
-        if b is not None:
-            h.update(f"beats|{hashlib.sha256(b.read_bytes()).hexdigest()}\n".encode())
+        for kind, a in (("beats", beat_file_for(f)), ("chords", chord_file_for(f))):
+            if a is not None:
+                h.update(f"{kind}|{hashlib.sha256(a.read_bytes()).hexdigest()}\n".encode())
     return h.hexdigest()
 
 

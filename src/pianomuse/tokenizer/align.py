@@ -15,11 +15,14 @@ import os
 from dataclasses import dataclass
 
 import numpy as np
-from symusic import Note, Pedal, Score, Tempo, TimeSignature, Track
+from symusic import Note, Pedal, Score, Tempo, TextMeta, TimeSignature, Track
 
+from pianomuse.harmony import Chord
 from pianomuse.tokenizer.midi_io import MidiInputError
 
 ALIGNED_TPQ = 480
+# A marker text "chord C:maj/E" states the chord from its time on (`Chord.label`).
+CHORD_MARKER = "chord "
 # Bar lengths (in quarter-note beats) that the tokenizer has a TimeSig token for; longer
 # irregular bars are split into 4/4 bars and a remainder.
 _BAR_BEATS = (1, 2, 3, 4, 5, 6)
@@ -90,8 +93,15 @@ def _bar_lengths(beats: BeatTrack, lead_beats: int, total_beats: float) -> list[
     return bars
 
 
-def align_to_beats(score: Score, beats: BeatTrack, tpq: int = ALIGNED_TPQ) -> Score:
-    """A copy of `score` with every event re-timed onto the beat grid (see module docstring)."""
+def align_to_beats(
+    score: Score,
+    beats: BeatTrack,
+    tpq: int = ALIGNED_TPQ,
+    chords: list[tuple[float, float, Chord]] | None = None,
+) -> Score:
+    """A copy of `score` with every event re-timed onto the beat grid (see module docstring).
+    Annotated `chords` (start and end in the same seconds as the beats) become chord markers
+    at their changes (`CHORD_MARKER`), re-timed the same way."""
     sec = score.to("second")
     onsets = [t.notes.numpy()["time"] for t in sec.tracks if len(t.notes)]
     if not onsets:
@@ -136,6 +146,14 @@ def align_to_beats(score: Score, beats: BeatTrack, tpq: int = ALIGNED_TPQ) -> Sc
     first = keep[0] - 1 if len(keep) else len(ticks) - 1
     for i in [first, *keep]:
         out.tempos.append(Tempo(int(max(ticks[i], 0)), float(qpm[i])))
+
+    if chords:
+        starts = to_tick(np.array([c[0] for c in chords]))
+        last = None
+        for tick, (_, _, chord) in zip(starts.tolist(), chords, strict=True):
+            if chord != last:
+                out.markers.append(TextMeta(int(tick), CHORD_MARKER + chord.label()))
+                last = chord
 
     prev = None
     tick = 0
