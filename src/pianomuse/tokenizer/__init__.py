@@ -5,6 +5,7 @@ token ids and `symusic.Score` objects handed out from here.
 """
 
 from pianomuse.tokenizer.align import BeatTrack, align_to_beats, onset_grid_share, read_beats
+from pianomuse.tokenizer.base import TOKENIZER_FILE, Tokenizer
 from pianomuse.tokenizer.metre import Metre
 from pianomuse.tokenizer.midi_io import (
     MidiInputError,
@@ -17,7 +18,7 @@ from pianomuse.tokenizer.midi_io import (
     write_midi_atomic,
 )
 from pianomuse.tokenizer.piece import Piece
-from pianomuse.tokenizer.remi import TOKENIZER_FILE, PianoTokenizer, TokenizerSettings
+from pianomuse.tokenizer.remi import PianoTokenizer, TokenizerSettings
 from pianomuse.tokenizer.roundtrip import Survival, round_trip
 from pianomuse.tokenizer.structure import Header, Kind, Structure
 
@@ -33,6 +34,7 @@ __all__ = [
     "Piece",
     "Structure",
     "Survival",
+    "Tokenizer",
     "TokenizerSettings",
     "align_to_beats",
     "load_score",

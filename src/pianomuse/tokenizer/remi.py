@@ -20,32 +20,22 @@ Choices (round-trip figures over the 800 aligned POP909 songs are in the README)
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import miditok
 import numpy as np
-from symusic import Score, Tempo
+from symusic import Score
 
-from pianomuse.atomic import write_bytes_atomic
-from pianomuse.errors import UserError
-from pianomuse.tokenizer.metre import Metre, normalise_metre
+from pianomuse.tokenizer.base import FIM_TOKENS, Tokenizer
 from pianomuse.tokenizer.midi_io import (
     MidiInputError,
     MidiSource,
-    load_midi,
     load_score,
     merge_to_piano,
     source_name,
 )
-from pianomuse.tokenizer.piece import Piece
 from pianomuse.tokenizer.structure import Kind, Structure
-
-TOKENIZER_FILE = "tokenizer.json"
-FIM_TOKENS = ("FIM_Suffix", "FIM_Prefix", "FIM_Middle", "FIM_End")
+from pianomuse.tokenizer.timing import bar_timing
 
 
 @dataclass(frozen=True)
@@ -96,8 +86,10 @@ class TokenizerSettings:
         )
 
 
-class PianoTokenizer:
-    """MIDI <-> REMI token ids for solo piano, with a saved configuration and its hash."""
+class PianoTokenizer(Tokenizer):
+    """Version 1: MIDI <-> REMI token ids for one merged piano part, with miditok."""
+
+    version = 1
 
     def __init__(self, settings: TokenizerSettings | None = None):
         self.settings = settings or TokenizerSettings()
@@ -107,119 +99,37 @@ class PianoTokenizer:
         ]
         self.structure = Structure(self.vocab)
 
-    # ----- identity ----------------------------------------------------------------------
-    @property
-    def vocab_size(self) -> int:
-        return len(self.vocab)
-
-    @property
-    def pad_id(self) -> int:
-        return self.structure.id["PAD_None"]
-
-    def special_id(self, name: str) -> int:
-        """Id of a special token by its name (e.g. "BOS", "FIM_Middle")."""
-        return self.structure.id[name if "_" in name else f"{name}_None"]
-
     @property
     def velocity_bins(self) -> list[int]:
         """The MIDI velocities the velocity tokens stand for."""
         return [int(v) for v in self._remi.velocities]
 
-    def config(self) -> dict:
-        """The full configuration: our settings, miditok's config, the vocabulary."""
+    def _config(self) -> dict:
         return {
-            "format": "pianomuse-remi",
-            "version": 1,
             "settings": asdict(self.settings),
             "miditok_version": _miditok_version(),
             "vocab": self.vocab,
         }
 
-    @property
-    def hash(self) -> str:
-        """Short sha256 of the settings and vocabulary: equal hashes encode identically."""
-        cfg = self.config()
-        key = json.dumps({"settings": cfg["settings"], "vocab": cfg["vocab"]}, sort_keys=True)
-        return hashlib.sha256(key.encode()).hexdigest()[:16]
-
-    def save(self, directory: str | os.PathLike) -> Path:
-        """Write `tokenizer.json` (config + hash) into `directory`; returns its path."""
-        path = Path(directory) / TOKENIZER_FILE
-        text = json.dumps({**self.config(), "hash": self.hash}, indent=1)
-        write_bytes_atomic(text.encode(), path)
-        return path
-
     @classmethod
-    def from_config(cls, cfg: dict, what: str = "the tokenizer configuration") -> PianoTokenizer:
-        """The tokenizer a saved configuration describes; anything malformed is one line
-        naming `what` held it."""
-        try:
-            settings = dict(cfg["settings"])
-            settings["special_tokens"] = tuple(settings["special_tokens"])
-            tok = cls(TokenizerSettings(**settings))
-            vocab = list(cfg["vocab"])
-        except KeyError as e:
-            raise UserError(f"{what} is unreadable: it has no {e}") from None
-        except (TypeError, ValueError) as e:
-            raise UserError(f"{what} is unreadable: {str(e).splitlines()[0]}") from None
-        if tok.vocab != vocab:
-            raise UserError(
-                "the saved tokenizer's vocabulary differs from this miditok version's; "
-                f"saved with miditok {cfg.get('miditok_version')}, running {_miditok_version()}"
-            )
-        return tok
+    def _from_config(cls, cfg: dict) -> PianoTokenizer:
+        settings = dict(cfg["settings"])
+        settings["special_tokens"] = tuple(settings["special_tokens"])
+        return cls(TokenizerSettings(**settings))
 
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> PianoTokenizer:
-        """Load from a `tokenizer.json` file or a folder holding one."""
-        p = Path(path)
-        if p.is_dir():
-            p = p / TOKENIZER_FILE
-        try:
-            cfg = json.loads(p.read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise UserError(f"{p}: not a readable tokenizer config ({e})") from None
-        return cls.from_config(cfg, what=str(p))
-
-    def check_hash(self, expected: str, what: str = "the model") -> None:
-        """Refuse to pair with data or a model made by a tokenizer with another hash."""
-        if expected != self.hash:
-            raise UserError(
-                f"{what} was made with tokenizer {expected}, but this tokenizer is {self.hash}; "
-                "use the tokenizer.json saved beside it"
-            )
+    def vocabulary_mismatch(self, cfg: dict) -> str:
+        return (
+            "the saved tokenizer's vocabulary differs from this miditok version's; "
+            f"saved with miditok {cfg.get('miditok_version')}, running {_miditok_version()}"
+        )
 
     # ----- MIDI <-> tokens ---------------------------------------------------------------
-    @property
-    def metres(self) -> list[Metre]:
-        """The metres the vocabulary has a TimeSig token for."""
-        return list(self.structure.metre.values())
-
     def piano_score(self, src: MidiSource, name: str | None = None) -> Score:
         """Any MIDI source as the model reads it: one piano part that ends with the bar of its
         last onset (tempo and metre events after it change no note, and would only add empty
         bars), the metre map the tokens carry (`normalise_metre`), one tempo per bar."""
         name = name or source_name(src)
-        piano = merge_to_piano(load_score(src), name=name)
-        last = int(piano.tracks[0].notes.numpy()["time"].max())
-        piano.tempos = piano.tempos.filter(lambda t: t.time <= last)
-        piano.time_signatures = piano.time_signatures.filter(lambda t: t.time <= last)
-        return _tempo_per_bar(normalise_metre(piano, self.metres, name=name))
-
-    def read_piece(self, src: MidiSource, name: str | None = None) -> Piece:
-        """A user's piece: the file as given (Score and bytes) and its token reading, with
-        the bar lines the tokens put down (see `Piece`)."""
-        name = name or source_name(src)
-        source, data = load_midi(src, name=name)
-        ids = self._encode(self.piano_score(source, name=name))
-        st = self.structure
-        ticks = np.round(st.bar_lines(ids) * source.tpq).astype(np.int64)
-        metres = [st.metre[int(t)] if t >= 0 else (4, 4) for t in st.bar_metres(ids)]
-        return Piece(name, source, data, ids, ticks, metres)
-
-    def encode(self, src: MidiSource) -> np.ndarray:
-        """Token ids (T,) int64 of a MIDI source (path, bytes or Score)."""
-        return self._encode(self.piano_score(src))
+        return bar_timing(merge_to_piano(load_score(src), name=name), self.metres, name)
 
     def _encode(self, score: Score) -> np.ndarray:
         seq = self._remi.encode(score)
@@ -234,10 +144,6 @@ class PianoTokenizer:
         ids = [int(i) for i in ids if self.structure.kind[int(i)] != Kind.SPECIAL]
         return self._remi.decode([ids])
 
-    def tokens(self, ids: np.ndarray | list[int]) -> list[str]:
-        """Vocabulary strings of token ids."""
-        return [self.vocab[int(i)] for i in ids]
-
     def tokens_errors(self, ids: np.ndarray | list[int]) -> float:
         """miditok's grammar error rate of a token sequence (0.0 = valid REMI)."""
         ids = [int(i) for i in ids if self.structure.kind[int(i)] != Kind.SPECIAL]
@@ -248,43 +154,3 @@ def _miditok_version() -> str:
     from importlib.metadata import version
 
     return version("miditok")
-
-
-def _bar_ticks(score: Score) -> np.ndarray:
-    """Tick of every bar line of a score, from its time signatures (4/4 when it has none)."""
-    tpq = score.tpq
-    sigs = sorted((ts.time, ts.numerator, ts.denominator) for ts in score.time_signatures)
-    if not sigs or sigs[0][0] > 0:
-        sigs.insert(0, (0, 4, 4))
-    end = max(score.end(), 1)
-    bars: list[int] = []
-    for j, (t, num, den) in enumerate(sigs):
-        stop = sigs[j + 1][0] if j + 1 < len(sigs) else end + 1
-        length = max(num * tpq * 4 // den, 1)
-        bars.extend(range(t, stop, length))
-    return np.asarray(bars, dtype=np.int64)
-
-
-def _tempo_per_bar(score: Score) -> Score:
-    """Replace a tempo map by the mean tempo of each bar (time-weighted, so the bar lasts
-    as long as before); a single-tempo score is returned unchanged."""
-    if len(score.tempos) <= 1:
-        return score
-    tpq = score.tpq
-    t = np.array([tp.time for tp in score.tempos], dtype=np.int64)
-    qpm = np.array([tp.qpm for tp in score.tempos], dtype=np.float64)
-    bars = _bar_ticks(score)
-    edges = np.append(bars, bars[-1] + (bars[-1] - bars[-2] if len(bars) > 1 else 4 * tpq))
-    # Seconds elapsed at a tick: integrate 60/qpm over quarter notes of the piecewise tempo.
-    seg_sec = np.diff(t) / tpq * 60.0 / qpm[:-1]
-    cum = np.concatenate([[0.0], np.cumsum(seg_sec)])
-
-    def seconds(x: np.ndarray) -> np.ndarray:
-        j = np.clip(np.searchsorted(t, x, side="right") - 1, 0, None)
-        return cum[j] + (x - t[j]) / tpq * 60.0 / qpm[j]
-
-    sec = seconds(edges)
-    bar_qpm = np.diff(edges) / tpq * 60.0 / np.maximum(np.diff(sec), 1e-9)
-    out = score.copy()
-    out.tempos = [Tempo(int(b), float(q)) for b, q in zip(bars, bar_qpm, strict=True)]
-    return out

@@ -3,11 +3,15 @@
 Pure functions over token ids and the vocabulary's strings; no MIDI library is needed here,
 so generation and the data pipeline can reason about music without touching MIDI.
 
-The REMI grammar (miditok 3, one piano stream) reads, for every bar:
-    Bar TimeSig (Position [Tempo] (Pitch Velocity Duration)+)*
-A note is the atom Pitch Velocity Duration; a cut may only fall before a Bar, a Position or a
-Pitch, never inside a note. The *header* in force at a point is the last TimeSig and Tempo
-before it: a window cut at bar k is prefixed with them so it keeps its metre and tempo.
+The REMI grammar reads, for every bar (version 1, miditok's, has no Chord, Bass or Part):
+    Bar TimeSig (Position [Tempo] [Chord [Bass]] ([Part] Pitch Velocity Duration)*)*
+A Position carries at least one of the others; `FOLLOWS` says what may follow what. A note is
+the atom [Part] Pitch Velocity Duration; a cut may only fall before a Bar, a Position, a Part
+or a Pitch that has no Part before it, never inside a note. A Part token holds for the notes
+after it until the next Part or the next Bar (every bar names its first note's part). The
+*header* in force at a point is the last TimeSig, Tempo and Chord (with its Bass) before it,
+and the Part in force in its bar: a window cut at bar k is prefixed with them so that it
+keeps its metre, tempo and harmony.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 import numpy as np
+
+PITCH_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 
 
 class Kind(IntEnum):
@@ -31,6 +37,9 @@ class Kind(IntEnum):
     VELOCITY = 6
     DURATION = 7
     OTHER = 8
+    CHORD = 9
+    BASS = 10
+    PART = 11
 
 
 _PREFIX = {
@@ -41,16 +50,37 @@ _PREFIX = {
     "Pitch": Kind.PITCH,
     "Velocity": Kind.VELOCITY,
     "Duration": Kind.DURATION,
+    "Chord": Kind.CHORD,
+    "Bass": Kind.BASS,
+    "Part": Kind.PART,
 }
+# What may follow a token of each kind in a stream (None: the start of a stream).
+FOLLOWS: dict[Kind | None, tuple[Kind, ...]] = {
+    None: (Kind.BAR,),
+    Kind.BAR: (Kind.TIMESIG,),
+    Kind.TIMESIG: (Kind.POSITION, Kind.BAR),
+    Kind.POSITION: (Kind.TEMPO, Kind.CHORD, Kind.PART, Kind.PITCH),
+    Kind.TEMPO: (Kind.CHORD, Kind.PART, Kind.PITCH, Kind.POSITION, Kind.BAR),
+    Kind.CHORD: (Kind.BASS, Kind.PART, Kind.PITCH, Kind.POSITION, Kind.BAR),
+    Kind.BASS: (Kind.PART, Kind.PITCH, Kind.POSITION, Kind.BAR),
+    Kind.PART: (Kind.PITCH,),
+    Kind.PITCH: (Kind.VELOCITY,),
+    Kind.VELOCITY: (Kind.DURATION,),
+    Kind.DURATION: (Kind.PART, Kind.PITCH, Kind.POSITION, Kind.BAR),
+}
+PARTS = ("Melody", "Accompaniment")  # Part token values 0, 1
 _SPECIAL = {"PAD", "BOS", "EOS", "MASK", "FIM"}
 
 
 @dataclass(frozen=True)
 class Header:
-    """The metre and tempo in force at a point of a token stream (token ids, -1 if none)."""
+    """What is in force at a point of a token stream (token ids, -1 if none)."""
 
     time_sig: int
     tempo: int
+    chord: int = -1
+    bass: int = -1  # the Bass right after that Chord
+    part: int = -1  # the Part in force in the current bar
 
 
 class Structure:
@@ -60,7 +90,8 @@ class Structure:
         self.vocab = list(vocab)
         V = len(self.vocab)
         self.kind = np.full(V, Kind.OTHER, dtype=np.int8)  # (V,)
-        self.value = np.full(V, -1, dtype=np.int64)  # (V,) Pitch/Position number, else -1
+        # (V,) Pitch and Position number, Part index (`PARTS`), Bass pitch class, else -1
+        self.value = np.full(V, -1, dtype=np.int64)
         for i, tok in enumerate(self.vocab):
             prefix, _, val = tok.partition("_")
             if prefix in _SPECIAL:
@@ -69,6 +100,10 @@ class Structure:
                 self.kind[i] = _PREFIX[prefix]
                 if prefix in ("Pitch", "Position"):
                     self.value[i] = int(val)
+                elif prefix == "Part":
+                    self.value[i] = PARTS.index(val)
+                elif prefix == "Bass":
+                    self.value[i] = PITCH_NAMES.index(val)
         self.id = {tok: i for i, tok in enumerate(self.vocab)}
         # Bar length of each TimeSig token in quarter-note beats (0 elsewhere), and its metre.
         self.metre: dict[int, tuple[int, int]] = {}
@@ -124,11 +159,14 @@ class Structure:
     def safe_cuts(self, ids: np.ndarray) -> np.ndarray:
         """Indices i where a stream may be cut (token i starts a bar, a position or a note).
 
-        Cutting before a Tempo would separate it from its Position, and cutting inside a
-        Pitch-Velocity-Duration atom is the prototype's defect 4; neither is allowed.
+        Cutting before a Tempo or a Chord would separate it from its Position, and cutting
+        inside a [Part] Pitch-Velocity-Duration atom is the prototype's defect 4; neither is
+        allowed.
         """
         k = self.kinds(ids)
-        return np.flatnonzero((k == Kind.BAR) | (k == Kind.POSITION) | (k == Kind.PITCH))
+        after_part = np.concatenate([[False], k[:-1] == Kind.PART])
+        pitch = (k == Kind.PITCH) & ~after_part
+        return np.flatnonzero((k == Kind.BAR) | (k == Kind.POSITION) | (k == Kind.PART) | pitch)
 
     def headers(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Time-signature and tempo token ids in force at every index (before the token).
@@ -148,46 +186,62 @@ class Structure:
         """The header in force just before index i."""
         ids = np.asarray(ids)
         k = self.kinds(ids[:i])
-        ts = np.flatnonzero(k == Kind.TIMESIG)
-        tp = np.flatnonzero(k == Kind.TEMPO)
-        return Header(
-            int(ids[ts[-1]]) if len(ts) else -1,
-            int(ids[tp[-1]]) if len(tp) else -1,
-        )
+
+        def last(kind: Kind, after: int = -1) -> int:
+            at = np.flatnonzero(k == kind)
+            return int(at[-1]) if len(at) and at[-1] > after else -1
+
+        ts, tp, ch = last(Kind.TIMESIG), last(Kind.TEMPO), last(Kind.CHORD)
+        bass = ch + 1 if ch >= 0 and ch + 1 < i and k[ch + 1] == Kind.BASS else -1
+        part = last(Kind.PART, after=last(Kind.BAR))
+        return Header(*(int(ids[j]) if j >= 0 else -1 for j in (ts, tp, ch, bass, part)))
 
     # ----- cutting windows ---------------------------------------------------------------
     def with_header(self, ids: np.ndarray, start: int, header: Header | None = None) -> np.ndarray:
-        """ids[start:] made self-contained: starts with Bar TimeSig and has a Tempo at once.
+        """ids[start:] made self-contained: starts with Bar TimeSig, has a Tempo at once and
+        the Chord in force.
 
         `start` must be a safe cut. At a bar start the bar's own Bar/TimeSig are kept and the
-        tempo in force is inserted after a Position_0 (unless the bar sets its own tempo
-        there); at a mid-bar cut a new Bar, the time signature, the position in force and the
-        tempo are put in front.
+        tempo and chord in force are put after a Position_0 (unless the bar sets its own
+        there); at a mid-bar cut a new Bar, the time signature, the position in force, the
+        tempo, the chord and the part in force are put in front.
         """
         ids = np.asarray(ids)
         h = header or self.header_at(ids, start)
         rest = ids[start:]
         k = self.kinds(rest[:4])
-        tempo = [h.tempo] if h.tempo >= 0 else []
         if len(k) and k[0] == Kind.BAR:
             body = 2 if len(k) > 1 and k[1] == Kind.TIMESIG else 1
-            bar_head = list(rest[:body])
+            head = list(rest[:body])
             if body == 1 and h.time_sig >= 0:
-                bar_head.append(h.time_sig)
+                head.append(h.time_sig)
             nxt = rest[body:]
-            nk = self.kinds(nxt[:2])
-            if len(nk) and nxt[0] == self.position_zero:
-                if len(nk) > 1 and nk[1] == Kind.TEMPO:
-                    tempo = []
-                return np.concatenate([bar_head, nxt[:1], tempo, nxt[1:]]).astype(ids.dtype)
-            return np.concatenate([bar_head, [self.position_zero], tempo, nxt]).astype(ids.dtype)
+            if len(nxt) and nxt[0] == self.position_zero:
+                return self._opened(head, nxt[:1], nxt[1:], h, ids.dtype)
+            return self._opened(head, [self.position_zero], nxt, h, ids.dtype)
         # Mid-bar cut (only when one bar is longer than a window): re-open a bar at the
         # position in force, so the notes keep their place within the beat.
-        pos = self._position_before(ids, start)
         head = [self.id["Bar_None"]] + ([h.time_sig] if h.time_sig >= 0 else [])
         if k[0] == Kind.POSITION:
-            return np.concatenate([head, rest[:1], tempo, rest[1:]]).astype(ids.dtype)
-        return np.concatenate([head, [pos], tempo, rest]).astype(ids.dtype)
+            return self._opened(head, rest[:1], rest[1:], h, ids.dtype)
+        part = [h.part] if h.part >= 0 and k[0] == Kind.PITCH else []
+        pos = [self._position_before(ids, start)]
+        tail = np.concatenate([np.asarray(part, dtype=np.int64), rest])
+        return self._opened(head, pos, tail, h, ids.dtype)
+
+    def _opened(
+        self, head: list, position: Sequence[int], tail: np.ndarray, h: Header, dtype: object
+    ) -> np.ndarray:
+        """head + position + the tempo and chord in force (where `tail` does not set its own
+        right there) + tail."""
+        k = self.kinds(tail[:2])
+        own_tempo = len(k) > 0 and k[0] == Kind.TEMPO
+        lead = list(tail[:1]) if own_tempo else ([h.tempo] if h.tempo >= 0 else [])
+        tail = tail[1:] if own_tempo else tail
+        own_chord = len(tail) > 0 and self.kind[tail[0]] == Kind.CHORD
+        chord = [] if own_chord or h.chord < 0 else [h.chord] + ([h.bass] if h.bass >= 0 else [])
+        parts = [head, list(position), lead, chord, tail]
+        return np.concatenate([np.asarray(x, dtype=np.int64) for x in parts]).astype(dtype)
 
     def _position_before(self, ids: np.ndarray, i: int) -> int:
         k = self.kinds(ids[:i])
