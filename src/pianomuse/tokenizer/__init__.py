@@ -19,7 +19,8 @@ from pianomuse.tokenizer.midi_io import (
 )
 from pianomuse.tokenizer.piece import Piece
 from pianomuse.tokenizer.remi import PianoTokenizer, TokenizerSettings
-from pianomuse.tokenizer.roundtrip import Survival, round_trip
+from pianomuse.tokenizer.remi2 import PianoTokenizerV2, TokenizerSettingsV2
+from pianomuse.tokenizer.roundtrip import Survival, round_trip, triplet_share
 from pianomuse.tokenizer.structure import Header, Kind, Structure
 
 __all__ = [
@@ -31,11 +32,13 @@ __all__ = [
     "MidiInputError",
     "MidiSource",
     "PianoTokenizer",
+    "PianoTokenizerV2",
     "Piece",
     "Structure",
     "Survival",
     "Tokenizer",
     "TokenizerSettings",
+    "TokenizerSettingsV2",
     "align_to_beats",
     "load_score",
     "merge_to_piano",
@@ -44,6 +47,7 @@ __all__ = [
     "onset_grid_share",
     "read_beats",
     "round_trip",
+    "triplet_share",
     "seconds_at",
     "write_midi_atomic",
 ]

@@ -4,14 +4,13 @@ Pure functions over token ids and the vocabulary's strings; no MIDI library is n
 so generation and the data pipeline can reason about music without touching MIDI.
 
 The REMI grammar reads, for every bar (version 1, miditok's, has no Chord, Bass or Part):
-    Bar TimeSig (Position [Tempo] [Chord [Bass]] ([Part] Pitch Velocity Duration)*)*
-A Position carries at least one of the others; `FOLLOWS` says what may follow what. A note is
-the atom [Part] Pitch Velocity Duration; a cut may only fall before a Bar, a Position, a Part
-or a Pitch that has no Part before it, never inside a note. A Part token holds for the notes
-after it until the next Part or the next Bar (every bar names its first note's part). The
-*header* in force at a point is the last TimeSig, Tempo and Chord (with its Bass) before it,
-and the Part in force in its bar: a window cut at bar k is prefixed with them so that it
-keeps its metre, tempo and harmony.
+    Bar TimeSig [Part] (Position [Tempo] [Chord [Bass]] (Pitch Velocity Duration)*)* [Part ...]
+A Part opens the block of one part's notes in the bar (positions rise inside a block); a
+Position carries at least one of the others; `FOLLOWS` says what may follow what. A note is
+the atom Pitch Velocity Duration; a cut may only fall before a Bar, a Part, a Position or a
+Pitch, never inside a note. The *header* in force at a point is the last TimeSig, Tempo and
+Chord (with its Bass) before it, and the Part of its block: a window cut at bar k is prefixed
+with them so that it keeps its metre, tempo and harmony.
 """
 
 from __future__ import annotations
@@ -58,15 +57,15 @@ _PREFIX = {
 FOLLOWS: dict[Kind | None, tuple[Kind, ...]] = {
     None: (Kind.BAR,),
     Kind.BAR: (Kind.TIMESIG,),
-    Kind.TIMESIG: (Kind.POSITION, Kind.BAR),
-    Kind.POSITION: (Kind.TEMPO, Kind.CHORD, Kind.PART, Kind.PITCH),
-    Kind.TEMPO: (Kind.CHORD, Kind.PART, Kind.PITCH, Kind.POSITION, Kind.BAR),
-    Kind.CHORD: (Kind.BASS, Kind.PART, Kind.PITCH, Kind.POSITION, Kind.BAR),
-    Kind.BASS: (Kind.PART, Kind.PITCH, Kind.POSITION, Kind.BAR),
-    Kind.PART: (Kind.PITCH,),
+    Kind.TIMESIG: (Kind.POSITION, Kind.PART, Kind.BAR),
+    Kind.PART: (Kind.POSITION,),
+    Kind.POSITION: (Kind.TEMPO, Kind.CHORD, Kind.PITCH),
+    Kind.TEMPO: (Kind.CHORD, Kind.PITCH, Kind.POSITION, Kind.PART, Kind.BAR),
+    Kind.CHORD: (Kind.BASS, Kind.PITCH, Kind.POSITION, Kind.PART, Kind.BAR),
+    Kind.BASS: (Kind.PITCH, Kind.POSITION, Kind.PART, Kind.BAR),
     Kind.PITCH: (Kind.VELOCITY,),
     Kind.VELOCITY: (Kind.DURATION,),
-    Kind.DURATION: (Kind.PART, Kind.PITCH, Kind.POSITION, Kind.BAR),
+    Kind.DURATION: (Kind.PITCH, Kind.POSITION, Kind.PART, Kind.BAR),
 }
 PARTS = ("Melody", "Accompaniment")  # Part token values 0, 1
 _SPECIAL = {"PAD", "BOS", "EOS", "MASK", "FIM"}
@@ -160,13 +159,13 @@ class Structure:
         """Indices i where a stream may be cut (token i starts a bar, a position or a note).
 
         Cutting before a Tempo or a Chord would separate it from its Position, and cutting
-        inside a [Part] Pitch-Velocity-Duration atom is the prototype's defect 4; neither is
+        inside a Pitch-Velocity-Duration atom is the prototype's defect 4; neither is
         allowed.
         """
         k = self.kinds(ids)
-        after_part = np.concatenate([[False], k[:-1] == Kind.PART])
-        pitch = (k == Kind.PITCH) & ~after_part
-        return np.flatnonzero((k == Kind.BAR) | (k == Kind.POSITION) | (k == Kind.PART) | pitch)
+        return np.flatnonzero(
+            (k == Kind.BAR) | (k == Kind.PART) | (k == Kind.POSITION) | (k == Kind.PITCH)
+        )
 
     def headers(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Time-signature and tempo token ids in force at every index (before the token).
@@ -216,18 +215,21 @@ class Structure:
             if body == 1 and h.time_sig >= 0:
                 head.append(h.time_sig)
             nxt = rest[body:]
+            if len(nxt) and self.kind[nxt[0]] == Kind.PART:  # the bar's first block
+                head, nxt = head + [nxt[0]], nxt[1:]
             if len(nxt) and nxt[0] == self.position_zero:
                 return self._opened(head, nxt[:1], nxt[1:], h, ids.dtype)
             return self._opened(head, [self.position_zero], nxt, h, ids.dtype)
-        # Mid-bar cut (only when one bar is longer than a window): re-open a bar at the
-        # position in force, so the notes keep their place within the beat.
+        # Mid-bar cut (only when one bar is longer than a window): re-open a bar (and the
+        # part's block) at the position in force, so the notes keep their place in the beat.
         head = [self.id["Bar_None"]] + ([h.time_sig] if h.time_sig >= 0 else [])
+        if k[0] == Kind.PART:
+            return self._opened(head + [rest[0]], [self.position_zero], rest[1:], h, ids.dtype)
+        head += [h.part] if h.part >= 0 else []
         if k[0] == Kind.POSITION:
             return self._opened(head, rest[:1], rest[1:], h, ids.dtype)
-        part = [h.part] if h.part >= 0 and k[0] == Kind.PITCH else []
         pos = [self._position_before(ids, start)]
-        tail = np.concatenate([np.asarray(part, dtype=np.int64), rest])
-        return self._opened(head, pos, tail, h, ids.dtype)
+        return self._opened(head, pos, rest, h, ids.dtype)
 
     def _opened(
         self, head: list, position: Sequence[int], tail: np.ndarray, h: Header, dtype: object
