@@ -20,9 +20,10 @@ that holds triplets. Bar by bar:
   exactly 99.9 % vs 88.5 %, for 0.2 % more tokens (benchmarks/tokenizer_roundtrip.py).
 
 Why not miditok (which version 1 wraps): its chord tokens mark notes struck together, not a
-harmony taken from annotations; its programs would cost a token before every note; and its
-beat resolutions would need a duration token per step up to 12 beats. This module is the encoder and decoder
-it would have been; `Structure` reads the result like any REMI stream.
+harmony taken from annotations; its programs would cost a token before every note and merge
+the two tracks of one part (a unison lost); per-bar part blocks are not one of its layouts.
+This module is the encoder and decoder it would have been; `Structure` reads the result like
+any REMI stream.
 """
 
 from __future__ import annotations
