@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from pianomuse.data.prepare import prepare
+from pianomuse.harmony import read_chord_file
 from pianomuse.tokenizer import PianoTokenizer, align_to_beats, load_score, read_beats
 
 DATA = Path(__file__).parent / "data"
@@ -21,9 +22,11 @@ def tok() -> PianoTokenizer:
 
 
 def aligned_song(name: str):
-    """A bundled POP909 song re-timed onto its annotated beats."""
+    """A bundled POP909 song re-timed onto its annotated beats, with its annotated chords."""
     return align_to_beats(
-        load_score(POP909 / name / f"{name}.mid"), read_beats(POP909 / name / "beat_midi.txt")
+        load_score(POP909 / name / f"{name}.mid"),
+        read_beats(POP909 / name / "beat_midi.txt"),
+        chords=read_chord_file(POP909 / name / "chord_midi.txt"),
     )
 
 
@@ -63,3 +66,10 @@ def trained_model(prepared, tmp_path_factory) -> Path:
     )
     train(cfg)
     return out / "best.safetensors"
+
+
+def header_kinds(st, ids) -> list:
+    """Kinds of a stream's first four header tokens, past the Part that may open a bar's
+    first block (tokenizer v2)."""
+    k = [x for x in st.kinds(ids[:5]).tolist() if x != 11]  # 11: Kind.PART
+    return k[:4]

@@ -109,8 +109,9 @@ def test_tiny_model_overfits_a_real_excerpt(tok, song_ids):
     assert min(losses) < 0.1, f"stuck at {min(losses):.3f}"
 
 
-def test_completion_loss_has_no_gradient_on_the_context(prepared, tok):
+def test_completion_loss_has_no_gradient_on_the_context(prepared):
     stream = SampleStream(TokenShards(prepared), 128, objective="completion", seed=0)
+    tok = stream.shards.tokenizer
     batch = collate([stream.sample(0, i) for i in range(2)], tok.pad_id)
     model = tiny(tok.vocab_size)
     logits = model(batch["idx"])

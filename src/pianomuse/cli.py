@@ -309,7 +309,7 @@ def estimate_memory(
 
     from pianomuse.model.checkpoint import read_config
     from pianomuse.model.memory import estimate_memory as estimate
-    from pianomuse.tokenizer import PianoTokenizer
+    from pianomuse.tokenizer import Tokenizer
     from pianomuse.train.config import make_config
 
     shape = {"n_layer": n_layer, "n_embd": n_embd, "head_size": head_size}
@@ -319,7 +319,7 @@ def estimate_memory(
     if model is not None:
         config = read_config(model)
     else:
-        config = tc.model.with_vocab(PianoTokenizer().vocab_size)
+        config = tc.model.with_vocab(Tokenizer.latest().vocab_size)
     batch, seq = batch_size or tc.batch_size, max_seq_len or tc.max_seq_len
     prec = precision or tc.precision
     try:

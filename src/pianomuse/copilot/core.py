@@ -31,7 +31,7 @@ from pianomuse.limits import (
     TOKENS_PER_BAR,
 )
 from pianomuse.model import RWKV7, load_model
-from pianomuse.tokenizer import Kind, MidiSource, PianoTokenizer, Piece, load_score
+from pianomuse.tokenizer import Kind, MidiSource, Piece, Tokenizer, load_score
 from pianomuse.tokenizer.compose import (
     NEVER,
     continue_piece,
@@ -63,7 +63,7 @@ class Copilot:
     def __init__(
         self,
         model: RWKV7 | str | os.PathLike,
-        tokenizer: PianoTokenizer | None = None,
+        tokenizer: Tokenizer | None = None,
         device: str | torch.device | None = None,
         max_context_tokens: int | None = None,
     ):
@@ -78,7 +78,7 @@ class Copilot:
             if meta.tokenizer_config is None:
                 raise UserError("the model carries no tokenizer; pass its tokenizer")
             what = f"the tokenizer in the model {self.model_info['model']}"
-            tokenizer = PianoTokenizer.from_config(meta.tokenizer_config, what=what)
+            tokenizer = Tokenizer.from_config(meta.tokenizer_config, what=what)
         if meta.tokenizer_hash is not None:
             tokenizer.check_hash(meta.tokenizer_hash, what=f"the model {self.model_info['model']}")
         if model.config.vocab_size != tokenizer.vocab_size:
@@ -209,7 +209,10 @@ class Copilot:
         stop = np.where(nxt == NEVER, NEVER, np.floor((nxt - span.start_tick) * steps))
         keys = KeysFree(free, stop.astype(np.int64))
         st = self.tok.structure
-        return Grammar(st, ppb, metres, span.bars, close_id=close_id, constraints=[keys])
+        parts = bool((st.kinds(piece.ids) == Kind.PART).any())  # write parts if the piece has
+        return Grammar(
+            st, ppb, metres, span.bars, close_id=close_id, constraints=[keys], parts=parts
+        )
 
     def _generate(
         self,

@@ -12,7 +12,7 @@ from pianomuse.atomic import write_bytes_atomic
 from pianomuse.data.samples import SampleStream
 from pianomuse.data.shards import TokenShards
 from pianomuse.errors import UserError
-from pianomuse.tokenizer import PianoTokenizer
+from pianomuse.tokenizer import Tokenizer
 
 Pair = tuple[np.ndarray, np.ndarray]
 
@@ -30,7 +30,7 @@ def make_pairs(shards: TokenShards, max_seq_len: int, seed: int = 0) -> list[Pai
     return pairs
 
 
-def export_jsonl(pairs: list[Pair], tok: PianoTokenizer, path: str | os.PathLike) -> int:
+def export_jsonl(pairs: list[Pair], tok: Tokenizer, path: str | os.PathLike) -> int:
     """One JSON object a line: context and completion token ids and the tokenizer hash."""
     lines = [
         json.dumps({"context": c.tolist(), "completion": d.tolist(), "tokenizer_hash": tok.hash})
@@ -40,7 +40,7 @@ def export_jsonl(pairs: list[Pair], tok: PianoTokenizer, path: str | os.PathLike
     return len(lines)
 
 
-def import_jsonl(path: str | os.PathLike, tok: PianoTokenizer) -> list[Pair]:
+def import_jsonl(path: str | os.PathLike, tok: Tokenizer) -> list[Pair]:
     """Read pairs written by `export_jsonl`, refusing those of another tokenizer."""
     pairs = []
     with open(path, encoding="utf-8") as f:
@@ -57,7 +57,7 @@ def import_jsonl(path: str | os.PathLike, tok: PianoTokenizer) -> list[Pair]:
     return pairs
 
 
-def export_hf(pairs: list[Pair], tok: PianoTokenizer, folder: str | os.PathLike) -> int:
+def export_hf(pairs: list[Pair], tok: Tokenizer, folder: str | os.PathLike) -> int:
     """Save the pairs as a Hugging Face `datasets` folder (load with `load_from_disk`)."""
     try:
         import datasets

@@ -30,7 +30,7 @@ from pianomuse.errors import UserError
 from pianomuse.harmony import read_chord_file
 from pianomuse.tokenizer import (
     MidiInputError,
-    PianoTokenizer,
+    Tokenizer,
     align_to_beats,
     load_score,
     read_beats,
@@ -56,7 +56,7 @@ def split_of(sha256: str, val_fraction: float) -> str:
     return "val" if int(sha256[:8], 16) / 2**32 < val_fraction else "train"
 
 
-def tokenize_file(tok: PianoTokenizer, path: Path, root: Path) -> FileResult:
+def tokenize_file(tok: Tokenizer, path: Path, root: Path) -> FileResult:
     """Tokenize one MIDI file, aligned to its beat file when one lies beside it."""
     rel = path.relative_to(root).as_posix() if path != root else path.name
     try:
@@ -82,12 +82,12 @@ def tokenize_file(tok: PianoTokenizer, path: Path, root: Path) -> FileResult:
     return FileResult(rel, sha, ids, None, beats is not None)
 
 
-_worker_tok: PianoTokenizer | None = None
+_worker_tok: Tokenizer | None = None
 
 
 def _init_worker(cfg: dict) -> None:
     global _worker_tok
-    _worker_tok = PianoTokenizer.from_config(cfg)
+    _worker_tok = Tokenizer.from_config(cfg)
 
 
 def _work(args: tuple[Path, Path]) -> FileResult:
@@ -113,7 +113,7 @@ def prepare(
     out: str | os.PathLike,
     val_fraction: float = 0.1,
     workers: int = 1,
-    tokenizer: PianoTokenizer | None = None,
+    tokenizer: Tokenizer | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict:
     """Tokenize every MIDI file under `data_path` into shards in `out`; returns the manifest.
@@ -126,7 +126,7 @@ def prepare(
     root = Path(data_path)
     if not root.exists():
         raise FileNotFoundError(f"{root}: no such file or folder")
-    tok = tokenizer or PianoTokenizer()
+    tok = tokenizer or Tokenizer.latest()
     files = find_midi_files(root)
     if not files:
         raise UserError(f"{root}: no .mid or .midi files found")
@@ -220,17 +220,23 @@ def read_manifest(folder: str | os.PathLike) -> dict | None:
 
 
 def resolve_data(
-    data_path: str | os.PathLike, cache: Path, *, val_fraction: float = 0.1, build: bool = True
+    data_path: str | os.PathLike,
+    cache: Path,
+    *,
+    val_fraction: float = 0.1,
+    build: bool = True,
+    tokenizer: Tokenizer | None = None,
 ) -> Path:
     """The one way to read "a prepared folder or a MIDI folder": a prepared folder is used as
     it is; a MIDI folder (or file) is prepared into `cache` (once: a second call over the same
-    inputs does no work). With `build=False` the path of the cache is returned without
-    preparing (other processes of a distributed run, once the main one has prepared it)."""
+    inputs does no work), by `tokenizer` (default: the latest version). With `build=False`
+    the path of the cache is returned without preparing (other processes of a distributed
+    run, once the main one has prepared it)."""
     p = Path(data_path)
     if read_manifest(p) is not None:
         return p
     if not p.exists():
         raise UserError(f"{p}: no such file or folder")
     if build:
-        prepare(p, cache, val_fraction=val_fraction)
+        prepare(p, cache, val_fraction=val_fraction, tokenizer=tokenizer)
     return cache

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from pianomuse.data.prepare import read_manifest
-from pianomuse.tokenizer import PianoTokenizer
+from pianomuse.tokenizer import Tokenizer
 
 
 class TokenShards:
@@ -20,7 +20,7 @@ class TokenShards:
         if manifest is None:
             raise FileNotFoundError(f"{self.folder}: not a prepared folder (no manifest.json)")
         self.manifest = manifest
-        self.tokenizer = PianoTokenizer.load(self.folder)
+        self.tokenizer = Tokenizer.load(self.folder)
         self.tokenizer.check_hash(manifest["tokenizer_hash"], what="this prepared data")
         self.offsets = np.fromfile(self.folder / f"{split}.idx", dtype=np.int64)
         n = int(self.offsets[-1]) if len(self.offsets) else 0

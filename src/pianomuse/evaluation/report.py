@@ -26,7 +26,7 @@ from pianomuse.data.shards import TokenShards
 from pianomuse.errors import UserError
 from pianomuse.evaluation.music_stats import distance, stats
 from pianomuse.model.checkpoint import load_checkpoint
-from pianomuse.tokenizer import Kind, notes_in_beats
+from pianomuse.tokenizer import Kind, Tokenizer, notes_in_beats
 from pianomuse.train.evaluate import evaluate
 
 
@@ -46,7 +46,9 @@ def evaluate_model(
     """The report of `pianomuse eval` (see the module docstring)."""
     ckpt = load_checkpoint(model_path)
     with tempfile.TemporaryDirectory() as tmp:
-        prepared = resolve_data(data_path, Path(tmp), val_fraction=0.0)
+        # A MIDI folder is read by the model's own tokenizer (of its version).
+        tok = ckpt.tokenizer_config and Tokenizer.from_config(ckpt.tokenizer_config)
+        prepared = resolve_data(data_path, Path(tmp), val_fraction=0.0, tokenizer=tok or None)
         if prepared != Path(data_path):  # a MIDI folder: all of it is one split
             data_path, split = prepared, "train"
         shards = TokenShards(data_path, split)

@@ -1,18 +1,21 @@
 """The REMI grammar as a mask over the vocabulary, so every sampled sequence is valid.
 
-One stream of piano REMI reads, bar by bar:
-    Bar TimeSig (Position (Pitch Velocity Duration)+)*
-with positions strictly increasing inside a bar and below the bar's length, pitches strictly
-increasing at one position (a key is struck once; it also matches how the data is ordered),
-and each bar's metre given by the caller (a continuation's chosen metre, or the metres of the
-bars an infill replaces). Tempo tokens are never generated: new music keeps the tempo of its
-context. The mask also ends the stream: once `bars` bars are complete, only the closing token
-is allowed (the next Bar for a continuation, FIM_End for an infill), which marks the
-candidate done and is not part of the result.
+What may follow what is the token format's own table (`FOLLOWS`, in the tokenizer's
+structure), for every version:
+    Bar TimeSig [Part] (Position [Chord [Bass]] (Pitch Velocity Duration)*)* [Part ...]
+with positions strictly increasing inside a bar's block and below the bar's length, pitches
+strictly increasing at one position (a key is struck once; it also matches how the data is
+ordered), each bar's metre given by the caller (a continuation's chosen metre, or the metres
+of the bars an infill replaces), and parts as the piece has them: with parts, every bar's
+notes come in blocks opened by their Part, Melody before Accompaniment; without, no Part at
+all. Tempo tokens are never generated: new music keeps the tempo of its context. The mask
+also ends the stream: once `bars` bars are complete, only the closing token is allowed (the
+next Bar for a continuation, FIM_End for an infill), which marks the candidate done and is
+not part of the result.
 
-Extension points: what may follow each token kind is one table (`_FOLLOWS`); rules on top of
-the grammar (keys the kept music holds, later scales, registers, chords) are `Constraint`s
-that narrow the mask, given where a candidate stands (`Row`).
+Extension points: a new token kind is an entry of `FOLLOWS`; rules on top of the grammar
+(keys the kept music holds, later scales, registers, chords) are `Constraint`s that narrow
+the mask, given where a candidate stands (`Row`).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import numpy as np
 import torch
 
 from pianomuse.tokenizer import Kind, Structure
+from pianomuse.tokenizer.structure import FOLLOWS
 
 
 @dataclass
@@ -34,8 +38,9 @@ class Row:
     bar: int = -1  # index of the current new bar (-1 before the first)
     bar_start: int = 0  # first position of the current bar, counted from the first new bar
     bar_len: int = 0  # length of the current bar
-    position: int = -1  # position within the bar (-1 before the first Position)
+    position: int = -1  # position within the bar's block (-1 before the first Position)
     pitch: int = -1  # MIDI pitch of the current note; after its Duration, the highest struck
+    part: int = -1  # the block's part (-1 before any Part in this bar)
     done: bool = False
 
     @property
@@ -55,20 +60,6 @@ class Constraint:
         return None
 
 
-# What may follow a token of each kind (before constraints). After TimeSig or a note's
-# Duration come a later Position or the next Bar (or the close), and after a Duration also a
-# higher Pitch at the same position.
-_FOLLOWS: dict[Kind | None, tuple[Kind, ...]] = {
-    None: (Kind.BAR,),
-    Kind.BAR: (Kind.TIMESIG,),
-    Kind.TIMESIG: (Kind.POSITION, Kind.BAR),
-    Kind.POSITION: (Kind.PITCH,),
-    Kind.PITCH: (Kind.VELOCITY,),
-    Kind.VELOCITY: (Kind.DURATION,),
-    Kind.DURATION: (Kind.POSITION, Kind.PITCH, Kind.BAR),
-}
-
-
 class Grammar:
     """Vectorised validity masks for K candidates writing `bars` bars (None: until the
     token budget runs out); bar k has the metre `metres[k]` (a TimeSig token id; the last
@@ -82,6 +73,7 @@ class Grammar:
         bars: int | None,
         close_id: int | None = None,
         constraints: Sequence[Constraint] = (),
+        parts: bool = False,
     ):
         if not metres:
             raise ValueError("a grammar needs the metre of at least one bar")
@@ -89,6 +81,7 @@ class Grammar:
         self.ppb = positions_per_beat
         self.metres = list(metres)
         self.bars = bars
+        self.parts = parts  # bars hold part blocks (the piece has a melody and the rest)
         self.constraints = list(constraints)
         kind, self.value = structure.kind, structure.value
         V = len(kind)
@@ -123,18 +116,24 @@ class Grammar:
         if r.done:
             return self.only(self.close_id)  # finished rows keep emitting it; ignored
         mask = np.zeros(len(self.value), dtype=bool)
-        for kind in _FOLLOWS[r.last]:
-            if force_close and r.last in (Kind.TIMESIG, Kind.DURATION) and kind != Kind.BAR:
+        closing = r.last in (Kind.TIMESIG, Kind.DURATION, Kind.CHORD, Kind.BASS)
+        for kind in FOLLOWS[r.last]:
+            if force_close and closing and kind != Kind.BAR:
                 continue  # no new note once the budget is spent: close the open bars
             if kind == Kind.BAR:
                 mask |= self.only(self.close_id if self.complete(r) else self.bar_id)
             elif kind == Kind.TIMESIG:
                 mask |= self.only(self.metre(r.bar))
+            elif kind == Kind.PART:
+                if self.parts:  # the next part's block, in order
+                    mask |= self.of_kind[kind] & (self.value > r.part)
             elif kind == Kind.POSITION:
+                if self.parts and r.part < 0:
+                    continue  # with parts, a bar's notes start with their block's Part
                 mask |= self.of_kind[kind] & (self.value > r.position) & (self.value < r.bar_len)
             elif kind == Kind.PITCH and r.last == Kind.DURATION:
                 mask |= self.of_kind[kind] & (self.value > r.pitch)  # higher, same position
-            else:
+            elif kind != Kind.TEMPO:  # new music keeps its context's tempo
                 mask |= self.of_kind[kind]
         for c in self.constraints:
             c.narrow(self, r, mask)
@@ -153,7 +152,9 @@ class Grammar:
                 r.bar_start += r.bar_len if r.bar >= 0 else 0
                 r.bar += 1
                 r.bar_len = self.bar_steps(r.bar)
-                r.position, r.pitch = -1, -1
+                r.position, r.pitch, r.part = -1, -1, -1
+            elif kind == Kind.PART:
+                r.part, r.position, r.pitch = int(self.value[tok]), -1, -1
             elif kind == Kind.POSITION:
                 r.position, r.pitch = int(self.value[tok]), -1
             elif kind == Kind.PITCH:

@@ -38,6 +38,11 @@ class Tokenizer:
         super().__init_subclass__(**kw)
         Tokenizer.versions[cls.version] = cls
 
+    @staticmethod
+    def latest() -> Tokenizer:
+        """The newest version with its default settings: what new data and models use."""
+        return Tokenizer.versions[max(Tokenizer.versions)]()
+
     # ----- identity ----------------------------------------------------------------------
     @property
     def vocab_size(self) -> int:

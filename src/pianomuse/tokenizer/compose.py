@@ -80,9 +80,9 @@ def seam_keys(piece: Piece, start: int, end: int | None) -> tuple[np.ndarray, np
 
 
 def continue_piece(piece: Piece, new: Score, at_tick: int, metre: Metre) -> bytes:
-    """The user's file with `new` (time 0 = `at_tick`) added as one more track. `metre` is
-    the one the tokens read at the seam: a time signature is written wherever the new bars'
-    metre differs from the one in force before them."""
+    """The user's file with the tracks of `new` (time 0 = `at_tick`) added. `metre` is the
+    one the tokens read at the seam: a time signature is written wherever the new bars' metre
+    differs from the one in force before them; chords of the new bars become markers."""
     ts = [(int(t.time), (int(t.numerator), int(t.denominator))) for t in new.time_signatures]
     changes, current = [], metre
     for t, m in sorted(ts):
@@ -91,22 +91,38 @@ def continue_piece(piece: Piece, new: Score, at_tick: int, metre: Metre) -> byte
             current = m
     layout = _smf_layout(piece.midi)
     if layout is None:  # not a plain SMF we can extend in place: write the parsed piece
-        return _with_track(piece.source, new, at_tick, None, changes)
+        return _with_tracks(piece.source, new, at_tick, None, changes)
     header, chunks = layout
-    channel = _free_channel(piece.midi)
-    track = _track_chunk(new, at_tick, changes, piece.tpq, channel)
+    channels = _free_channels(piece.midi)
+    added = [
+        _track_chunk(
+            track,
+            _name(track, new),
+            at_tick,
+            piece.tpq,
+            channels[i] if i < len(channels) else None,
+            metre_changes=changes if i == 0 else [],
+            markers=new.markers if i == 0 else [],
+        )
+        for i, track in enumerate(new.tracks)
+    ]
     fmt, ntrks = int.from_bytes(header[8:10], "big"), int.from_bytes(header[10:12], "big")
-    head = header[:8] + max(fmt, 1).to_bytes(2, "big") + (ntrks + 1).to_bytes(2, "big")
-    return head + header[12:] + b"".join(chunks) + track
+    head = header[:8] + max(fmt, 1).to_bytes(2, "big") + (ntrks + len(added)).to_bytes(2, "big")
+    return head + header[12:] + b"".join(chunks) + b"".join(added)
 
 
 def replace_span(piece: Piece, new: Score, start: int, end: int) -> bytes:
     """The user's piece with the notes starting in [start, end) removed from every track and
-    `new` (time 0 = `start`) added as one more track."""
-    return _with_track(piece.source, new, start, (start, end), [])
+    the tracks of `new` (time 0 = `start`) added."""
+    return _with_tracks(piece.source, new, start, (start, end), [])
 
 
-def _with_track(
+def _name(track: Track, new: Score) -> str:
+    """ "Piano Muse", or "Piano Muse Melody" when the new music has parts."""
+    return NEW_TRACK_NAME if len(new.tracks) == 1 else f"{NEW_TRACK_NAME} {track.name}"
+
+
+def _with_tracks(
     source: Score,
     new: Score,
     at_tick: int,
@@ -118,11 +134,11 @@ def _with_track(
         a, b = drop
         for track in out.tracks:
             track.notes = track.notes.filter(lambda n: not a <= n.time < b)
-    track = Track(name=NEW_TRACK_NAME, program=0, is_drum=False, ttype=out.ttype)
     for t in new.tracks:
-        track.notes.extend(t.shift_time(at_tick, inplace=False).notes)
-    track.notes.sort()
-    out.tracks.append(track)
+        track = Track(name=_name(t, new), program=0, is_drum=False, ttype=out.ttype)
+        track.notes = t.shift_time(at_tick, inplace=False).notes
+        out.tracks.append(track)
+    out.markers.extend(m.shift_time(at_tick) for m in new.markers)
     if metre_changes:
         out.time_signatures.extend(TimeSignature(t, n, d) for t, (n, d) in metre_changes)
         out.time_signatures.sort()
@@ -153,9 +169,9 @@ def _smf_layout(data: bytes) -> tuple[bytes, list[bytes]] | None:
     return header, chunks
 
 
-def _free_channel(data: bytes) -> int | None:
-    """The lowest MIDI channel (not the drum channel 10) that the file does not use; None
-    when it uses them all."""
+def _free_channels(data: bytes) -> list[int]:
+    """The MIDI channels (not the drum channel 10) that the file does not use, lowest
+    first."""
     try:
         used = {
             msg.channel
@@ -165,18 +181,24 @@ def _free_channel(data: bytes) -> int | None:
         }
     except Exception:  # mido is stricter than symusic about odd files; assume the worst
         used = set(range(16))
-    free = [c for c in range(16) if c != 9 and c not in used]
-    return free[0] if free else None
+    return [c for c in range(16) if c != 9 and c not in used]
 
 
 def _track_chunk(
-    new: Score, at_tick: int, metre_changes: list[tuple[int, Metre]], tpq: int, channel: int | None
+    new: Track,
+    name: str,
+    at_tick: int,
+    tpq: int,
+    channel: int | None,
+    *,
+    metre_changes: list[tuple[int, Metre]],
+    markers: object,
 ) -> bytes:
     """One MTrk chunk: the track name, a piano program change on a free `channel` (with no
     free channel: channel 1 and no program change, leaving the file's voices alone), the
-    metre changes and the notes of `new` shifted by `at_tick` (note-offs before note-ons at
-    equal ticks)."""
-    head = [mido.MetaMessage("track_name", name=NEW_TRACK_NAME)]
+    metre changes, chord markers and the notes of `new` shifted by `at_tick` (note-offs
+    before note-ons at equal ticks)."""
+    head = [mido.MetaMessage("track_name", name=name)]
     if channel is None:
         channel = 0
     else:
@@ -184,22 +206,18 @@ def _track_chunk(
     events: list[tuple[int, int, mido.Message | mido.MetaMessage]] = []
     for t, (num, den) in metre_changes:
         events.append((t, 0, mido.MetaMessage("time_signature", numerator=num, denominator=den)))
-    for track in new.tracks:
-        n = track.notes.numpy()
-        for on, dur, pitch, vel in zip(
-            n["time"], n["duration"], n["pitch"], n["velocity"], strict=True
-        ):
-            on = int(on) + at_tick
-            events.append(
-                (
-                    on,
-                    2,
-                    mido.Message("note_on", channel=channel, note=int(pitch), velocity=int(vel)),
-                )
-            )
-            events.append(
-                (on + int(dur), 1, mido.Message("note_off", channel=channel, note=int(pitch)))
-            )
+    for m in markers:
+        events.append((int(m.time) + at_tick, 0, mido.MetaMessage("marker", text=m.text)))
+    n = new.notes.numpy()
+    for on, dur, pitch, vel in zip(
+        n["time"], n["duration"], n["pitch"], n["velocity"], strict=True
+    ):
+        on = int(on) + at_tick
+        note_on = mido.Message("note_on", channel=channel, note=int(pitch), velocity=int(vel))
+        events.append((on, 2, note_on))
+        events.append(
+            (on + int(dur), 1, mido.Message("note_off", channel=channel, note=int(pitch)))
+        )
     events.sort(key=lambda e: (e[0], e[1]))
     track = mido.MidiTrack(head)
     now = 0
