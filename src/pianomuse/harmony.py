@@ -205,16 +205,21 @@ def recognise(
 ) -> list[tuple[float, Chord]]:
     """Chord changes (beat, chord) of a piece, recognised from its notes in `per_bar` equal
     spans of every bar (`bar_lines`: bar starts and the end of the last, in beats). A span
-    that keeps the previous chord's tones as well as its own best makes no change."""
+    over the same bass that fits the previous chord as well as its own best makes no
+    change."""
     changes: list[tuple[float, Chord]] = []
     current = None
     for a, b in zip(bar_lines[:-1], bar_lines[1:], strict=True):
         for k in range(per_bar):
             s, e = a + (b - a) * k / per_bar, a + (b - a) * (k + 1) / per_bar
             pc, bass = _segment_profile(notes, s, e)
+            if pc.sum() == 0:
+                continue  # silence does not change the harmony
             chord = best_chord(pc, bass)
-            if current is not None and chord != current and pc.sum() > 0:
-                keep = _fit(pc, current) >= _fit(pc, chord) - 0.05
+            if current is not None and chord != current:
+                # The same bass and (nearly) as good a fit: the harmony has not moved.
+                same_bass = current.lowest == chord.lowest
+                keep = same_bass and _fit(pc, current) >= _fit(pc, chord) - 0.05
                 chord = current if keep else chord
             if chord != current:
                 changes.append((float(s), chord))

@@ -74,16 +74,11 @@ def window_starts(
 
 
 def transpose(structure: Structure, ids: np.ndarray, semitones: int) -> np.ndarray:
-    """Shift every Pitch token by `semitones` (the caller keeps pitches inside the range)."""
-    out = ids.copy()
-    p = np.flatnonzero(structure.kinds(ids) == Kind.PITCH)
-    pitches = structure.value[ids[p]] + semitones
-    if len(p) and (pitches.min() < 0 or pitches.max() > 127):
+    """The music moved by `semitones`: every Pitch, and with it every Chord root and Bass (the
+    caller keeps pitches inside the range)."""
+    out = structure.transposer(semitones)[ids]
+    if (out < 0).any():
         raise ValueError("transposition leaves the piano range")
-    new = structure.pitch_id[pitches]
-    if (new < 0).any():
-        raise ValueError("transposition leaves the piano range")
-    out[p] = new
     return out
 
 

@@ -103,6 +103,8 @@ class Structure:
                     self.value[i] = PARTS.index(val)
                 elif prefix == "Bass":
                     self.value[i] = PITCH_NAMES.index(val)
+                elif prefix == "Chord" and val != "N":
+                    self.value[i] = PITCH_NAMES.index(val.split(":")[0])  # the root
         self.id = {tok: i for i, tok in enumerate(self.vocab)}
         # Bar length of each TimeSig token in quarter-note beats (0 elsewhere), and its metre.
         self.metre: dict[int, tuple[int, int]] = {}
@@ -123,6 +125,25 @@ class Structure:
         for i in np.flatnonzero(self.kind == Kind.PITCH):
             self.pitch_id[self.value[i]] = i
         self.position_zero = self.id.get("Position_0", -1)
+        self._transposers: dict[int, np.ndarray] = {}
+
+    def transposer(self, semitones: int) -> np.ndarray:
+        """(V,) the id each token becomes when the music moves by `semitones`: pitches move,
+        chord roots and basses move round the 12 pitch classes, every other token stays.
+        A pitch that leaves the vocabulary maps to -1."""
+        if semitones in self._transposers:
+            return self._transposers[semitones]
+        out = np.arange(len(self.vocab), dtype=np.int64)
+        for i in np.flatnonzero(self.kind == Kind.PITCH):
+            p = self.value[i] + semitones
+            out[i] = self.pitch_id[p] if 0 <= p < 128 else -1
+        for i in np.flatnonzero((self.kind == Kind.CHORD) & (self.value >= 0)):
+            quality = self.vocab[i].split(":", 1)[1]
+            out[i] = self.id[f"Chord_{PITCH_NAMES[(self.value[i] + semitones) % 12]}:{quality}"]
+        for i in np.flatnonzero(self.kind == Kind.BASS):
+            out[i] = self.id[f"Bass_{PITCH_NAMES[(self.value[i] + semitones) % 12]}"]
+        self._transposers[semitones] = out
+        return out
 
     # ----- per-token queries -------------------------------------------------------------
     def kinds(self, ids: np.ndarray) -> np.ndarray:
