@@ -357,16 +357,18 @@ def eval_(
     samples: Annotated[
         int, Opt(help="Continuations per song for the music statistics (0 = none).")
     ] = 2,
-    context_bars: Annotated[int, Opt(help="Bars of each song given as context.")] = 8,
+    context_bars: Annotated[int, Opt(help="Bars of each song given as context.")] = 12,
     continuation_bars: Annotated[int, Opt(help="Bars continued and compared with the truth.")] = 4,
     max_songs: Annotated[int | None, Opt(help="Continue at most this many songs.")] = None,
     json_out: Annotated[Path | None, Opt("--json", help="Also write the report here.")] = None,
     model: ModelOpt = None,
 ) -> None:
-    """Score a model: bits per token and per note, and music statistics of its continuations.
+    """Score a model: bits per token and per note, music statistics, harmony and form.
 
     Works on a prepared split or a MIDI folder. Continuations of each song's opening are
-    compared with the true continuation and with their context.
+    compared with the true continuation and with their context; on a MIDI folder also by
+    chord fit, bass fit, material reuse and metre kept against the songs' chords (annotated
+    beside them, else recognised), beside "repeat the last bars" and "another song".
     """
     from pianomuse.evaluation.report import evaluate_model
 
@@ -393,7 +395,7 @@ def _print_report(report: dict) -> None:
 
     con = Console(width=120)
     for k, v in report.items():
-        if k != "continuations":
+        if k not in ("continuations", "form"):
             con.print(f"{k:<16} {v:.4f}" if isinstance(v, float) else f"{k:<16} {v}")
     c = report.get("continuations")
     if not c:
@@ -409,6 +411,23 @@ def _print_report(report: dict) -> None:
         table.add_row(row.replace("_", " "), *(f"{v:.3f}" for v in c[row].values()))
     con.print(table)
     con.print(f"token error rate {c['token_error_rate']:.4f}")
+    f = report.get("form")
+    if not f:
+        return
+    table = Table(
+        title=f"harmony and form: bars {f['context_bars'] + 1}-{f['context_bars'] + f['new_bars']}"
+        f" after bars 1-{f['context_bars']}, {f['songs']} songs, {f['candidates']} candidates"
+    )
+    table.add_column("")
+    for name in next(iter(f["rows"].values())):
+        table.add_column(name.replace("_", " "))
+    for row, values in f["rows"].items():
+        table.add_row(row, *("-" if v is None else f"{v:.3f}" for v in values.values()))
+    con.print(table)
+    con.print(
+        f"true continuation: {f['bits_per_note']:.2f} bits per note, "
+        f"{f['bits_per_second']:.1f} bits per second"
+    )
 
 
 @app.command()

@@ -21,6 +21,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -56,6 +57,28 @@ def split_of(sha256: str, val_fraction: float) -> str:
     return "val" if int(sha256[:8], 16) / 2**32 < val_fraction else "train"
 
 
+def read_song(path: Path, data: bytes | None = None) -> Any:
+    """A MIDI file as a (symusic) Score, re-timed onto its beats and carrying its annotated chords
+    when those annotations lie beside it (`data`: its bytes, if already read)."""
+    score = load_score(data if data is not None else path)
+    beats, chords = beat_file_for(path), chord_file_for(path)
+    if beats is not None:
+        annotated = read_chord_file(chords) if chords is not None else None
+        score = align_to_beats(score, read_beats(beats), chords=annotated)
+    return score
+
+
+def songs_in_split(root: str | os.PathLike, split: str, val_fraction: float = 0.1) -> list[Path]:
+    """The MIDI files under `root` that `prepare` (at `val_fraction`) puts in `split`: the
+    split is decided by each file's content hash, so the same songs on any machine."""
+    files = find_midi_files(root)
+    return [
+        f
+        for f in files
+        if split_of(hashlib.sha256(f.read_bytes()).hexdigest(), val_fraction) == split
+    ]
+
+
 def tokenize_file(tok: Tokenizer, path: Path, root: Path) -> FileResult:
     """Tokenize one MIDI file, aligned to its beat file when one lies beside it."""
     rel = path.relative_to(root).as_posix() if path != root else path.name
@@ -64,13 +87,9 @@ def tokenize_file(tok: Tokenizer, path: Path, root: Path) -> FileResult:
     except OSError as e:
         return FileResult(rel, "", None, f"cannot read ({e.strerror})", False)
     sha = hashlib.sha256(data).hexdigest()
-    beats, chords = beat_file_for(path), chord_file_for(path)
+    beats = beat_file_for(path)
     try:
-        score = load_score(data)
-        if beats is not None:
-            annotated = read_chord_file(chords) if chords is not None else None
-            score = align_to_beats(score, read_beats(beats), chords=annotated)
-        ids = tok.encode(score)
+        ids = tok.encode(read_song(path, data))
     except MidiInputError as e:
         # The parser's messages start with the source name; the manifest has the path.
         return FileResult(rel, sha, None, str(e).removeprefix("input: "), beats is not None)

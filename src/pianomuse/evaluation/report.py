@@ -8,7 +8,10 @@ Two parts:
   continuation and with its context in pitch-class histogram, onset-position (groove)
   histogram, note density, polyphony, pitch range and velocity statistics; the true
   continuation's own distance to the context is the reference row; and the token grammar
-  error rate of the samples is reported.
+  error rate of the samples is reported;
+- form (on a MIDI folder, whose songs and chord annotations it reads): chord fit, bass fit,
+  material reuse and metre kept of the continuations beside the reference rows, and the true
+  continuation's bits per note and per second (`evaluation.form`).
 """
 
 from __future__ import annotations
@@ -20,10 +23,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from pianomuse.copilot import Copilot
+from pianomuse.data.files import find_midi_files
 from pianomuse.data.prepare import resolve_data
 from pianomuse.data.samples import SampleStream
 from pianomuse.data.shards import TokenShards
 from pianomuse.errors import UserError
+from pianomuse.evaluation.form import form_report
 from pianomuse.evaluation.music_stats import distance, stats
 from pianomuse.model.checkpoint import load_checkpoint
 from pianomuse.tokenizer import Kind, Tokenizer, notes_in_beats
@@ -37,7 +43,7 @@ def evaluate_model(
     max_seq_len: int = 1024,
     batch_size: int = 8,
     max_batches: int | None = None,
-    context_bars: int = 8,
+    context_bars: int = 12,
     continuation_bars: int = 4,
     samples: int = 0,
     max_songs: int | None = None,
@@ -49,8 +55,9 @@ def evaluate_model(
         # A MIDI folder is read by the model's own tokenizer (of its version).
         tok = ckpt.tokenizer_config and Tokenizer.from_config(ckpt.tokenizer_config)
         prepared = resolve_data(data_path, Path(tmp), val_fraction=0.0, tokenizer=tok or None)
+        midi_folder = None
         if prepared != Path(data_path):  # a MIDI folder: all of it is one split
-            data_path, split = prepared, "train"
+            midi_folder, data_path, split = Path(data_path), prepared, "train"
         shards = TokenShards(data_path, split)
         if ckpt.tokenizer_hash is not None:
             shards.tokenizer.check_hash(ckpt.tokenizer_hash, what=f"the model {model_path}")
@@ -76,6 +83,15 @@ def evaluate_model(
             report["continuations"] = continuation_report(
                 model, shards, context_bars, continuation_bars, samples, max_songs, seed
             )
+            if midi_folder:  # the songs themselves, with their annotated chords
+                report["form"] = form_report(
+                    Copilot(model, shards.tokenizer),
+                    find_midi_files(midi_folder)[:max_songs],
+                    context=context_bars,
+                    new=continuation_bars,
+                    candidates=samples,
+                    seed=seed,
+                )
     return report
 
 
@@ -88,7 +104,7 @@ def continuation_report(
     max_songs: int | None,
     seed: int,
 ) -> dict[str, Any]:
-    from pianomuse.copilot import Copilot, Sampling
+    from pianomuse.copilot import Sampling
 
     tok = shards.tokenizer
     st = tok.structure

@@ -10,6 +10,7 @@ from pianomuse.tokenizer.metre import Metre
 from pianomuse.tokenizer.midi_io import (
     MidiInputError,
     MidiSource,
+    cut_score,
     load_score,
     merge_to_piano,
     midi_bytes,
@@ -40,6 +41,7 @@ __all__ = [
     "TokenizerSettings",
     "TokenizerSettingsV2",
     "align_to_beats",
+    "cut_score",
     "load_score",
     "merge_to_piano",
     "midi_bytes",

@@ -188,3 +188,15 @@ def seconds_at(score: Score, beats: np.ndarray) -> np.ndarray:
 def midi_bytes(score: Score) -> bytes:
     """A score as standard MIDI file bytes."""
     return bytes(score.dumps_midi())
+
+
+def cut_score(score: Score, tick: int) -> Score:
+    """The part of `score` before `tick`: notes starting earlier (kept whole), and the tempo,
+    metre and marker events before it."""
+    out = score.copy()
+    for track in out.tracks:
+        track.notes = track.notes.filter(lambda n: n.time < tick)
+    out.tempos = out.tempos.filter(lambda t: t.time < tick)
+    out.time_signatures = out.time_signatures.filter(lambda t: t.time < tick)
+    out.markers = out.markers.filter(lambda m: m.time < tick)
+    return out

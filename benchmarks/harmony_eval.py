@@ -1,0 +1,61 @@
+"""Continuations judged as music: chord fit, bass fit, material reuse and metre kept, for a
+model beside the reference rows (the true continuation, repeating the last bars, another
+song), with the model's bits per note and per second of music.
+
+    uv run python benchmarks/harmony_eval.py PATH/TO/pop909 [--model M] [--songs 40]
+
+Songs: those `prepare` holds out for validation (content hash, 10 %), or --split train.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from pianomuse.cli import default_model
+from pianomuse.copilot import Copilot
+from pianomuse.data.prepare import songs_in_split
+from pianomuse.evaluation.form import COLUMNS, form_report
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("data", type=Path)
+    ap.add_argument("--model", type=Path, default=None)
+    ap.add_argument("--split", default="val")
+    ap.add_argument("--songs", type=int, default=40)
+    ap.add_argument("--context", type=int, default=12)
+    ap.add_argument("--new", type=int, default=4)
+    ap.add_argument("--candidates", type=int, default=2)
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args()
+    model = args.model or default_model()
+    songs = songs_in_split(args.data, args.split)[: args.songs]
+    report = form_report(
+        Copilot(model),
+        songs,
+        context=args.context,
+        new=args.new,
+        candidates=args.candidates,
+        progress=lambda i, n: print(f"\r{i}/{n} songs", end="", flush=True),
+    )
+    print()
+    print(
+        f"{model.name}: {report['songs']} {args.split} songs, bars {args.context + 1}-"
+        f"{args.context + args.new} after bars 1-{args.context}, {args.candidates} candidates"
+    )
+    print(f"{'':<24}" + "".join(f"{c.replace('_', ' '):>16}" for c in COLUMNS))
+    for row, values in report["rows"].items():
+        cells = "".join(f"{'-' if v is None else f'{v:.3f}':>16}" for v in values.values())
+        print(f"{row:<24}{cells}")
+    print(
+        f"true continuation under the model: {report['bits_per_note']:.2f} bits per note, "
+        f"{report['bits_per_second']:.1f} bits per second"
+    )
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()

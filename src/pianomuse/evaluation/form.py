@@ -1,0 +1,170 @@
+"""Continuations judged as music, beside reference rows.
+
+For each song of at least `context + new` bars: the first `context` bars are the context, the
+next `new` bars the truth. Four rows are scored against the song's chords in the new bars
+(its annotations where they exist, else the recogniser's reading of the true notes):
+
+- the true continuation;
+- "repeat the last bars": the context's last `new` bars played again;
+- the model: `candidates` continuations from the copilot;
+- "another song": the next song's bars at the same place (its own harmony, not this one's).
+
+Columns: chord fit and bass fit (`evaluation.harmony`), material reuse (how much each new bar
+resembles the best-matching bar of the context), metre kept; and for the model, the true
+continuation's bits per note and per second of music, teacher-forced, so that models with
+different tokenizers compare on the same notes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from pianomuse.copilot import Copilot, Sampling
+from pianomuse.copilot.prompts import context_window
+from pianomuse.data.prepare import read_song
+from pianomuse.evaluation.harmony import (
+    bar_sets,
+    bass_fit,
+    chord_fit,
+    chord_spans,
+    material_reuse,
+    metre_kept,
+)
+from pianomuse.harmony import parse_label
+from pianomuse.tokenizer import Tokenizer, cut_score, notes_in_beats, seconds_at
+from pianomuse.tokenizer.align import CHORD_MARKER
+
+ROWS = ("true continuation", "repeat the last bars", "model", "another song")
+COLUMNS = ("chord_fit", "bass_fit", "material_reuse", "metre_kept")
+
+
+def _shifted(notes: dict[str, np.ndarray], sel: np.ndarray, by: float) -> dict[str, np.ndarray]:
+    out = {k: v[sel] for k, v in notes.items()}
+    out["onset"] = out["onset"] + by
+    return out
+
+
+def _song(path: Path, reader: Tokenizer) -> dict[str, Any]:
+    """A song's notes (beats), bar lines, chords and seconds, as the reader's tokens see
+    them (chords: the annotations it carries, else its recogniser)."""
+    score = read_song(path)
+    ids = reader.encode(score)
+    st = reader.structure
+    decoded = reader.decode(ids)
+    chords = [
+        (m.time / decoded.tpq, parse_label(m.text.removeprefix(CHORD_MARKER)))
+        for m in decoded.markers
+        if m.text.startswith(CHORD_MARKER)
+    ]
+    return {
+        "score": score,
+        "notes": notes_in_beats(score),
+        "lines": st.bar_lines(ids),
+        "chords": chords,
+    }
+
+
+def _scores(notes, spans, new_lines, context_sets, context_lengths) -> dict[str, float | None]:
+    return {
+        "chord_fit": chord_fit(notes, spans),
+        "bass_fit": bass_fit(notes, spans),
+        "material_reuse": material_reuse(bar_sets(notes, new_lines), context_sets),
+        "metre_kept": metre_kept(np.diff(new_lines).tolist(), context_lengths),
+    }
+
+
+def form_report(
+    copilot: Copilot,
+    songs: list[Path],
+    *,
+    context: int = 12,
+    new: int = 4,
+    candidates: int = 2,
+    seed: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """The table of the module docstring, as {row: {column: mean}} plus the model's bits."""
+    reader = Tokenizer.latest()
+    loaded = []
+    for path in songs:
+        song = _song(path, reader)
+        if len(song["lines"]) - 1 >= context + new:
+            loaded.append(song)
+    rows: dict[str, list[dict[str, float | None]]] = {r: [] for r in ROWS}
+    bits, notes_scored, seconds = 0.0, 0, 0.0
+    for i, song in enumerate(loaded):
+        lines, notes = song["lines"], song["notes"]
+        c0, c1 = lines[context], lines[context + new]
+        spans = chord_spans(song["chords"], c0, c1)
+        new_lines = lines[context : context + new + 1]
+        before = notes["onset"] < c0
+        context_sets = bar_sets(_shifted(notes, before, 0.0), lines[: context + 1])
+        lengths = np.diff(lines[: context + 1]).tolist()
+
+        def score(n: dict[str, np.ndarray], nl: np.ndarray = new_lines) -> dict:
+            return _scores(n, spans, nl, context_sets, lengths)  # noqa: B023
+
+        truth_sel = (notes["onset"] >= c0) & (notes["onset"] < c1)
+        rows["true continuation"].append(score(_shifted(notes, truth_sel, 0.0)))
+        r0 = lines[context - new]
+        repeat = (notes["onset"] >= r0) & (notes["onset"] < c0)
+        rows["repeat the last bars"].append(score(_shifted(notes, repeat, c0 - r0)))
+        other = loaded[(i + 1) % len(loaded)]
+        o0, o1 = other["lines"][context], other["lines"][context + new]
+        on = other["notes"]["onset"]
+        rows["another song"].append(
+            score(_shifted(other["notes"], (on >= o0) & (on < o1), c0 - o0))
+        )
+        tpq = song["score"].tpq
+        cut = cut_score(song["score"], int(round(c0 * tpq)))
+        result = copilot.complete(
+            cut, bars=new, candidates=candidates, sampling=Sampling(seed=seed + i)
+        )
+        for c in result.candidates:
+            gen = notes_in_beats(c.new)
+            gen["onset"] = gen["onset"] + c0
+            rows["model"].append(score(gen, c0 + c.new_beats))
+        b = _teacher_forced_bits(copilot, cut_score(song["score"], int(round(c1 * tpq))), context)
+        bits += b
+        notes_scored += int(truth_sel.sum())
+        seconds += float(np.diff(seconds_at(song["score"], np.array([c0, c1])))[0])
+        if progress is not None:
+            progress(i + 1, len(loaded))
+
+    def mean(values: list[dict[str, float | None]]) -> dict[str, float | None]:
+        out = {}
+        for col in COLUMNS:
+            xs = [v[col] for v in values if v[col] is not None]
+            out[col] = float(np.mean(xs)) if xs else None
+        return out
+
+    return {
+        "songs": len(loaded),
+        "context_bars": context,
+        "new_bars": new,
+        "candidates": candidates,
+        "rows": {r: mean(v) for r, v in rows.items()},
+        "bits_per_note": bits / max(notes_scored, 1),
+        "bits_per_second": bits / max(seconds, 1e-9),
+    }
+
+
+@torch.inference_mode()
+def _teacher_forced_bits(copilot: Copilot, piece_score: Any, context: int) -> float:
+    """Bits the model spends on bars context.. of `piece_score`, after the bars before them
+    (as many as fit its window), in its own tokens."""
+    piece = copilot.read(piece_score)
+    st = copilot.tok.structure
+    starts = st.bar_starts(piece.ids)
+    window, _ = context_window(st, piece.ids, context, copilot.max_context_tokens)
+    target = piece.ids[starts[context] :]
+    ids = torch.as_tensor(np.concatenate([window, target]), device=copilot.device)[None]
+    logits = copilot.model(ids)[0, len(window) - 1 : -1].float()  # predicts the target
+    nll = torch.nn.functional.cross_entropy(logits, ids[0, len(window) :], reduction="sum")
+    return float(nll) / math.log(2)
