@@ -28,6 +28,7 @@ def main() -> None:
     ap.add_argument("--context", type=int, default=12)
     ap.add_argument("--new", type=int, default=4)
     ap.add_argument("--candidates", type=int, default=2)
+    ap.add_argument("--infill", action="store_true", help="fill the new bars as a gap")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     model = args.model or default_model()
@@ -38,21 +39,24 @@ def main() -> None:
         context=args.context,
         new=args.new,
         candidates=args.candidates,
+        infill=args.infill,
         progress=lambda i, n: print(f"\r{i}/{n} songs", end="", flush=True),
     )
     print()
     print(
-        f"{model.name}: {report['songs']} {args.split} songs, bars {args.context + 1}-"
-        f"{args.context + args.new} after bars 1-{args.context}, {args.candidates} candidates"
+        f"{model.name}: {report['songs']} {args.split} songs, {report['kind']} of bars "
+        f"{args.context + 1}-{args.context + args.new} after bars 1-{args.context}, "
+        f"{args.candidates} candidates"
     )
     print(f"{'':<24}" + "".join(f"{c.replace('_', ' '):>16}" for c in COLUMNS))
     for row, values in report["rows"].items():
         cells = "".join(f"{'-' if v is None else f'{v:.3f}':>16}" for v in values.values())
         print(f"{row:<24}{cells}")
-    print(
-        f"true continuation under the model: {report['bits_per_note']:.2f} bits per note, "
-        f"{report['bits_per_second']:.1f} bits per second"
-    )
+    if report["bits_per_note"] is not None:
+        print(
+            f"true continuation under the model: {report['bits_per_note']:.2f} bits per note, "
+            f"{report['bits_per_second']:.1f} bits per second"
+        )
     if args.json:
         args.json.write_text(json.dumps(report, indent=1))
 

@@ -120,3 +120,17 @@ def test_harmony_metrics_on_hand_made_notes():
     bars = bar_sets(n, lines)
     assert material_reuse(bars[:1], bars) == 1.0 and material_reuse([set()], bars) is None
     assert metre_kept([4.0, 2.0], [4.0, 4.0, 3.0]) == 0.5
+
+
+def test_harmony_and_form_of_infills(trained_model):
+    from conftest import POP909
+    from pianomuse.copilot import Copilot
+    from pianomuse.data.files import find_midi_files
+    from pianomuse.evaluation.form import form_report
+
+    songs = find_midi_files(POP909)[:3]
+    rep = form_report(Copilot(trained_model), songs, context=8, new=2, candidates=2, infill=True)
+    assert rep["kind"] == "infill" and rep["songs"] == 3 and rep["bits_per_note"] is None
+    model = rep["rows"]["model"]
+    assert 0.0 <= model["chord_fit"] <= 1.0 and model["metre_kept"] == 1.0
+    assert rep["rows"]["true continuation"]["chord_fit"] > rep["rows"]["another song"]["chord_fit"]

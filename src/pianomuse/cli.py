@@ -395,7 +395,7 @@ def _print_report(report: dict) -> None:
 
     con = Console(width=120)
     for k, v in report.items():
-        if k not in ("continuations", "form"):
+        if k not in ("continuations", "form", "form_infill"):
             con.print(f"{k:<16} {v:.4f}" if isinstance(v, float) else f"{k:<16} {v}")
     c = report.get("continuations")
     if not c:
@@ -411,12 +411,19 @@ def _print_report(report: dict) -> None:
         table.add_row(row.replace("_", " "), *(f"{v:.3f}" for v in c[row].values()))
     con.print(table)
     con.print(f"token error rate {c['token_error_rate']:.4f}")
-    f = report.get("form")
-    if not f:
-        return
+    for key in ("form", "form_infill"):
+        if report.get(key):
+            _print_form(con, report[key])
+
+
+def _print_form(con, f: dict) -> None:
+    from rich.table import Table
+
+    bars = f"bars {f['context_bars'] + 1}-{f['context_bars'] + f['new_bars']}"
+    where = f"after bars 1-{f['context_bars']}" if f["kind"] == "continuation" else "as a gap"
     table = Table(
-        title=f"harmony and form: bars {f['context_bars'] + 1}-{f['context_bars'] + f['new_bars']}"
-        f" after bars 1-{f['context_bars']}, {f['songs']} songs, {f['candidates']} candidates"
+        title=f"harmony and form, {f['kind']}: {bars} {where}, {f['songs']} songs, "
+        f"{f['candidates']} candidates"
     )
     table.add_column("")
     for name in next(iter(f["rows"].values())):
@@ -424,10 +431,11 @@ def _print_report(report: dict) -> None:
     for row, values in f["rows"].items():
         table.add_row(row, *("-" if v is None else f"{v:.3f}" for v in values.values()))
     con.print(table)
-    con.print(
-        f"true continuation: {f['bits_per_note']:.2f} bits per note, "
-        f"{f['bits_per_second']:.1f} bits per second"
-    )
+    if f["bits_per_note"] is not None:
+        con.print(
+            f"true continuation: {f['bits_per_note']:.2f} bits per note, "
+            f"{f['bits_per_second']:.1f} bits per second"
+        )
 
 
 @app.command()

@@ -12,7 +12,9 @@ next `new` bars the truth. Four rows are scored against the song's chords in the
 Columns: chord fit and bass fit (`evaluation.harmony`), material reuse (how much each new bar
 resembles the best-matching bar of the context), metre kept; and for the model, the true
 continuation's bits per note and per second of music, teacher-forced, so that models with
-different tokenizers compare on the same notes.
+different tokenizers compare on the same notes. The same table for infills: the new bars are
+a gap between the context and the `SUFFIX` bars after it ("true continuation" is then the
+true gap).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from pianomuse.tokenizer import Tokenizer, cut_score, notes_in_beats, seconds_at
 from pianomuse.tokenizer.align import CHORD_MARKER
 
 ROWS = ("true continuation", "repeat the last bars", "model", "another song")
+SUFFIX = 4  # bars after an infill's gap that the model reads
 COLUMNS = ("chord_fit", "bass_fit", "material_reuse", "metre_kept")
 
 
@@ -87,14 +90,17 @@ def form_report(
     new: int = 4,
     candidates: int = 2,
     seed: int = 0,
+    infill: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
-    """The table of the module docstring, as {row: {column: mean}} plus the model's bits."""
+    """The table of the module docstring, as {row: {column: mean}} plus the model's bits.
+    With `infill`, the new bars are a gap the model fills knowing the `SUFFIX` bars after it
+    (and its bits are not measured)."""
     reader = Tokenizer.latest()
     loaded = []
     for path in songs:
         song = _song(path, reader)
-        if len(song["lines"]) - 1 >= context + new:
+        if len(song["lines"]) - 1 >= context + new + (SUFFIX if infill else 0):
             loaded.append(song)
     rows: dict[str, list[dict[str, float | None]]] = {r: [] for r in ROWS}
     bits, notes_scored, seconds = 0.0, 0, 0.0
@@ -122,18 +128,25 @@ def form_report(
             score(_shifted(other["notes"], (on >= o0) & (on < o1), c0 - o0))
         )
         tpq = song["score"].tpq
-        cut = cut_score(song["score"], int(round(c0 * tpq)))
-        result = copilot.complete(
-            cut, bars=new, candidates=candidates, sampling=Sampling(seed=seed + i)
-        )
+        sampling = Sampling(seed=seed + i)
+        if infill:
+            end = int(round(lines[context + new + SUFFIX] * tpq))
+            piece = cut_score(song["score"], end)
+            result = copilot.infill(
+                piece, context + 1, context + new, candidates=candidates, sampling=sampling
+            )
+        else:
+            cut = cut_score(song["score"], int(round(c0 * tpq)))
+            result = copilot.complete(cut, bars=new, candidates=candidates, sampling=sampling)
         for c in result.candidates:
             gen = notes_in_beats(c.new)
             gen["onset"] = gen["onset"] + c0
             rows["model"].append(score(gen, c0 + c.new_beats))
-        b = _teacher_forced_bits(copilot, cut_score(song["score"], int(round(c1 * tpq))), context)
-        bits += b
-        notes_scored += int(truth_sel.sum())
-        seconds += float(np.diff(seconds_at(song["score"], np.array([c0, c1])))[0])
+        if not infill:
+            upto = cut_score(song["score"], int(round(c1 * tpq)))
+            bits += _teacher_forced_bits(copilot, upto, context)
+            notes_scored += int(truth_sel.sum())
+            seconds += float(np.diff(seconds_at(song["score"], np.array([c0, c1])))[0])
         if progress is not None:
             progress(i + 1, len(loaded))
 
@@ -145,13 +158,14 @@ def form_report(
         return out
 
     return {
+        "kind": "infill" if infill else "continuation",
         "songs": len(loaded),
         "context_bars": context,
         "new_bars": new,
         "candidates": candidates,
         "rows": {r: mean(v) for r, v in rows.items()},
-        "bits_per_note": bits / max(notes_scored, 1),
-        "bits_per_second": bits / max(seconds, 1e-9),
+        "bits_per_note": None if infill else bits / max(notes_scored, 1),
+        "bits_per_second": None if infill else bits / max(seconds, 1e-9),
     }
 
 

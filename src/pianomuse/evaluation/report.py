@@ -84,14 +84,18 @@ def evaluate_model(
                 model, shards, context_bars, continuation_bars, samples, max_songs, seed
             )
             if midi_folder:  # the songs themselves, with their annotated chords
-                report["form"] = form_report(
-                    Copilot(model, shards.tokenizer),
-                    find_midi_files(midi_folder)[:max_songs],
-                    context=context_bars,
-                    new=continuation_bars,
-                    candidates=samples,
-                    seed=seed,
-                )
+                cp = Copilot(model, shards.tokenizer)
+                songs = find_midi_files(midi_folder)[:max_songs]
+                for key, infill in (("form", False), ("form_infill", True)):
+                    report[key] = form_report(
+                        cp,
+                        songs,
+                        context=context_bars,
+                        new=continuation_bars,
+                        candidates=samples,
+                        seed=seed,
+                        infill=infill,
+                    )
     return report
 
 
