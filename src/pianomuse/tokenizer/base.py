@@ -25,6 +25,18 @@ TOKENIZER_FILE = "tokenizer.json"
 FIM_TOKENS = ("FIM_Suffix", "FIM_Prefix", "FIM_Middle", "FIM_End")
 
 
+def check_settings(s: Any) -> None:
+    """The checks every version's settings share (pitch range, bins, special tokens)."""
+    if not 0 <= s.pitch_low < s.pitch_high <= 127:
+        raise ValueError("pitch range must satisfy 0 <= low < high <= 127")
+    if not 2 <= s.num_velocities <= 127 or s.num_tempos < 2:
+        raise ValueError("num_velocities must be in 2..127 and num_tempos >= 2")
+    if not 0 < s.tempo_low < s.tempo_high:
+        raise ValueError("tempo range must satisfy 0 < low < high")
+    if s.special_tokens[:1] != ("PAD",):
+        raise ValueError("PAD must be the first special token (id 0)")
+
+
 class Tokenizer:
     """MIDI <-> token ids, with a saved configuration and its hash (see the subclasses)."""
 

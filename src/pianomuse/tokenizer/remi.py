@@ -26,7 +26,7 @@ import miditok
 import numpy as np
 from symusic import Score
 
-from pianomuse.tokenizer.base import FIM_TOKENS, Tokenizer
+from pianomuse.tokenizer.base import FIM_TOKENS, Tokenizer, check_settings
 from pianomuse.tokenizer.midi_io import (
     MidiInputError,
     MidiSource,
@@ -53,18 +53,11 @@ class TokenizerSettings:
     special_tokens: tuple[str, ...] = field(default=("PAD", "BOS", "EOS", *FIM_TOKENS))
 
     def __post_init__(self) -> None:
-        if not 0 <= self.pitch_low < self.pitch_high <= 127:
-            raise ValueError("pitch range must satisfy 0 <= low < high <= 127")
+        check_settings(self)
         if self.positions_per_beat not in (1, 2, 4, 8, 12, 16, 24, 32):
             raise ValueError("positions_per_beat must be one of 1, 2, 4, 8, 12, 16, 24, 32")
         if self.max_duration_beats < 4:
             raise ValueError("max_duration_beats must be at least 4")
-        if not 2 <= self.num_velocities <= 127 or self.num_tempos < 2:
-            raise ValueError("num_velocities must be in 2..127 and num_tempos >= 2")
-        if not 0 < self.tempo_low < self.tempo_high:
-            raise ValueError("tempo range must satisfy 0 < low < high")
-        if self.special_tokens[:1] != ("PAD",):
-            raise ValueError("PAD must be the first special token (id 0)")
 
     def miditok_config(self) -> miditok.TokenizerConfig:
         res = self.positions_per_beat

@@ -36,7 +36,7 @@ from symusic import Note, Score, Tempo, TextMeta, TimeSignature, Track
 
 from pianomuse.harmony import NO_CHORD, PITCH_CLASSES, QUALITIES, Chord, parse_label, recognise
 from pianomuse.tokenizer.align import CHORD_MARKER
-from pianomuse.tokenizer.base import FIM_TOKENS, Tokenizer
+from pianomuse.tokenizer.base import FIM_TOKENS, Tokenizer, check_settings
 from pianomuse.tokenizer.metre import bar_beats
 from pianomuse.tokenizer.midi_io import MidiInputError, MidiSource, load_score, source_name
 from pianomuse.tokenizer.structure import FOLLOWS, PARTS, Kind, Structure
@@ -66,18 +66,11 @@ class TokenizerSettingsV2:
     special_tokens: tuple[str, ...] = field(default=("PAD", "BOS", "EOS", *FIM_TOKENS))
 
     def __post_init__(self) -> None:
-        if not 0 <= self.pitch_low < self.pitch_high <= 127:
-            raise ValueError("pitch range must satisfy 0 <= low < high <= 127")
+        check_settings(self)
         if not self.grid or any(g < 1 or 48 % g for g in self.grid):
             raise ValueError("grid subdivisions must divide 48")
         if self.max_duration_beats < 4 or self.long_per_beat < 1:
             raise ValueError("max_duration_beats must be at least 4, long_per_beat positive")
-        if not 2 <= self.num_velocities <= 127 or self.num_tempos < 2:
-            raise ValueError("num_velocities must be in 2..127 and num_tempos >= 2")
-        if not 0 < self.tempo_low < self.tempo_high:
-            raise ValueError("tempo range must satisfy 0 < low < high")
-        if self.special_tokens[:1] != ("PAD",):
-            raise ValueError("PAD must be the first special token (id 0)")
 
     @property
     def positions_per_beat(self) -> int:
