@@ -162,3 +162,44 @@ def test_fim_samples_show_the_suffix_before_the_middle(shards):
         assert np.array_equal(w[: len(prefix)], prefix)
         assert np.array_equal(w[len(prefix) : len(prefix) + len(middle)], middle)
     assert n_fim >= 25
+
+
+def test_part_infilling_and_plain_windows(shards):
+    from pianomuse.data.fim import blocks
+
+    tok, st = shards.tokenizer, shards.tokenizer.structure
+    stream = SampleStream(
+        shards, 512, objective="completion", seed=4, part_rate=1.0, plain_rate=0.0
+    )
+    m = stream.markers
+    seen = 0
+    for i in range(0, 40, 3):
+        s = stream.sample(0, i)
+        if s.ids[0] != m.suffix:
+            continue
+        at, end = (int(np.flatnonzero(s.ids == x)[0]) for x in (m.middle, m.end))
+        middle, mask = s.ids[at + 1 : end], s.loss_mask[at + 1 : end]
+        assert not s.loss_mask[: at + 1].any() and s.loss_mask[end]
+        bars = np.append(st.bar_starts(middle), len(middle))
+        given = None
+        for a, b in zip(bars[:-1], bars[1:], strict=True):
+            head, parts = blocks(st, middle[a:b])
+            assert not mask[a : a + len(head)].any()
+            if len(parts) == 2:
+                seen += 1
+                first = int(st.value[parts[0][0]])
+                given = first if given is None else given
+                assert first == given  # the same part is given in every bar
+                n0 = len(head) + len(parts[0])
+                assert not mask[a : a + n0].any()  # the given block carries no loss
+                written = mask[a + n0 : b]
+                notes = st.kinds(middle[a + n0 : b]) == Kind.PITCH
+                assert written[notes].all()  # every note of the other part does
+        assert tok.tokens_errors(middle) == 0.0
+    assert seen > 5
+    plain = SampleStream(shards, 512, seed=4, plain_rate=1.0)
+    for i in range(0, 20, 4):
+        s = plain.sample(0, i)
+        k = st.kinds(s.ids)
+        assert not (k == Kind.PART).any() and (k == Kind.CHORD).any()
+        assert tok.tokens_errors(s.ids) == 0.0 and len(s.ids) <= 513

@@ -192,6 +192,12 @@ def train(
     objective: Annotated[str | None, Opt(help="lm or completion.")] = None,
     max_transpose: Annotated[int | None, Opt(help="Random transposition, ± semitones.")] = None,
     fim_rate: Annotated[float | None, Opt(help="Share of fill-in-the-middle samples.")] = None,
+    part_rate: Annotated[
+        float | None, Opt(help="Share of part-infilling samples (write one part to the other).")
+    ] = None,
+    plain_rate: Annotated[
+        float | None, Opt(help="Share of windows read as plain piano (parts merged, chords heard).")
+    ] = None,
     batch_size: BatchSizeOpt = None,
     grad_accum: Annotated[int | None, Opt(help="Micro-steps per optimizer step.")] = None,
     epochs: Annotated[float | None, Opt(help="Passes over the data (without --max-steps).")] = None,

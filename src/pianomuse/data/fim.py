@@ -11,6 +11,10 @@ Every part is cut at bar lines. The suffix and prefix start with `Bar TimeSig Po
 Tempo` (the header in force), the middle with `Bar TimeSig` (its tempo is the prefix's). The
 prefix or the suffix may be empty (a gap at the start or at the end of a piece). The middle
 is at most `MAX_MIDDLE_BARS` bars.
+
+Part infilling (tokenizer v2) uses the same layout: the middle bars show one part's block
+first (given) and the other part's after it (written), so the model learns to accompany a
+melody, or to write a melody over an accompaniment, with the music before and after.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pianomuse.limits import MAX_MIDDLE_BARS
-from pianomuse.tokenizer import Structure
+from pianomuse.tokenizer import Kind, Structure
 
 # Tokens the layout adds to a window: four markers and a second header (Bar TimeSig
 # Position_0 Tempo), plus a little slack for the header inserted at the suffix.
@@ -71,3 +75,51 @@ def fim_from_window(
     middle = window[edges[a] : edges[b]]
     suffix = structure.with_header(window, int(edges[b])) if b < n else window[:0]
     return arrange(structure, prefix, middle, suffix, m)
+
+
+def blocks(structure: Structure, bar: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    """A bar's head (Bar, TimeSig and anything before its first Part) and its part blocks
+    (each from its Part token on)."""
+    starts = np.flatnonzero(structure.kinds(bar) == Kind.PART)
+    if len(starts) == 0:
+        return bar, []
+    edges = np.append(starts, len(bar))
+    return bar[: starts[0]], [bar[a:b] for a, b in zip(edges[:-1], edges[1:], strict=True)]
+
+
+def part_infill_from_window(
+    structure: Structure, window: np.ndarray, rng: np.random.Generator, m: FimMarkers
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """A part-infilling sample of a window with parts: bars [a, b) become the middle of a
+    fill-in-the-middle layout where each bar shows the given part's block first and then the
+    other part's, which alone carries loss (its tempo and chord tokens aside: given too). The
+    given part is the melody or the accompaniment, at random; the window's last bar (which
+    its cut may have shortened) is always in the suffix. None if the window has no parts or
+    fewer than three bars. Returns (ids, loss mask)."""
+    bars = structure.bar_starts(window)
+    n = len(bars) - 1  # the window's last bar may be cut short: never part of the middle
+    k = structure.kinds(window)
+    if n < 2 or not (k == Kind.PART).any():
+        return None
+    a = int(rng.integers(0, n))
+    b = int(min(n, a + rng.integers(1, MAX_MIDDLE_BARS + 1)))
+    given = int(rng.integers(0, 2))  # 0: the melody is given, 1: the accompaniment
+    edges = np.append(bars, len(window))
+    middle, target = [], []  # the middle bars' tokens, and which of them carry loss
+    for j in range(a, b):
+        head, parts = blocks(structure, window[edges[j] : edges[j + 1]])
+        parts.sort(key=lambda blk: structure.value[blk[0]] != given)  # the given part first
+        middle.append(head)
+        target.append(np.zeros(len(head), dtype=bool))
+        for blk in parts:
+            middle.append(blk)
+            writes = structure.value[blk[0]] != given
+            kinds = structure.kinds(blk)
+            target.append(writes & ~np.isin(kinds, (Kind.TEMPO, Kind.CHORD, Kind.BASS)))
+    prefix = window[: edges[a]]
+    suffix = structure.with_header(window, int(edges[b]))
+    ids, at = arrange(structure, prefix, np.concatenate(middle), suffix, m)
+    mask = np.zeros(len(ids), dtype=bool)
+    mask[at : len(ids) - 1] = np.concatenate(target)
+    mask[-1] = True  # FIM_End: the gap is done
+    return ids, mask

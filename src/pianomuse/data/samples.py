@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from pianomuse.data.fim import FIM_OVERHEAD, FimMarkers, fim_from_window
+from pianomuse.data.fim import FIM_OVERHEAD, FimMarkers, fim_from_window, part_infill_from_window
 from pianomuse.data.shards import TokenShards
 from pianomuse.tokenizer import Kind, Structure
 
@@ -105,6 +105,9 @@ class SampleStream:
         max_transpose: int = 0,
         seed: int = 0,
         fim_rate: float = 0.0,
+        *,
+        part_rate: float = 0.0,
+        plain_rate: float = 0.0,
     ):
         if objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {OBJECTIVES}")
@@ -116,9 +119,14 @@ class SampleStream:
         self.objective = objective
         self.max_transpose = max_transpose
         self.seed = seed
-        if not 0.0 <= fim_rate <= 1.0:
-            raise ValueError("fim_rate must be in [0, 1]")
-        self.fim_rate = fim_rate
+        for name, rate in (("fim", fim_rate), ("part", part_rate), ("plain", plain_rate)):
+            if not 0.0 <= rate <= 1.0:
+                raise ValueError(f"{name}_rate must be in [0, 1]")
+        if fim_rate + part_rate > 1.0:
+            raise ValueError("fim_rate + part_rate must be at most 1")
+        if (part_rate or plain_rate) and shards.tokenizer.version < 2:
+            raise ValueError("part infilling and plain windows need tokenizer version 2 data")
+        self.fim_rate, self.part_rate, self.plain_rate = fim_rate, part_rate, plain_rate
         self.markers = FimMarkers.of(self.structure)
         self._items: dict[int, np.ndarray] = {}
         self._sizes: list[int] = []  # windows of epochs 0, 1, ... (they differ a little)
@@ -153,17 +161,29 @@ class SampleStream:
         return self.sample(*self.locate(position))
 
     def sample(self, epoch: int, i: int) -> Sample:
-        """The i-th sample of an epoch: a plain window, or (with probability `fim_rate`) the
-        same window rearranged for fill-in-the-middle."""
+        """The i-th sample of an epoch, the training mix: a window as it is; with probability
+        `plain_rate` read as a plain piano file (parts merged, chords recognised); then
+        rearranged for fill-in-the-middle (`fim_rate`) or part infilling (`part_rate`, when
+        the window has parts); transposed by up to `max_transpose` semitones."""
         song_idx, start = self.items(epoch)[i]
         rng = np.random.default_rng([self.seed, epoch, 1, i])
-        fim = self.fim_rate > 0 and rng.random() < self.fim_rate
-        length = self.length - FIM_OVERHEAD if fim else self.length
+        draw = rng.random()
+        fim, part = draw < self.fim_rate, self.fim_rate <= draw < self.fim_rate + self.part_rate
+        plain = self.plain_rate > 0 and rng.random() < self.plain_rate and not part
+        length = self.length - FIM_OVERHEAD if fim or part else self.length
         ids = window(self.structure, self.shards.song(int(song_idx)), int(start), length)
+        if plain:  # the recogniser's chords may take a few more tokens: cut again
+            ids = self.shards.tokenizer.plain(ids)
+            ids = ids[: self.structure.last_cut_at_most(ids, length)] if len(ids) > length else ids
         if self.max_transpose:
             lo, hi = transpose_range(self.structure, ids, self.max_transpose)
             ids = transpose(self.structure, ids, int(rng.integers(lo, hi + 1)))
-        if fim and (arranged := fim_from_window(self.structure, ids, rng, self.markers)):
+        if part and (infill := part_infill_from_window(self.structure, ids, rng, self.markers)):
+            ids, mask = infill
+            if self.objective == "lm":  # the context is scored too, as for any window
+                mask[: int(np.flatnonzero(ids == self.markers.middle)[0])] = True
+            return Sample(ids, mask)
+        if (fim or part) and (arranged := fim_from_window(self.structure, ids, rng, self.markers)):
             ids, middle = arranged
             mask = np.ones(len(ids), dtype=bool)
             if self.objective == "completion":

@@ -7,11 +7,11 @@ with positions strictly increasing inside a bar's block and below the bar's leng
 strictly increasing at one position (a key is struck once; it also matches how the data is
 ordered), each bar's metre given by the caller (a continuation's chosen metre, or the metres
 of the bars an infill replaces), and parts as the piece has them: with parts, every bar's
-notes come in blocks opened by their Part, Melody before Accompaniment; without, no Part at
-all. Tempo tokens are never generated: new music keeps the tempo of its context. The mask
-also ends the stream: once `bars` bars are complete, only the closing token is allowed (the
-next Bar for a continuation, FIM_End for an infill), which marks the candidate done and is
-not part of the result.
+notes come in blocks opened by their Part, one per part; without, no Part at all. Tempo
+tokens are never generated: new music keeps the tempo of its context. The mask also ends the
+stream: once `bars` bars are complete, only the closing token is allowed (the next Bar for a
+continuation, FIM_End for an infill), which marks the candidate done and is not part of the
+result.
 
 Extension points: a new token kind is an entry of `FOLLOWS`; rules on top of the grammar
 (keys the kept music holds, later scales, registers, chords) are `Constraint`s that narrow
@@ -41,6 +41,7 @@ class Row:
     position: int = -1  # position within the bar's block (-1 before the first Position)
     pitch: int = -1  # MIDI pitch of the current note; after its Duration, the highest struck
     part: int = -1  # the block's part (-1 before any Part in this bar)
+    parts_used: int = 0  # bit p set: this bar already has part p's block
     done: bool = False
 
     @property
@@ -125,8 +126,10 @@ class Grammar:
             elif kind == Kind.TIMESIG:
                 mask |= self.only(self.metre(r.bar))
             elif kind == Kind.PART:
-                if self.parts:  # the next part's block, in order
-                    mask |= self.of_kind[kind] & (self.value > r.part)
+                if self.parts:  # a part's block, once per bar
+                    mask |= self.of_kind[kind] & (
+                        (r.parts_used >> np.maximum(self.value, 0)) & 1 == 0
+                    )
             elif kind == Kind.POSITION:
                 if self.parts and r.part < 0:
                     continue  # with parts, a bar's notes start with their block's Part
@@ -152,9 +155,10 @@ class Grammar:
                 r.bar_start += r.bar_len if r.bar >= 0 else 0
                 r.bar += 1
                 r.bar_len = self.bar_steps(r.bar)
-                r.position, r.pitch, r.part = -1, -1, -1
+                r.position, r.pitch, r.part, r.parts_used = -1, -1, -1, 0
             elif kind == Kind.PART:
                 r.part, r.position, r.pitch = int(self.value[tok]), -1, -1
+                r.parts_used |= 1 << r.part
             elif kind == Kind.POSITION:
                 r.position, r.pitch = int(self.value[tok]), -1
             elif kind == Kind.PITCH:

@@ -293,6 +293,19 @@ class PianoTokenizerV2(Tokenizer):
         ppb = self.settings.positions_per_beat
         return self.structure.id[f"Duration_{steps // ppb}.{steps % ppb}.{ppb}"]
 
+    def plain(self, ids: np.ndarray) -> np.ndarray:
+        """The same music as a user's plain piano file reads: parts merged into one piano part
+        and the chords the recogniser hears instead of the annotated ones. `ids` must start
+        with a bar and its header (a window does)."""
+        score = self.decode(ids)
+        piano = Track(name=TRACK_OF_PART[-1], program=0)
+        for t in score.tracks:
+            piano.notes.extend(t.notes)
+        piano.notes.sort()
+        score.tracks = [piano]
+        score.markers = []
+        return self._encode(score)
+
     # ----- decoding ----------------------------------------------------------------------
     def decode(self, ids: np.ndarray | list[int]) -> Score:
         """A Score of token ids: a Melody and an Accompaniment track (or one Piano track),
@@ -354,28 +367,31 @@ class PianoTokenizerV2(Tokenizer):
 
     def tokens_errors(self, ids: np.ndarray | list[int]) -> float:
         """Share of tokens that break the grammar (0.0 = a valid stream): what follows what
-        (`FOLLOWS`), one block per part in order, positions rising inside a block, pitches
-        not falling at a position (a key twice: two tracks of the part in unison)."""
+        (`FOLLOWS`), one block per part and bar (the data puts Melody first; a part-infilling
+        sample puts the given part first), positions rising inside a block, pitches not
+        falling at a position (a key twice: two tracks of the part in unison)."""
         st = self.structure
         ids = [int(i) for i in ids if st.kind[int(i)] != Kind.SPECIAL]
-        errors, last, pos, bar_len, part = 0, None, -1, 0, -1
+        errors, last, pos, bar_len = 0, None, -1, 0
         struck: set[int] = set()
+        parts: set[int] = set()  # the bar's blocks so far
         for tok in ids:
             kind = Kind(int(st.kind[tok]))
             value = int(st.value[tok])
             bad = kind not in FOLLOWS[last]
             bad |= kind == Kind.POSITION and not pos < value < bar_len
-            bad |= kind == Kind.PART and value <= part  # one block per part, Melody first
+            bad |= kind == Kind.PART and value in parts  # one block per part and bar
             bad |= kind == Kind.PITCH and bool(struck) and value < max(struck)
             if bad:
                 errors += 1
                 continue
             if kind == Kind.BAR:
-                pos, part, struck = -1, -1, set()
+                pos, struck, parts = -1, set(), set()
             elif kind == Kind.TIMESIG:
                 bar_len = int(st.bar_beats[tok] * self.settings.positions_per_beat)
             elif kind == Kind.PART:
-                pos, part, struck = -1, value, set()
+                pos, struck = -1, set()
+                parts.add(value)
             elif kind == Kind.POSITION:
                 pos, struck = value, set()
             elif kind == Kind.PITCH:

@@ -44,6 +44,8 @@ class TrainConfig:
     objective: str = "lm"  # lm: loss on every token; completion: loss on the completion only
     max_transpose: int = 0  # random transposition by up to ± this many semitones
     fim_rate: float = 0.25  # share of windows rearranged for fill-in-the-middle (measured best)
+    part_rate: float = 0.0  # share rearranged for part infilling (tokenizer v2 data with parts)
+    plain_rate: float = 0.0  # share read as plain piano: parts merged, chords recognised (v2)
     # optimisation
     batch_size: int = 8  # windows per process per micro-step
     grad_accum: int = 1  # micro-steps per optimizer step
@@ -86,8 +88,11 @@ class TrainConfig:
             raise UserError("--max-steps must be positive")
         if self.epochs <= 0:
             raise UserError("--epochs must be positive")
-        if not 0.0 <= self.fim_rate <= 1.0:
-            raise UserError("--fim-rate must be in [0, 1]")
+        for name in ("fim_rate", "part_rate", "plain_rate"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise UserError(f"--{name.replace('_', '-')} must be in [0, 1]")
+        if self.fim_rate + self.part_rate > 1.0:
+            raise UserError("--fim-rate and --part-rate add up to more than 1")
         if self.max_transpose < 0 or self.max_bad_steps <= 0:
             raise UserError("--max-transpose must be >= 0 and --max-bad-steps positive")
         if not 0 <= self.seed <= MAX_SEED:

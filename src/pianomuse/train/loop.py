@@ -69,9 +69,19 @@ class Trainer:
         if len(train_shards) == 0:
             raise UserError(f"{data}: no training songs")
         self.tok = train_shards.tokenizer
-        self.stream = SampleStream(
-            train_shards, cfg.max_seq_len, cfg.objective, cfg.max_transpose, cfg.seed, cfg.fim_rate
-        )
+        try:
+            self.stream = SampleStream(
+                train_shards,
+                cfg.max_seq_len,
+                cfg.objective,
+                cfg.max_transpose,
+                cfg.seed,
+                cfg.fim_rate,
+                part_rate=cfg.part_rate,
+                plain_rate=cfg.plain_rate,
+            )
+        except ValueError as e:
+            raise UserError(str(e)) from None
         val_shards = TokenShards(data, "val")
         # Validation always scores every token of fixed windows, whatever the objective.
         self.val = SampleStream(val_shards, cfg.max_seq_len) if len(val_shards) else None
