@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +18,13 @@ import torch
 
 from pianomuse.copilot.prompts import context_window, fim_prompt, prevailing_metre
 from pianomuse.copilot.result import Candidate, Generation, Span, new_bar_beats
+from pianomuse.data.fim import blocks
 from pianomuse.devices import resolve_device
 from pianomuse.errors import FieldError, UserError
 from pianomuse.generate.decode import continue_tokens
-from pianomuse.generate.grammar import Grammar, KeysFree
+from pianomuse.generate.grammar import ChordPlan, Constraint, Grammar, KeysFree, Script
 from pianomuse.generate.sampling import Sampling
+from pianomuse.harmony import Chord
 from pianomuse.limits import (
     DEFAULT_CONTEXT_TOKENS,
     MAX_BARS,
@@ -36,11 +38,15 @@ from pianomuse.tokenizer.compose import (
     NEVER,
     continue_piece,
     decode_bars,
+    keep_tracks,
     replace_span,
     seam_keys,
 )
+from pianomuse.tokenizer.remi2 import TRACK_OF_PART
 
 Progress = Callable[[float], None]
+ChordBars = Sequence[Sequence[tuple[float, Chord]]]  # per new bar: (beat in the bar, chord)
+WRITES = {"melody": 0, "accompaniment": 1}  # the part `infill(write=...)` rewrites
 DEFAULT_SAMPLING = Sampling()  # frozen: safe to share as a default
 
 
@@ -107,6 +113,7 @@ class Copilot:
         context_bars: int | None = None,
         max_new_tokens: int | None = None,
         grammar: bool = True,
+        chords: ChordBars | None = None,
         progress: Progress | None = None,
     ) -> Generation:
         """Continue `midi` (path, bytes, symusic Score or `Piece`) by `bars` bars (or
@@ -129,7 +136,8 @@ class Copilot:
         span = Span("continuation", piece.n_bars, bars, int(piece.bar_ticks[-1]))
         context = {"first_bar": first + 1, "last_bar": piece.n_bars, "tokens": len(window)}
         metres = [prevailing_metre(st, window)]
-        g = self._grammar(piece, span, metres) if grammar else None
+        plan = self._chord_plan(chords, metres * (bars or 1))
+        g = self._grammar(piece, span, metres, extra=plan) if grammar else None
         return self._generate(
             piece,
             span,
@@ -151,13 +159,23 @@ class Copilot:
         *,
         candidates: int = 4,
         sampling: Sampling = DEFAULT_SAMPLING,
+        chords: ChordBars | None = None,
+        write: str | None = None,
         progress: Progress | None = None,
     ) -> Generation:
         """Rewrite bars first_bar..last_bar (1-based, inclusive) of `midi` so that they lead
-        into the music after them, in the same metres; everything outside the gap is kept."""
+        into the music after them, in the same metres; everything outside the gap is kept.
+
+        With `write` ("accompaniment" or "melody"), only that part is rewritten: the other
+        part's notes in the gap are kept note for note and given to the model first in every
+        bar (a piece with a melody track and its accompaniment, tokenizer version 2)."""
         _check_candidates(candidates)
         piece = self.read(midi)
         n_bars = piece.n_bars
+        if write is not None and write not in WRITES:
+            raise FieldError("write", f"must be {' or '.join(WRITES)}, not {write!r}")
+        if write is not None and not (self.tok.structure.kinds(piece.ids) == Kind.PART).any():
+            raise FieldError("write", "needs a piece with a melody track and its accompaniment")
         if not 1 <= first_bar <= last_bar <= n_bars:
             raise FieldError(
                 "first_bar", f"{first_bar}-{last_bar} is outside the piece's bars 1-{n_bars}"
@@ -183,7 +201,12 @@ class Copilot:
             "suffix_last_bar": prompt.suffix_end,
         }
         metres = [int(m) for m in st.bar_metres(piece.ids)[i:j]]
-        g = self._grammar(piece, span, metres, close_id=st.id["FIM_End"])
+        extra = self._chord_plan(chords, metres)
+        if write is not None:
+            span = Span("arrange", i, n_gap, start, end, write=WRITES[write])
+            extra.append(Script(self._given_blocks(piece, i, j, given=1 - WRITES[write])))
+            context["write"] = write
+        g = self._grammar(piece, span, metres, close_id=st.id["FIM_End"], extra=extra)
         return self._generate(
             piece,
             span,
@@ -198,7 +221,12 @@ class Copilot:
 
     # ----- the one generation path -------------------------------------------------------
     def _grammar(
-        self, piece: Piece, span: Span, metres: list[int], close_id: int | None = None
+        self,
+        piece: Piece,
+        span: Span,
+        metres: list[int],
+        close_id: int | None = None,
+        extra: list[Constraint] | None = None,
     ) -> Grammar:
         """The grammar for new bars in `metres`, with the keys the kept music holds around
         the span forbidden (see `KeysFree`)."""
@@ -210,9 +238,44 @@ class Copilot:
         keys = KeysFree(free, stop.astype(np.int64))
         st = self.tok.structure
         parts = bool((st.kinds(piece.ids) == Kind.PART).any())  # write parts if the piece has
+        constraints = [keys, *(extra or [])]  # a Script decides last
         return Grammar(
-            st, ppb, metres, span.bars, close_id=close_id, constraints=[keys], parts=parts
+            st, ppb, metres, span.bars, close_id=close_id, constraints=constraints, parts=parts
         )
+
+    def _chord_plan(self, chords: ChordBars | None, metres: list[int]) -> list[Constraint]:
+        """The given chords of the new bars (repeated as needed; bar k has the TimeSig id
+        `metres[k]`, the last one repeating) as a `ChordPlan`."""
+        if chords is None:
+            return []
+        if not hasattr(self.tok, "chord_ids"):
+            raise FieldError("chords", "need a model whose tokenizer has chords (version 2)")
+        if not chords:
+            raise FieldError("chords", "must give at least one bar")
+        st, ppb = self.tok.structure, self.tok.settings.positions_per_beat
+        plan = []
+        for k in range(len(metres)):
+            length = st.bar_beats[metres[k]]
+            bar = []
+            for beat, chord in chords[k % len(chords)]:
+                if not 0 <= beat < length:
+                    raise FieldError(
+                        "chords", f"beat {beat:g} of bar {k + 1} lies outside its {length:g} beats"
+                    )
+                bar.append((int(round(beat * ppb)), self.tok.chord_ids(chord)))
+            plan.append(bar)
+        return [ChordPlan(plan)]
+
+    def _given_blocks(self, piece: Piece, i: int, j: int, given: int) -> list[list[int]]:
+        """The `given` part's block of each bar i..j-1 of the piece (empty where it has none)."""
+        st = self.tok.structure
+        edges = np.append(st.bar_starts(piece.ids), len(piece.ids))
+        out = []
+        for b in range(i, j):
+            _, parts = blocks(st, piece.ids[edges[b] : edges[b + 1]])
+            mine = [blk for blk in parts if st.value[blk[0]] == given]
+            out.append([int(t) for t in mine[0]] if mine else [])
+        return out
 
     def _generate(
         self,
@@ -245,7 +308,12 @@ class Copilot:
         for n, c in enumerate(conts):
             ids = c.ids if span.bars is not None else _whole_notes(st, c.ids)
             new = decode_bars(self.tok, ids, piece.tpq, qpm)
-            if span.kind == "infill":
+            if span.kind == "arrange":  # the written part alone; the given part stays
+                new = keep_tracks(new, {TRACK_OF_PART[span.write]})
+                parts = self.tok.track_parts(piece.source)
+                clear = {t for t, p in enumerate(parts) if p == span.write}
+                full_midi = replace_span(piece, new, span.start_tick, span.end_tick, clear)
+            elif span.kind == "infill":
                 full_midi = replace_span(piece, new, span.start_tick, span.end_tick)
             else:
                 full_midi = continue_piece(piece, new, span.start_tick, piece.metres[-1])

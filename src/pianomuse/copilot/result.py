@@ -18,11 +18,12 @@ class Span:
     bar `first_bar` (0-based) on, starting at `start_tick` of the piece; an infill's new bars
     end at `end_tick`, where the kept music resumes."""
 
-    kind: str  # "continuation" or "infill"
+    kind: str  # "continuation", "infill" or "arrange" (one part of a gap rewritten)
     first_bar: int  # 0-based index of the first new bar
     bars: int | None  # new bars per candidate (None: a token budget decided)
     start_tick: int  # where the new music starts, in the piece's ticks
     end_tick: int | None = None  # infill: where the kept music resumes
+    write: int = -1  # arrange: the part written (0 melody, 1 accompaniment)
 
 
 @dataclass
@@ -59,7 +60,7 @@ class Generation:
 
     def bar_ticks(self, c: Candidate) -> np.ndarray:
         """Every bar line of the piece with the candidate in it (and the end of the last)."""
-        if self.span.kind == "infill":
+        if self.span.kind != "continuation":
             return self.piece.bar_ticks
         new = self.span.start_tick + np.round(c.new_beats * self.piece.tpq).astype(np.int64)
         return np.concatenate([self.piece.bar_ticks[: self.span.first_bar], new])

@@ -41,7 +41,7 @@ def _roll(g: Generation, c: Candidate) -> bytes:
     new = notes_in_beats(c.new)
     new["onset"] = new["onset"] + start / tpq
     lines = [t / tpq for t in ticks if view[0] <= t <= view[1]]
-    label = "infill" if g.span.kind == "infill" else "continuation"
+    label = g.span.kind
     return piano_roll_png(
         [
             ({k: v[shown] for k, v in kept.items()}, CONTEXT_COLOUR, "kept"),

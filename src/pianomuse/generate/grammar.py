@@ -21,7 +21,7 @@ the mask, given where a candidate stands (`Row`).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -43,6 +43,12 @@ class Row:
     part: int = -1  # the block's part (-1 before any Part in this bar)
     parts_used: int = 0  # bit p set: this bar already has part p's block
     done: bool = False
+    state: dict = field(default_factory=dict)  # constraints keep their own state here
+
+    @property
+    def first_block(self) -> bool:
+        """In the bar's first block, where its chords go (a bar without parts is one block)."""
+        return self.bar >= 0 and bin(self.parts_used).count("1") <= 1
 
     @property
     def now(self) -> int:
@@ -177,11 +183,15 @@ class KeysFree(Constraint):
     def __init__(self, free: np.ndarray, stop: np.ndarray):
         self.free, self.stop = np.asarray(free), np.asarray(stop)
 
-    def _playable(self, g: Grammar, at: np.ndarray) -> np.ndarray:
-        """Whether any key of the vocabulary can be struck at each position of `at`."""
+    def _playable(self, g: Grammar, at: np.ndarray, row: Row) -> np.ndarray:
+        """Whether any key of the vocabulary can be struck at each position of `at`, or a
+        given chord is to be written there (`ChordPlan`)."""
         keys = g.st.pitch_id >= 0
         free, stop = self.free[keys, None], self.stop[keys, None]
-        return ((free <= at) & (stop > at)).any(axis=0)
+        chord_at = row.state.get("chord_at")
+        return ((free <= at) & (stop > at)).any(axis=0) | (
+            at == row.bar_start + (chord_at if chord_at is not None else -1)
+        )
 
     def narrow(self, g: Grammar, row: Row, mask: np.ndarray) -> None:
         pitch = g.of_kind[Kind.PITCH] & mask
@@ -192,7 +202,79 @@ class KeysFree(Constraint):
         position = g.of_kind[Kind.POSITION] & mask
         if position.any():
             at = row.bar_start + g.value[position]
-            position[position] = ~self._playable(g, at)
+            position[position] = ~self._playable(g, at, row)
             mask &= ~position
         if row.last == Kind.VELOCITY:
             mask &= ~g.of_kind[Kind.DURATION] | (row.now + g.duration_steps <= self.stop[row.pitch])
+
+
+class ChordPlan(Constraint):
+    """Given chords, exactly: `plan[k]` lists (position, [Chord id, Bass id?]) of new bar k.
+    Each is written at its position in the bar's first block (that Position cannot be
+    skipped, and the block cannot close before it), and no other chord is."""
+
+    def __init__(self, plan: Sequence[Sequence[tuple[int, Sequence[int]]]]):
+        self.plan = [sorted((int(p), list(ids)) for p, ids in bar) for bar in plan]
+
+    def _pending(self, row: Row) -> list[tuple[int, list[int]]]:
+        bar = self.plan[row.bar] if 0 <= row.bar < len(self.plan) else []
+        return bar[row.state.get("chord_i", 0) :]
+
+    def narrow(self, g: Grammar, row: Row, mask: np.ndarray) -> None:
+        queue = row.state.get("chord_queue", [])
+        if queue:  # inside a given chord (its Bass): that token
+            mask &= g.only(queue[0])
+            return
+        mask &= ~(g.of_kind[Kind.CHORD] | g.of_kind[Kind.BASS])
+        pending = self._pending(row) if row.first_block else []
+        opened = not g.parts or row.parts_used != 0  # the first block has begun
+        if not pending or not opened:
+            return
+        at, ids = pending[0]
+        if row.last in (Kind.POSITION, Kind.TEMPO) and row.position == at:
+            mask[:] = g.only(ids[0])
+            return
+        # Do not pass the chord's position, nor close the block before it.
+        mask &= ~(g.of_kind[Kind.POSITION] & (g.value > at))
+        mask &= ~g.of_kind[Kind.PART] & ~g.only(g.bar_id) & ~g.only(g.close_id)
+
+    def advance(self, g: Grammar, row: Row, token: int) -> None:
+        kind = g.st.kind[token]
+        if kind == Kind.BAR:
+            row.state["chord_i"], row.state["chord_queue"] = 0, []
+        elif kind in (Kind.CHORD, Kind.BASS):
+            queue = row.state.get("chord_queue") or list(self._pending(row)[0][1])
+            row.state["chord_queue"] = queue[1:]
+            if not queue[1:]:
+                row.state["chord_i"] = row.state.get("chord_i", 0) + 1
+        pending = self._pending(row)
+        # Where the next given chord goes: other rules must leave that position open.
+        row.state["chord_at"] = pending[0][0] if pending else None
+
+
+class Script(Constraint):
+    """Given blocks, exactly: `blocks[k]` is the token sequence (from its Part token) that
+    opens new bar k; the rest of the bar (the other part's block) is free. Writing an
+    accompaniment to a given melody, or a melody over a given accompaniment. It decides
+    alone where it forces a token: put it last among the constraints."""
+
+    def __init__(self, blocks: Sequence[Sequence[int]]):
+        self.blocks = [list(b) for b in blocks]
+
+    def narrow(self, g: Grammar, row: Row, mask: np.ndarray) -> None:
+        block = self.blocks[row.bar] if 0 <= row.bar < len(self.blocks) else []
+        i = row.state.get("script_i", 0)
+        if i < len(block) and (i > 0 or row.last == Kind.TIMESIG):
+            mask[:] = g.only(block[i])
+        elif block and i == len(block) and row.part == g.value[block[0]]:
+            # The given block is whole: the other part's block, or the bar's end.
+            mask &= g.of_kind[Kind.PART] | g.only(g.bar_id) | g.only(g.close_id)
+
+    def advance(self, g: Grammar, row: Row, token: int) -> None:
+        if g.st.kind[token] == Kind.BAR:
+            row.state["script_i"] = 0
+            return
+        block = self.blocks[row.bar] if 0 <= row.bar < len(self.blocks) else []
+        i = row.state.get("script_i", 0)
+        if i < len(block) and token == block[i]:
+            row.state["script_i"] = i + 1

@@ -111,10 +111,19 @@ def continue_piece(piece: Piece, new: Score, at_tick: int, metre: Metre) -> byte
     return head + header[12:] + b"".join(chunks) + b"".join(added)
 
 
-def replace_span(piece: Piece, new: Score, start: int, end: int) -> bytes:
-    """The user's piece with the notes starting in [start, end) removed from every track and
-    the tracks of `new` (time 0 = `start`) added."""
-    return _with_tracks(piece.source, new, start, (start, end), [])
+def replace_span(
+    piece: Piece, new: Score, start: int, end: int, tracks: set[int] | None = None
+) -> bytes:
+    """The user's piece with the notes starting in [start, end) removed from its `tracks`
+    (indices; default every track) and the tracks of `new` (time 0 = `start`) added."""
+    return _with_tracks(piece.source, new, start, (start, end), [], tracks)
+
+
+def keep_tracks(score: Score, names: set[str]) -> Score:
+    """`score` with only its tracks named in `names`."""
+    out = score.copy()
+    out.tracks = [t for t in out.tracks if t.name in names]
+    return out
 
 
 def _name(track: Track, new: Score) -> str:
@@ -128,12 +137,14 @@ def _with_tracks(
     at_tick: int,
     drop: tuple[int, int] | None,
     metre_changes: list[tuple[int, Metre]],
+    tracks: set[int] | None = None,
 ) -> bytes:
     out = source.copy()
     if drop is not None:
         a, b = drop
-        for track in out.tracks:
-            track.notes = track.notes.filter(lambda n: not a <= n.time < b)
+        for i, track in enumerate(out.tracks):
+            if tracks is None or i in tracks:
+                track.notes = track.notes.filter(lambda n: not a <= n.time < b)
     for t in new.tracks:
         track = Track(name=_name(t, new), program=0, is_drum=False, ttype=out.ttype)
         track.notes = t.shift_time(at_tick, inplace=False).notes

@@ -144,13 +144,10 @@ class PianoTokenizerV2(Tokenizer):
             drums = any(t.is_drum and len(t.notes) for t in score.tracks)
             what = "contains only drum tracks, no piano notes" if drums else "contains no notes"
             raise MidiInputError(f"{name}: {what}")
-        melodic = [any(w in t.name.lower() for w in MELODY_NAMES) for t in tracks]
-        labelled = self.settings.parts and any(melodic) and not all(melodic)
         out = Score(score.tpq, ttype=score.ttype)
         # One track per source track, named by its part: the encoder keeps a key struck by
         # two tracks of one part at once (POP909's MELODY and BRIDGE in unison) twice.
-        for t, m in zip(tracks, melodic, strict=True):
-            part = (0 if m else 1) if labelled else -1
+        for t, part in zip(tracks, self._parts([t.name for t in tracks]), strict=True):
             kept = Track(name=TRACK_OF_PART[part], program=0, ttype=score.ttype)
             kept.notes = t.notes.copy()
             out.tracks.append(kept)
@@ -189,7 +186,7 @@ class PianoTokenizerV2(Tokenizer):
                 tempo_i += 1
             while chord_i < len(chords) and chords[chord_i][0] < end:
                 at = max(chords[chord_i][0], start) - start
-                marks.setdefault(at, []).extend(self._chord_ids(chords[chord_i][1]))
+                marks.setdefault(at, []).extend(self.chord_ids(chords[chord_i][1]))
                 chord_i += 1
             sel = np.flatnonzero((notes["onset"] >= start) & (notes["onset"] < end))
             parts = sorted({int(notes["part"][j]) for j in sel}) or [-1]
@@ -276,7 +273,8 @@ class PianoTokenizerV2(Tokenizer):
                 out.append((step, chord))
         return out[1:] if out and out[0][1] == NO_CHORD else out  # "no chord yet" is implied
 
-    def _chord_ids(self, chord: Chord) -> list[int]:
+    def chord_ids(self, chord: Chord) -> list[int]:
+        """The Chord token (and Bass token, for an inversion) of a chord."""
         st = self.structure
         if chord.root is None:
             return [st.id["Chord_N"]]
@@ -292,6 +290,17 @@ class PianoTokenizerV2(Tokenizer):
     def _duration_id(self, steps: int) -> int:
         ppb = self.settings.positions_per_beat
         return self.structure.id[f"Duration_{steps // ppb}.{steps % ppb}.{ppb}"]
+
+    def track_parts(self, score: Score) -> list[int]:
+        """The part of each track of `score` as this tokenizer reads it: 0 melody, 1
+        accompaniment, -1 none (a piece without a melody track has no parts)."""
+        labels = iter(self._parts([t.name for t in score.tracks if not t.is_drum]))
+        return [-1 if t.is_drum else next(labels) for t in score.tracks]
+
+    def _parts(self, names: list[str]) -> list[int]:
+        melodic = [any(w in n.lower() for w in MELODY_NAMES) for n in names]
+        labelled = self.settings.parts and any(melodic) and not all(melodic)
+        return [(0 if m else 1) if labelled else -1 for m in melodic]
 
     def plain(self, ids: np.ndarray) -> np.ndarray:
         """The same music as a user's plain piano file reads: parts merged into one piano part

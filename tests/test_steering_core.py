@@ -1,0 +1,88 @@
+"""Given chords and given parts are written exactly; the model writes the rest."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import POP909, aligned_song
+from pianomuse.copilot import Copilot, Sampling
+from pianomuse.data.fim import blocks
+from pianomuse.errors import FieldError
+from pianomuse.harmony import Chord, parse_label
+from pianomuse.tokenizer import Kind, notes_in_beats
+from pianomuse.tokenizer.align import CHORD_MARKER
+
+
+@pytest.fixture(scope="module")
+def copilot(trained_model):
+    return Copilot(trained_model)
+
+
+def _chords(score) -> list[tuple[float, Chord]]:
+    return [
+        (m.time / score.tpq, parse_label(m.text.removeprefix(CHORD_MARKER)))
+        for m in score.markers
+        if m.text.startswith(CHORD_MARKER)
+    ]
+
+
+def test_given_chords_are_written_exactly(copilot):
+    plan = [[(0.0, Chord(9, "min"))], [(0.0, Chord(5, "maj")), (2.0, Chord(7, "maj", 11))]]
+    song = aligned_song("001")  # 4/4
+    for seed in range(3):
+        r = copilot.complete(
+            song,
+            bars=4,
+            candidates=3,
+            chords=plan,
+            sampling=Sampling(seed=seed, temperature=1.3),
+        )
+        for c in r.candidates:
+            assert copilot.tok.tokens_errors(c.tokens) == 0.0
+            want = [(4.0 * k + b, ch) for k in range(4) for b, ch in plan[k % 2]]
+            assert _chords(c.new) == want
+
+
+def test_an_accompaniment_is_written_to_the_given_melody(copilot):
+    song = aligned_song("002")
+    piece = copilot.read(song)
+    st = copilot.tok.structure
+    r = copilot.infill(piece, 9, 12, write="accompaniment", candidates=2, sampling=Sampling(seed=1))
+    start, end = r.span.start_tick / piece.tpq, r.span.end_tick / piece.tpq
+    edges = np.append(st.bar_starts(piece.ids), len(piece.ids))
+    for c in r.candidates:
+        assert copilot.tok.tokens_errors(c.tokens) == 0.0
+        # Every written bar opens with the song's own melody block, token for token.
+        new_edges = np.append(st.bar_starts(c.tokens), len(c.tokens))
+        for k in range(4):
+            _, mine = blocks(st, c.tokens[new_edges[k] : new_edges[k + 1]])
+            _, theirs = blocks(st, piece.ids[edges[8 + k] : edges[9 + k]])
+            melody = [b for b in theirs if st.value[b[0]] == 0]
+            if melody:
+                assert np.array_equal(mine[0], melody[0])
+        # The file keeps its melody tracks; only the accompaniment of the gap is new.
+        assert [t.name for t in c.new.tracks] == ["Accompaniment"]
+        for orig, got in zip(song.tracks, c.full.tracks, strict=False):
+            if orig.name in ("MELODY", "BRIDGE"):
+                assert got.notes == orig.notes
+        piano = next(t for t in c.full.tracks if t.name == "PIANO").notes.numpy()
+        in_gap = (piano["time"] >= start * piece.tpq) & (piano["time"] < end * piece.tpq)
+        assert not in_gap.any()
+        assert notes_in_beats(c.new)["onset"].max() < end - start
+
+
+def test_steering_refuses_what_it_cannot_do(copilot):
+    plain = POP909 / "003" / "003.mid"
+    with pytest.raises(FieldError, match="write"):
+        copilot.infill(plain, 2, 3, write="drums")
+    with pytest.raises(FieldError, match="chords"):
+        copilot.complete(plain, bars=1, chords=[])
+    with pytest.raises(FieldError, match="outside its 4 beats"):
+        copilot.complete(aligned_song("001"), bars=1, chords=[[(4.5, Chord(0, "maj"))]])
+    from pianomuse.cli import default_model
+
+    v1 = Copilot(default_model())
+    with pytest.raises(FieldError, match="version 2"):
+        v1.complete(plain, bars=1, chords=[[(0.0, Chord(0, "maj"))]])
+    assert (v1.tok.structure.kinds(v1.read(plain).ids) == Kind.PITCH).any()
