@@ -134,3 +134,19 @@ def test_harmony_and_form_of_infills(trained_model):
     model = rep["rows"]["model"]
     assert 0.0 <= model["chord_fit"] <= 1.0 and model["metre_kept"] == 1.0
     assert rep["rows"]["true continuation"]["chord_fit"] > rep["rows"]["another song"]["chord_fit"]
+
+
+def test_form_of_a_model_that_takes_chords_and_parts(trained_model):
+    from pianomuse.copilot import Copilot
+    from pianomuse.data.files import find_midi_files
+    from pianomuse.evaluation.form import STEERED, form_report
+
+    from conftest import POP909
+
+    songs = find_midi_files(POP909)[:2]
+    rep = form_report(Copilot(trained_model), songs, context=8, new=2, candidates=1)
+    rows = rep["rows"]
+    assert set(STEERED) <= set(rows)
+    assert rows["model, true chords given"]["chord_fit"] is not None
+    assert rows["accompaniment to the true melody"]["chord_fit"] is not None
+    assert rows["model, true chords given"]["metre_kept"] == 1.0

@@ -12,7 +12,10 @@ next `new` bars the truth. Four rows are scored against the song's chords in the
 Columns: chord fit and bass fit (`evaluation.harmony`), material reuse (how much each new bar
 resembles the best-matching bar of the context), metre kept; and for the model, the true
 continuation's bits per note and per second of music, teacher-forced, so that models with
-different tokenizers compare on the same notes. The same table for infills: the new bars are
+different tokenizers compare on the same notes. A model that writes chords and parts
+(tokenizer version 2) gets two more rows: its continuation written to the true chords, and an
+accompaniment written to the true melody of the new bars (the infill of that part alone, the
+4 bars after it known). The same table for infills: the new bars are
 a gap between the context and the `SUFFIX` bars after it ("true continuation" is then the
 true gap).
 """
@@ -39,10 +42,12 @@ from pianomuse.evaluation.harmony import (
     metre_kept,
 )
 from pianomuse.harmony import parse_label
-from pianomuse.tokenizer import Tokenizer, cut_score, notes_in_beats, seconds_at
+from pianomuse.tokenizer import Kind, Tokenizer, cut_score, notes_in_beats, seconds_at
 from pianomuse.tokenizer.align import CHORD_MARKER
 
 ROWS = ("true continuation", "repeat the last bars", "model", "another song")
+# Rows of a model that reads and writes chords and parts (tokenizer version 2).
+STEERED = ("model, true chords given", "accompaniment to the true melody")
 SUFFIX = 4  # bars after an infill's gap that the model reads
 COLUMNS = ("chord_fit", "bass_fit", "material_reuse", "metre_kept")
 
@@ -102,7 +107,10 @@ def form_report(
         song = _song(path, reader)
         if len(song["lines"]) - 1 >= context + new + (SUFFIX if infill else 0):
             loaded.append(song)
-    rows: dict[str, list[dict[str, float | None]]] = {r: [] for r in ROWS}
+    steerable = hasattr(copilot.tok, "chord_ids")
+    rows: dict[str, list[dict[str, float | None]]] = {
+        r: [] for r in ROWS + (STEERED if steerable and not infill else ())
+    }
     bits, notes_scored, seconds = 0.0, 0, 0.0
     for i, song in enumerate(loaded):
         lines, notes = song["lines"], song["notes"]
@@ -142,6 +150,37 @@ def form_report(
             gen = notes_in_beats(c.new)
             gen["onset"] = gen["onset"] + c0
             rows["model"].append(score(gen, c0 + c.new_beats))
+        if steerable and not infill:
+            given = [
+                [
+                    (t - lines[context + k], c)
+                    for t, c in song["chords"]
+                    if lines[context + k] <= t < lines[context + k + 1]
+                ]
+                for k in range(new)
+            ]
+            steered = copilot.complete(
+                cut, bars=new, candidates=candidates, sampling=sampling, chords=given
+            )
+            for c in steered.candidates:
+                gen = notes_in_beats(c.new)
+                gen["onset"] = gen["onset"] + c0
+                rows["model, true chords given"].append(score(gen, c0 + c.new_beats))
+            after = lines[min(context + new + SUFFIX, len(lines) - 1)]  # the bars after
+            piece = copilot.read(cut_score(song["score"], int(round(after * tpq))))
+            if (copilot.tok.structure.kinds(piece.ids) == Kind.PART).any():
+                arranged = copilot.infill(
+                    piece,
+                    context + 1,
+                    context + new,
+                    candidates=candidates,
+                    sampling=sampling,
+                    write="accompaniment",
+                )
+                for c in arranged.candidates:
+                    gen = notes_in_beats(c.new)
+                    gen["onset"] = gen["onset"] + c0
+                    rows["accompaniment to the true melody"].append(score(gen))
         if not infill:
             upto = cut_score(song["score"], int(round(c1 * tpq)))
             bits += _teacher_forced_bits(copilot, upto, context)
