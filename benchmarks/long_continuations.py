@@ -23,7 +23,8 @@ from pianomuse.tokenizer import cut_score, notes_in_beats
 def faults(notes: dict[str, np.ndarray], lines: np.ndarray) -> tuple[int, int]:
     """(empty bars, bars equal to the bar before them)."""
     sets = bar_sets(notes, lines)
-    return sum(not s for s in sets), sum(a == b and bool(a) for a, b in zip(sets, sets[1:]))
+    pairs = zip(sets[:-1], sets[1:], strict=True)
+    return sum(not s for s in sets), sum(a == b and bool(a) for a, b in pairs)
 
 
 def main() -> None:
