@@ -137,11 +137,10 @@ def test_harmony_and_form_of_infills(trained_model):
 
 
 def test_form_of_a_model_that_takes_chords_and_parts(trained_model):
+    from conftest import POP909
     from pianomuse.copilot import Copilot
     from pianomuse.data.files import find_midi_files
     from pianomuse.evaluation.form import STEERED, form_report
-
-    from conftest import POP909
 
     songs = find_midi_files(POP909)[:2]
     rep = form_report(Copilot(trained_model), songs, context=8, new=2, candidates=1)

@@ -86,3 +86,32 @@ def test_steering_refuses_what_it_cannot_do(copilot):
     with pytest.raises(FieldError, match="version 2"):
         v1.complete(plain, bars=1, chords=[[(0.0, Chord(0, "maj"))]])
     assert (v1.tok.structure.kinds(v1.read(plain).ids) == Kind.PITCH).any()
+
+
+def test_chord_symbols_and_progressions():
+    from pianomuse.harmony import parse_progression, parse_symbol
+
+    labels = {s: parse_symbol(s).label() for s in ("C", "Am", "F#m7", "Bbmaj7", "C/E", "Bm7b5")}
+    assert labels == {
+        "C": "C:maj",
+        "Am": "A:min",
+        "F#m7": "F#:min7",
+        "Bbmaj7": "A#:maj7",
+        "C/E": "C:maj/E",
+        "Bm7b5": "B:hdim7",
+    }
+    assert parse_symbol("Dsus4").quality == "sus4" and parse_symbol("N").root is None
+    bars = parse_progression("C:2 G:2 | Am F:6", 4)
+    assert [[(b, c.label()) for b, c in bar] for bar in bars] == [
+        [(0.0, "C:maj"), (2.0, "G:maj")],
+        [(0.0, "A:min")],
+        [(0.0, "F:maj")],
+        [(0.0, "F:maj")],  # a chord held across the bar line is stated again
+    ]
+    for bad, words in (
+        ("H7", "'H7' is not a chord symbol"),
+        ("C:x", "number of beats"),
+        ("", "no chords"),
+    ):
+        with pytest.raises(ValueError, match=words):
+            parse_progression(bad, 4)

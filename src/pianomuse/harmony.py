@@ -10,6 +10,7 @@ extensions such as 9ths, read as their triad or seventh.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 
@@ -233,3 +234,62 @@ def _fit(pc: np.ndarray, chord: Chord) -> float:
     if total <= 0 or chord.root is None:
         return 0.0
     return float(pc[list(chord.tones)].sum() / total)
+
+
+# ----- chord symbols as people write them ----------------------------------------------------
+
+# Suffix -> quality, longest first when matching.
+_SUFFIXES = {
+    "": "maj", "maj": "maj", "M": "maj", "5": "maj", "add9": "maj", "m": "min", "min": "min",
+    "-": "min", "madd9": "min", "7": "7", "9": "7", "13": "7", "maj7": "maj7", "M7": "maj7",
+    "Δ": "maj7", "Δ7": "maj7", "maj9": "maj7", "m7": "min7", "min7": "min7", "-7": "min7",
+    "m9": "min7", "dim": "dim", "°": "dim", "o": "dim", "dim7": "dim7", "°7": "dim7",
+    "o7": "dim7", "m7b5": "hdim7", "ø": "hdim7", "ø7": "hdim7", "hdim7": "hdim7", "aug": "aug",
+    "+": "aug", "sus2": "sus2", "sus4": "sus4", "sus": "sus4", "7sus4": "7sus4", "7sus": "7sus4",
+    "6": "6", "maj6": "6", "m6": "min6", "min6": "min6", "mmaj7": "min", "m(maj7)": "min",
+}  # fmt: skip
+EXAMPLES = "C, Am, G7, Fmaj7, Dm7, Bdim, Bm7b5, Caug, Dsus4, C6, C/E, N"
+
+
+def parse_symbol(symbol: str) -> Chord:
+    """A chord symbol as lead sheets write it ('C', 'F#m7', 'Bbmaj7', 'Dsus4', 'C/E', 'N')."""
+    s = symbol.strip()
+    if s.upper() in ("N", "NC", "N.C."):
+        return NO_CHORD
+    body, _, bass = s.partition("/")
+    root_len = 2 if len(body) > 1 and body[1] in "#b" else 1
+    try:
+        root = pitch_class(body[0].upper() + body[1:root_len])
+        quality = _SUFFIXES[body[root_len:]]
+        low = pitch_class(bass[0].upper() + bass[1:]) if bass else None
+    except (ValueError, KeyError, IndexError):
+        raise ValueError(f"{symbol!r} is not a chord symbol (for example {EXAMPLES})") from None
+    return Chord(root, quality, None if low == root else low)
+
+
+def parse_progression(text: str, bar_beats: float) -> list[list[tuple[float, Chord]]]:
+    """Bars of (beat in the bar, chord) from "C G Am F" (a chord a bar) or "C:2 G:2 Am F"
+    (lengths in beats, a bar by default); "|" may separate bars. A chord that crosses a bar
+    line is stated again at the start of the next bar."""
+    items = [t for t in text.replace("|", " ").split() if t]
+    if not items:
+        raise ValueError("no chords given")
+    bars: list[list[tuple[float, Chord]]] = []
+    at = 0.0
+    for item in items:
+        symbol, _, length_s = item.partition(":")
+        try:
+            length = float(length_s) if length_s else bar_beats
+        except ValueError:
+            raise ValueError(f"{item!r}: the length after ':' must be a number of beats") from None
+        if not 0 < length <= 64 or math.isnan(length):
+            raise ValueError(f"{item!r}: a chord lasts more than 0 and at most 64 beats")
+        chord = parse_symbol(symbol)
+        end = at + length
+        while at < end - 1e-9:
+            bar, beat = int(at // bar_beats), at % bar_beats
+            while len(bars) <= bar:
+                bars.append([])
+            bars[bar].append((round(beat, 6), chord))
+            at = min(end, (bar + 1) * bar_beats)
+    return bars
