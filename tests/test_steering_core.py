@@ -7,6 +7,7 @@ import pytest
 
 from conftest import POP909, aligned_song
 from pianomuse.copilot import Copilot, Sampling
+from pianomuse.copilot.steering import Steering
 from pianomuse.data.fim import blocks
 from pianomuse.errors import FieldError
 from pianomuse.harmony import Chord, parse_label
@@ -28,20 +29,23 @@ def _chords(score) -> list[tuple[float, Chord]]:
 
 
 def test_given_chords_are_written_exactly(copilot):
-    plan = [[(0.0, Chord(9, "min"))], [(0.0, Chord(5, "maj")), (2.0, Chord(7, "maj", 11))]]
+    steering = Steering(chords="Am | F:2 G/B:2")
     song = aligned_song("001")  # 4/4
     for seed in range(3):
         r = copilot.complete(
             song,
             bars=4,
             candidates=3,
-            chords=plan,
+            steering=steering,
             sampling=Sampling(seed=seed, temperature=1.3),
         )
+        want = [(0.0, "A:min"), (4.0, "F:maj"), (6.0, "G:maj/B")]
+        want = want + [(t + 8.0, c) for t, c in want]  # repeated as needed
         for c in r.candidates:
             assert copilot.tok.tokens_errors(c.tokens) == 0.0
-            want = [(4.0 * k + b, ch) for k in range(4) for b, ch in plan[k % 2]]
-            assert _chords(c.new) == want
+            assert [(t, ch.label()) for t, ch in _chords(c.new)] == want
+            assert r.sidecar(c)["chords"][:2] == [[0.0, "Am"], [4.0, "F"]]
+            assert r.sidecar(c)["steering"] == {"chords": "Am | F:2 G/B:2"}
 
 
 def test_an_accompaniment_is_written_to_the_given_melody(copilot):
@@ -77,14 +81,12 @@ def test_steering_refuses_what_it_cannot_do(copilot):
     with pytest.raises(FieldError, match="write"):
         copilot.infill(plain, 2, 3, write="drums")
     with pytest.raises(FieldError, match="chords"):
-        copilot.complete(plain, bars=1, chords=[])
-    with pytest.raises(FieldError, match="outside its 4 beats"):
-        copilot.complete(aligned_song("001"), bars=1, chords=[[(4.5, Chord(0, "maj"))]])
+        Steering(chords="")
     from pianomuse.cli import default_model
 
     v1 = Copilot(default_model())
     with pytest.raises(FieldError, match="version 2"):
-        v1.complete(plain, bars=1, chords=[[(0.0, Chord(0, "maj"))]])
+        v1.complete(plain, bars=1, steering=Steering(chords="C"))
     assert (v1.tok.structure.kinds(v1.read(plain).ids) == Kind.PITCH).any()
 
 
@@ -115,3 +117,47 @@ def test_chord_symbols_and_progressions():
     ):
         with pytest.raises(ValueError, match=words):
             parse_progression(bad, 4)
+
+
+def test_a_key_a_register_and_a_density_are_kept(copilot):
+    song = aligned_song("002")
+    for seed in range(2):
+        r = copilot.complete(
+            song,
+            bars=3,
+            candidates=3,
+            sampling=Sampling(seed=seed, temperature=1.2),
+            steering=Steering(key="D dorian", ranges=(("all", "C3", "C6"),), density="12"),
+        )
+        for c in r.candidates:
+            n = notes_in_beats(c.new)
+            assert set((n["pitch"] % 12).tolist()) <= {2, 4, 5, 7, 9, 11, 0}
+            assert n["pitch"].min() >= 48 and n["pitch"].max() <= 84
+            per_bar = np.histogram(n["onset"], bins=c.new_beats)[0]
+            assert np.all(np.abs(per_bar - 12) <= 0.2 * 12), per_bar
+        assert r.context["density"]["target"] == 12.0
+    # Passing notes: outside the scale only for at most half a beat.
+    r = copilot.complete(
+        song, bars=2, candidates=4, steering=Steering(key="C major", chromatic=True)
+    )
+    for c in r.candidates:
+        n = notes_in_beats(c.new)
+        outside = ~np.isin(n["pitch"] % 12, [0, 2, 4, 5, 7, 9, 11])
+        assert np.all(n["duration"][outside] <= 0.5 + 1e-9)
+
+
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        (dict(chords="C G H7"), "'H7' is not a chord symbol"),
+        (dict(key="H major"), "'H' is not a key note"),
+        (dict(key="C weird"), "the mode must be"),
+        (dict(ranges=(("melody", "C6", "C5"),)), "is not a range of piano keys"),
+        (dict(ranges=(("bass", "C2", "C3"),)), "the part must be"),
+        (dict(density="0"), "more than 0"),
+        (dict(key="C major", chords="C Eb"), "outside the scale"),
+    ],
+)
+def test_bad_steering_is_one_line(kwargs, words):
+    with pytest.raises(FieldError, match=words):
+        Steering(**kwargs)

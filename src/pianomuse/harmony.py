@@ -88,6 +88,13 @@ class Chord:
         """The pitch class a bass line plays under this chord."""
         return self.root if self.bass is None else self.bass
 
+    def symbol(self) -> str:
+        """The lead-sheet symbol: 'C', 'Am7', 'Bm7b5', 'C/E', 'N' (`parse_symbol` reads it)."""
+        if self.root is None:
+            return "N"
+        s = PITCH_CLASSES[self.root] + _SYMBOL[self.quality]
+        return s if self.bass is None else f"{s}/{PITCH_CLASSES[self.bass]}"
+
     def label(self) -> str:
         """'C#:min7', 'C:maj/E', 'N'."""
         if self.root is None:
@@ -249,6 +256,11 @@ _SUFFIXES = {
     "6": "6", "maj6": "6", "m6": "min6", "min6": "min6", "mmaj7": "min", "m(maj7)": "min",
 }  # fmt: skip
 EXAMPLES = "C, Am, G7, Fmaj7, Dm7, Bdim, Bm7b5, Caug, Dsus4, C6, C/E, N"
+_SYMBOL = {
+    "maj": "", "min": "m", "7": "7", "min7": "m7", "maj7": "maj7", "sus4": "sus4",
+    "sus2": "sus2", "7sus4": "7sus4", "6": "6", "min6": "m6", "dim": "dim", "aug": "aug",
+    "hdim7": "m7b5", "dim7": "dim7",
+}  # fmt: skip
 
 
 def parse_symbol(symbol: str) -> Chord:

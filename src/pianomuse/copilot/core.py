@@ -18,6 +18,7 @@ import torch
 
 from pianomuse.copilot.prompts import context_window, fim_prompt, prevailing_metre
 from pianomuse.copilot.result import Candidate, Generation, Span, new_bar_beats
+from pianomuse.copilot.steering import Steering
 from pianomuse.data.fim import blocks
 from pianomuse.devices import resolve_device
 from pianomuse.errors import FieldError, UserError
@@ -48,6 +49,7 @@ Progress = Callable[[float], None]
 ChordBars = Sequence[Sequence[tuple[float, Chord]]]  # per new bar: (beat in the bar, chord)
 WRITES = {"melody": 0, "accompaniment": 1}  # the part `infill(write=...)` rewrites
 DEFAULT_SAMPLING = Sampling()  # frozen: safe to share as a default
+NO_STEERING = Steering()
 
 
 def file_sha(path: Path) -> str:
@@ -113,12 +115,13 @@ class Copilot:
         context_bars: int | None = None,
         max_new_tokens: int | None = None,
         grammar: bool = True,
-        chords: ChordBars | None = None,
+        steering: Steering = NO_STEERING,
         progress: Progress | None = None,
     ) -> Generation:
         """Continue `midi` (path, bytes, symusic Score or `Piece`) by `bars` bars (or
         `max_new_tokens` tokens), `candidates` at once from one prefill, ranked by mean
-        log-likelihood. The new bars take the metre that prevails in the context."""
+        log-likelihood. The new bars take the metre that prevails in the context; `steering`
+        gives chords, a key, registers or a density they keep to."""
         if bars is None and max_new_tokens is None:
             raise FieldError("bars", "or max_new_tokens must be given")
         if bars is not None and not 1 <= bars <= MAX_BARS:
@@ -136,8 +139,8 @@ class Copilot:
         span = Span("continuation", piece.n_bars, bars, int(piece.bar_ticks[-1]))
         context = {"first_bar": first + 1, "last_bar": piece.n_bars, "tokens": len(window)}
         metres = [prevailing_metre(st, window)]
-        plan = self._chord_plan(chords, metres * (bars or 1))
-        g = self._grammar(piece, span, metres, extra=plan) if grammar else None
+        extra = self._steer(steering, window, metres * (bars or 1), context)
+        g = self._grammar(piece, span, metres, extra=extra) if grammar else None
         return self._generate(
             piece,
             span,
@@ -148,6 +151,7 @@ class Copilot:
             sampling=sampling,
             context=context,
             progress=progress,
+            steering=steering,
         )
 
     # ----- infilling ---------------------------------------------------------------------
@@ -159,7 +163,7 @@ class Copilot:
         *,
         candidates: int = 4,
         sampling: Sampling = DEFAULT_SAMPLING,
-        chords: ChordBars | None = None,
+        steering: Steering = NO_STEERING,
         write: str | None = None,
         progress: Progress | None = None,
     ) -> Generation:
@@ -201,7 +205,7 @@ class Copilot:
             "suffix_last_bar": prompt.suffix_end,
         }
         metres = [int(m) for m in st.bar_metres(piece.ids)[i:j]]
-        extra = self._chord_plan(chords, metres)
+        extra = self._steer(steering, prompt.ids, metres, context)
         if write is not None:
             span = Span("arrange", i, n_gap, start, end, write=WRITES[write])
             extra.append(Script(self._given_blocks(piece, i, j, given=1 - WRITES[write])))
@@ -217,6 +221,7 @@ class Copilot:
             sampling=sampling,
             context=context,
             progress=progress,
+            steering=steering,
         )
 
     # ----- the one generation path -------------------------------------------------------
@@ -243,9 +248,25 @@ class Copilot:
             st, ppb, metres, span.bars, close_id=close_id, constraints=constraints, parts=parts
         )
 
+    def _steer(
+        self, steering: Steering, prompt: np.ndarray, metres: list[int], context: dict
+    ) -> list[Constraint]:
+        """The constraints of `steering` for new bars of `metres` (TimeSig ids); the density
+        asked for (notes per bar) goes into `context`."""
+        st = self.tok.structure
+        k = st.kinds(prompt)
+        density = float((k == Kind.PITCH).sum()) / max(int((k == Kind.BAR).sum()), 1)
+        constraints, target = steering.constraints(
+            positions_per_beat=self.tok.settings.positions_per_beat, context_density=density
+        )
+        if target is not None:
+            context["density"] = {"context": round(density, 2), "target": round(target, 2)}
+        chords = steering.chord_bars(float(st.bar_beats[metres[0]]))
+        return self._chord_plan(chords, metres) + constraints
+
     def _chord_plan(self, chords: ChordBars | None, metres: list[int]) -> list[Constraint]:
         """The given chords of the new bars (repeated as needed; bar k has the TimeSig id
-        `metres[k]`, the last one repeating) as a `ChordPlan`."""
+        `metres[k]`) as a `ChordPlan`."""
         if chords is None:
             return []
         if not hasattr(self.tok, "chord_ids"):
@@ -289,6 +310,7 @@ class Copilot:
         sampling: Sampling,
         context: dict[str, Any],
         progress: Progress | None,
+        steering: Steering = NO_STEERING,
     ) -> Generation:
         """Decode K candidates after `prompt`, put each into the piece at `span`, rank them."""
         st = self.tok.structure
@@ -322,7 +344,7 @@ class Copilot:
         out.sort(key=lambda c: (-c.loglik, c.index))
         for r, c in enumerate(out, 1):
             c.rank = r
-        return Generation(out, piece, span, context, sampling, stats, self.model_info)
+        return Generation(out, piece, span, context, sampling, stats, self.model_info, steering)
 
 
 def _check_candidates(candidates: int) -> None:

@@ -9,7 +9,9 @@ import numpy as np
 
 from pianomuse.generate.decode import DecodeStats
 from pianomuse.generate.sampling import Sampling
+from pianomuse.harmony import parse_label
 from pianomuse.tokenizer import Piece, Structure, notes_in_beats
+from pianomuse.tokenizer.align import CHORD_MARKER
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ class Generation:
     sampling: Sampling
     stats: DecodeStats
     model_info: dict[str, Any] = field(default_factory=dict)
+    steering: Any = None  # the `Steering` the new music kept to
 
     def end_tick(self, c: Candidate) -> int:
         """Where the candidate's new music ends (its last bar line)."""
@@ -86,6 +89,9 @@ class Generation:
             "end_tick": self.end_tick(c),
             "context": self.context,
             "sampling": asdict(self.sampling),
+            "steering": self.steering.as_dict() if self.steering is not None else {},
+            "notes_per_bar": round(c.new.note_num() / max(len(c.new_beats) - 1, 1), 2),
+            "chords": _chords_of(c.new),
             "candidates": len(self.candidates),
             **self.model_info,
         }
@@ -103,3 +109,12 @@ def notes_outside(piece: Piece, start_tick: int, end_tick: int) -> dict[str, np.
     tpq = piece.tpq
     keep = (n["onset"] < start_tick / tpq) | (n["onset"] >= end_tick / tpq)
     return {k: v[keep] for k, v in n.items()}
+
+
+def _chords_of(score: Any) -> list[list[Any]]:
+    """[beat, symbol] of the chord changes of the new music (version 2 writes them)."""
+    return [
+        [round(m.time / score.tpq, 4), parse_label(m.text.removeprefix(CHORD_MARKER)).symbol()]
+        for m in score.markers
+        if m.text.startswith(CHORD_MARKER)
+    ]

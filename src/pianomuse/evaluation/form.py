@@ -32,6 +32,7 @@ import torch
 
 from pianomuse.copilot import Copilot, Sampling
 from pianomuse.copilot.prompts import context_window
+from pianomuse.copilot.steering import Steering
 from pianomuse.data.prepare import read_song
 from pianomuse.evaluation.harmony import (
     bar_sets,
@@ -76,6 +77,19 @@ def _song(path: Path, reader: Tokenizer) -> dict[str, Any]:
         "lines": st.bar_lines(ids),
         "chords": chords,
     }
+
+
+def progression(changes: list[tuple[float, Any]], start: float, end: float) -> str:
+    """The chords sounding over [start, end) as a progression with lengths ("C:2 G:2 ...")."""
+    times = [t for t, _ in changes]
+    first = max(int(np.searchsorted(times, start, side="right")) - 1, 0)
+    items = []
+    for i in range(first, len(changes)):
+        a = max(changes[i][0], start)
+        b = min(changes[i + 1][0] if i + 1 < len(changes) else end, end)
+        if a < b:
+            items.append(f"{changes[i][1].symbol()}:{b - a:g}")
+    return " ".join(items)
 
 
 def _scores(notes, spans, new_lines, context_sets, context_lengths) -> dict[str, float | None]:
@@ -151,16 +165,9 @@ def form_report(
             gen["onset"] = gen["onset"] + c0
             rows["model"].append(score(gen, c0 + c.new_beats))
         if steerable and not infill:
-            given = [
-                [
-                    (t - lines[context + k], c)
-                    for t, c in song["chords"]
-                    if lines[context + k] <= t < lines[context + k + 1]
-                ]
-                for k in range(new)
-            ]
+            given = Steering(chords=progression(song["chords"], c0, c1))
             steered = copilot.complete(
-                cut, bars=new, candidates=candidates, sampling=sampling, chords=given
+                cut, bars=new, candidates=candidates, sampling=sampling, steering=given
             )
             for c in steered.candidates:
                 gen = notes_in_beats(c.new)

@@ -278,3 +278,62 @@ class Script(Constraint):
         i = row.state.get("script_i", 0)
         if i < len(block) and token == block[i]:
             row.state["script_i"] = i + 1
+
+
+class Scale(Constraint):
+    """Notes of a scale only (`pitch_classes`, 0 = C). With `passing`, a note outside it may
+    pass by, lasting at most `passing` grid steps."""
+
+    def __init__(self, pitch_classes: Sequence[int], passing: int = 0):
+        self.inside = np.zeros(12, dtype=bool)
+        self.inside[list(pitch_classes)] = True
+        self.passing = passing
+
+    def narrow(self, g: Grammar, row: Row, mask: np.ndarray) -> None:
+        pitch = g.of_kind[Kind.PITCH]
+        outside = pitch & ~self.inside[np.maximum(g.value, 0) % 12]
+        if not self.passing:
+            mask &= ~outside
+        elif row.last == Kind.VELOCITY and not self.inside[row.pitch % 12]:
+            mask &= ~g.of_kind[Kind.DURATION] | (g.duration_steps <= self.passing)
+
+
+class Register(Constraint):
+    """Notes of each part inside its range: `ranges` maps a part (0 melody, 1 accompaniment;
+    -1 every part without a range of its own, or a piece without parts) to (lowest,
+    highest) MIDI pitch."""
+
+    def __init__(self, ranges: dict[int, tuple[int, int]]):
+        self.ranges = dict(ranges)
+
+    def narrow(self, g: Grammar, row: Row, mask: np.ndarray) -> None:
+        bounds = self.ranges.get(row.part, self.ranges.get(-1))  # -1: every part
+        if bounds is not None:
+            pitch = g.of_kind[Kind.PITCH]
+            mask &= ~pitch | ((g.value >= bounds[0]) & (g.value <= bounds[1]))
+
+
+class Density(Constraint):
+    """Between `low` and `high` notes in every new bar: no note beyond `high`, and the bar
+    cannot end before `low` (while a position is left to put them at)."""
+
+    def __init__(self, low: int, high: int):
+        self.low, self.high = low, high
+
+    def narrow(self, g: Grammar, row: Row, mask: np.ndarray) -> None:
+        n = row.state.get("notes", 0)
+        if n >= self.high:
+            mask &= ~(g.of_kind[Kind.PITCH] | g.of_kind[Kind.POSITION])
+            if not mask.any() and row.last == Kind.POSITION:
+                mask |= g.of_kind[Kind.CHORD]  # an open position may still take a chord
+        elif n < self.low:
+            closing = g.only(g.bar_id) | g.only(g.close_id)
+            if (mask & ~closing).any():  # only while the bar can still take a note
+                mask &= ~closing
+
+    def advance(self, g: Grammar, row: Row, token: int) -> None:
+        kind = g.st.kind[token]
+        if kind == Kind.BAR:
+            row.state["notes"] = 0
+        elif kind == Kind.PITCH:
+            row.state["notes"] = row.state.get("notes", 0) + 1
