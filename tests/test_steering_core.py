@@ -161,3 +161,49 @@ def test_a_key_a_register_and_a_density_are_kept(copilot):
 def test_bad_steering_is_one_line(kwargs, words):
     with pytest.raises(FieldError, match=words):
         Steering(**kwargs)
+
+
+def test_arrange_command_and_steering_options(trained_model, tmp_path):
+    import json
+
+    from symusic import Score, Track
+    from typer.testing import CliRunner
+
+    from pianomuse.cli import app
+
+    # A melody alone (one track) gets an accompaniment under it, the melody kept.
+    song = aligned_song("004")
+    melody = Score(song.tpq)
+    melody.tempos, melody.time_signatures = song.tempos, song.time_signatures
+    melody.tracks.append(Track(name="Lead", program=0))
+    melody.tracks[0].notes = song.tracks[0].notes.filter(lambda n: n.time < 480 * 32)
+    path = tmp_path / "melody.mid"
+    path.write_bytes(melody.dumps_midi())
+    out = tmp_path / "arr"
+    args = ["arrange", str(path), "--bars", "2-4", "--model", str(trained_model), "-o", str(out)]
+    r = CliRunner().invoke(app, [*args, "--candidates", "2", "--key", "E major"])
+    assert r.exit_code == 0, r.output
+    meta = json.loads((out / "arrangement_1.json").read_text())
+    assert meta["kind"] == "arrange" and meta["context"]["write"] == "accompaniment"
+    assert meta["steering"] == {"key": "E major"}
+    from pianomuse.tokenizer import load_score
+
+    full = load_score(out / "arrangement_1.mid")
+    assert full.tracks[0].notes == load_score(path).tracks[0].notes  # the melody, untouched
+    # Steering options on complete, and a bad one as one line.
+    r = CliRunner().invoke(
+        app,
+        ["complete", str(POP909 / "003" / "003.mid"), "--model", str(trained_model), "-o",
+         str(tmp_path / "c"), "--bars", "2", "--candidates", "1", "--chords", "Am F",
+         "--melody-range", "C5-C6", "--density", "busier"],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    meta = json.loads((tmp_path / "c" / "candidate_1.json").read_text())
+    assert [c[1] for c in meta["chords"]] == ["Am", "F"]
+    assert meta["steering"]["density"] == "busier" and meta["context"]["density"]["target"] > 0
+    r = CliRunner().invoke(
+        app, ["complete", str(POP909 / "003" / "003.mid"), "--model", str(trained_model),
+              "-o", str(tmp_path / "d"), "--chords", "C Hm"],
+    )  # fmt: skip
+    assert r.exit_code == 1 and "--chords 'Hm' is not a chord symbol" in r.output
+    assert not (tmp_path / "d").exists()

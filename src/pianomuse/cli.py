@@ -248,6 +248,30 @@ TopPOpt = Annotated[float | None, Opt("--top-p", "--top_p", help="Nucleus sampli
 TopKOpt = Annotated[int | None, Opt("--top-k", "--top_k", help="Keep the k most likely tokens.")]
 SeedOpt = Annotated[int, Opt(help="Random seed: the same seed gives the same MIDI.")]
 DeviceOpt = Annotated[str, Opt(help="cpu, cuda, cuda:N or auto.")]
+ChordsOpt = Annotated[
+    str | None,
+    Opt(help='Chords of the new bars: "C G Am F" (a bar each, repeated) or "C:2 G:2 Am F".'),
+]
+KeyOpt = Annotated[
+    str | None, Opt(help='Key: "A minor", "D dorian" ... (no note outside its scale).')
+]
+ScaleOpt = Annotated[
+    str | None, Opt(help='Scale as pitch classes instead of a key: "C,D,E,G,A" or "0,2,4,7,9".')
+]
+ChromaticOpt = Annotated[
+    bool, Opt("--chromatic/--no-chromatic", help="Let short notes outside the scale pass by.")
+]
+RangeOpt = Annotated[str | None, Opt(help="Range of every note: LOW-HIGH, e.g. C2-C6.")]
+MelodyRangeOpt = Annotated[
+    str | None, Opt("--melody-range", help="Range of the melody part, e.g. C5-C6.")
+]
+AccompanimentRangeOpt = Annotated[
+    str | None, Opt("--accompaniment-range", help="Range of the accompaniment, e.g. C2-C5.")
+]
+DensityOpt = Annotated[
+    str | None,
+    Opt(help="Notes per bar (a number), or sparser, as-context, busier (0.5x, 1x, 1.5x)."),
+]
 
 
 NO_DEFAULT_MODEL = (
@@ -280,6 +304,30 @@ def _model_path(model: Path | None) -> Path:
     if model is None:
         raise UserError(NO_DEFAULT_MODEL)
     return model
+
+
+def _steering(
+    chords: str | None,
+    key: str | None,
+    scale: str | None,
+    chromatic: bool,
+    ranges: dict[str, str | None],
+    density: str | None,
+) -> Any:
+    """The steering settings, built once here and passed whole."""
+    from pianomuse.copilot.steering import Steering, scale_classes
+
+    spans = []
+    for part, text in ranges.items():
+        if text is not None:
+            low, sep, high = text.partition("-")
+            if not sep:
+                raise FieldError(f"{part}_range" if part != "all" else "range", "takes LOW-HIGH")
+            spans.append((part, low, high))
+    pcs = None if scale is None else scale_classes(scale)
+    return Steering(
+        chords=chords, key=key, scale=pcs, chromatic=chromatic, ranges=tuple(spans), density=density
+    )
 
 
 def _sampling(temperature: float, top_p: float | None, top_k: int | None, seed: int) -> Any:
@@ -468,6 +516,14 @@ def complete(
     context_bars: Annotated[
         int | None, Opt("--context-bars", help="Use only the last N bars as context.")
     ] = None,
+    chords: ChordsOpt = None,
+    key: KeyOpt = None,
+    scale: ScaleOpt = None,
+    chromatic: ChromaticOpt = False,
+    range_: Annotated[str | None, Opt("--range", help="Range of every note: LOW-HIGH.")] = None,
+    melody_range: MelodyRangeOpt = None,
+    accompaniment_range: AccompanimentRangeOpt = None,
+    density: DensityOpt = None,
     device: DeviceOpt = "cpu",
 ) -> None:
     """Continue a piano MIDI file by N bars, K candidates at once.
@@ -485,6 +541,8 @@ def complete(
     if bars is None and max_new_tokens is None:
         bars = 8
     sampling = _sampling(temperature, top_p, top_k, seed)
+    ranges = {"all": range_, "melody": melody_range, "accompaniment": accompaniment_range}
+    steering = _steering(chords, key, scale, chromatic, ranges, density)
     result = Copilot(_model_path(model), device=device).complete(
         src,
         bars=bars,
@@ -492,6 +550,7 @@ def complete(
         sampling=sampling,
         context_bars=context_bars,
         max_new_tokens=max_new_tokens,
+        steering=steering,
     )
     _summary(result, write(result, output_dir))
 
@@ -510,6 +569,14 @@ def infill(
     top_p: TopPOpt = 0.95,
     top_k: TopKOpt = None,
     seed: SeedOpt = 0,
+    chords: ChordsOpt = None,
+    key: KeyOpt = None,
+    scale: ScaleOpt = None,
+    chromatic: ChromaticOpt = False,
+    range_: Annotated[str | None, Opt("--range", help="Range of every note: LOW-HIGH.")] = None,
+    melody_range: MelodyRangeOpt = None,
+    accompaniment_range: AccompanimentRangeOpt = None,
+    density: DensityOpt = None,
     device: DeviceOpt = "cpu",
 ) -> None:
     """Rewrite bars I..J of a piece so that they lead into what follows.
@@ -519,16 +586,71 @@ def infill(
     """
     from pianomuse.copilot import Copilot, write
 
-    try:
-        first, _, last = bars.partition("-")
-        i, j = int(first), int(last or first)
-    except ValueError:
-        raise UserError(f"--bars takes I-J (e.g. 9-12), not {bars!r}") from None
+    i, j = _bar_range(bars)
     sampling = _sampling(temperature, top_p, top_k, seed)
+    ranges = {"all": range_, "melody": melody_range, "accompaniment": accompaniment_range}
+    steering = _steering(chords, key, scale, chromatic, ranges, density)
     result = Copilot(_model_path(model), device=device).infill(
-        song, i, j, candidates=candidates, sampling=sampling
+        song, i, j, candidates=candidates, sampling=sampling, steering=steering
     )
     _summary(result, write(result, output_dir, stem="infill"))
+
+
+@app.command()
+@user_errors
+def arrange(
+    song: Annotated[Path, typer.Argument(help="The piece (MIDI): a melody, or melody and more.")],
+    write_: Annotated[
+        str, Opt("--write", help="The part to write: accompaniment or melody.")
+    ] = "accompaniment",
+    bars: Annotated[
+        str | None, Opt(help="Bars to arrange, 1-based and inclusive: I-J (default: all).")
+    ] = None,
+    output_dir: Annotated[
+        Path, Opt("-o", "--output-dir", "--output_dir", help="Where the candidates go.")
+    ] = Path("arrangements"),
+    model: ModelOpt = None,
+    candidates: Annotated[int, Opt(help="Alternatives to write, from one prefill.")] = 4,
+    temperature: TemperatureOpt = 1.0,
+    top_p: TopPOpt = 0.95,
+    top_k: TopKOpt = None,
+    seed: SeedOpt = 0,
+    chords: ChordsOpt = None,
+    key: KeyOpt = None,
+    density: DensityOpt = None,
+    device: DeviceOpt = "cpu",
+) -> None:
+    """Keep one part of a piece note for note and write the other for some bars.
+
+    --write accompaniment writes a piano accompaniment under the melody (a one-track file,
+    or its track named melody, is the melody); --write melody writes a tune over the
+    accompaniment. Needs a model whose tokenizer has parts (version 2).
+    """
+    from pianomuse.copilot import Copilot, write
+
+    cp = Copilot(_model_path(model), device=device)
+    piece = cp.read(song, write=write_)
+    i, j = _bar_range(bars) if bars is not None else (1, piece.n_bars)
+    steering = _steering(chords, key, None, False, {}, density)
+    result = cp.infill(
+        piece,
+        i,
+        j,
+        candidates=candidates,
+        sampling=_sampling(temperature, top_p, top_k, seed),
+        steering=steering,
+        write=write_,
+    )
+    _summary(result, write(result, output_dir, stem="arrangement"))
+
+
+def _bar_range(text: str) -> tuple[int, int]:
+    """'9-12' -> (9, 12); '5' -> (5, 5)."""
+    try:
+        first, _, last = text.partition("-")
+        return int(first), int(last or first)
+    except ValueError:
+        raise FieldError("bars", f"takes I-J (e.g. 9-12), not {text!r}") from None
 
 
 def _summary(result, paths: list[list[Path]]) -> None:
@@ -536,9 +658,10 @@ def _summary(result, paths: list[list[Path]]) -> None:
     from rich.table import Table
 
     s = result.stats
-    if result.span.kind == "infill":
+    if result.span.kind in ("infill", "arrange"):
         g = result.context["gap"]
-        title = f"{len(result.candidates)} infills of bars {g[0]}-{g[1]}"
+        what = "infills" if result.span.kind == "infill" else f"{result.context['write']}s"
+        title = f"{len(result.candidates)} {what} of bars {g[0]}-{g[1]}"
     else:
         title = f"{len(result.candidates)} candidates after bar {result.span.first_bar}"
     table = Table(title=title)

@@ -100,9 +100,16 @@ class Copilot:
         trained = meta.training.max_seq_len if meta.training else None
         self.max_context_tokens = int(max_context_tokens or trained or DEFAULT_CONTEXT_TOKENS)
 
-    def read(self, midi: MidiSource | Piece, name: str | None = None) -> Piece:
-        """The piece as given and as the model reads it (see `Piece`)."""
-        return midi if isinstance(midi, Piece) else self.tok.read_piece(midi, name=name)
+    def read(
+        self, midi: MidiSource | Piece, name: str | None = None, write: str | None = None
+    ) -> Piece:
+        """The piece as given and as the model reads it (see `Piece`). To `write` one part
+        of a file without parts, the file is read as the other part (a melody alone gets an
+        accompaniment written under it)."""
+        if isinstance(midi, Piece):
+            return midi
+        given = None if write not in WRITES else 1 - WRITES[write]
+        return self.tok.read_piece(midi, name=name, as_part=given)
 
     # ----- continuation ------------------------------------------------------------------
     def complete(

@@ -50,6 +50,17 @@ def note_number(name: str) -> int:
     return 12 * (int(m[2]) + 1) + pitch_class(m[1][0].upper() + m[1][1:])
 
 
+def scale_classes(text: str) -> tuple[int, ...]:
+    """Pitch classes from "C,D,E,G,A" or "0,2,4,7,9"."""
+    out = []
+    for item in (x.strip() for x in text.split(",") if x.strip()):
+        try:
+            out.append(int(item) if item.isdigit() else pitch_class(item[0].upper() + item[1:]))
+        except ValueError:
+            raise FieldError("scale", f"{item!r} is not a pitch class (C..B or 0..11)") from None
+    return tuple(out)
+
+
 def scale_of(key: str) -> tuple[int, ...]:
     """Pitch classes of "A minor", "D dorian", "Eb major", "F# blues" ..."""
     tonic, _, mode = key.strip().partition(" ")

@@ -147,8 +147,11 @@ class Tokenizer:
             )
 
     # ----- MIDI <-> tokens ---------------------------------------------------------------
-    def piano_score(self, src: MidiSource, name: str | None = None) -> Score:
-        """Any MIDI source as the model reads it (see the version)."""
+    def piano_score(
+        self, src: MidiSource, name: str | None = None, as_part: int | None = None
+    ) -> Score:
+        """Any MIDI source as the model reads it (see the version); `as_part` reads a file
+        without parts as that one part (versions with parts)."""
         raise NotImplementedError
 
     def encode(self, src: MidiSource) -> np.ndarray:
@@ -161,12 +164,14 @@ class Tokenizer:
     def decode(self, ids: np.ndarray | list[int]) -> Score:
         raise NotImplementedError
 
-    def read_piece(self, src: MidiSource, name: str | None = None) -> Piece:
+    def read_piece(
+        self, src: MidiSource, name: str | None = None, as_part: int | None = None
+    ) -> Piece:
         """A user's piece: the file as given (Score and bytes) and its token reading, with
         the bar lines the tokens put down (see `Piece`)."""
         name = name or source_name(src)
         source, data = load_midi(src, name=name)
-        ids = self._encode(self.piano_score(source, name=name))
+        ids = self._encode(self.piano_score(source, name=name, as_part=as_part))
         st = self.structure
         ticks = np.round(st.bar_lines(ids) * source.tpq).astype(np.int64)
         metres = [st.metre[int(t)] if t >= 0 else (4, 4) for t in st.bar_metres(ids)]

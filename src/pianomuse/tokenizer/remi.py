@@ -117,10 +117,13 @@ class PianoTokenizer(Tokenizer):
         )
 
     # ----- MIDI <-> tokens ---------------------------------------------------------------
-    def piano_score(self, src: MidiSource, name: str | None = None) -> Score:
+    def piano_score(
+        self, src: MidiSource, name: str | None = None, as_part: int | None = None
+    ) -> Score:
         """Any MIDI source as the model reads it: one piano part that ends with the bar of its
         last onset (tempo and metre events after it change no note, and would only add empty
-        bars), the metre map the tokens carry (`normalise_metre`), one tempo per bar."""
+        bars), the metre map the tokens carry (`normalise_metre`), one tempo per bar. (This
+        version has no parts: `as_part` changes nothing.)"""
         name = name or source_name(src)
         return bar_timing(merge_to_piano(load_score(src), name=name), self.metres, name)
 

@@ -133,10 +133,12 @@ class PianoTokenizerV2(Tokenizer):
         return cls(TokenizerSettingsV2(**settings))
 
     # ----- MIDI -> the piece as the tokens read it ---------------------------------------
-    def piano_score(self, src: MidiSource, name: str | None = None) -> Score:
+    def piano_score(
+        self, src: MidiSource, name: str | None = None, as_part: int | None = None
+    ) -> Score:
         """Any MIDI source as the model reads it: its parts (a Melody and an Accompaniment
-        track, or one Piano track), its chord markers, and the bars and tempo of
-        `bar_timing`."""
+        track, or one Piano track; a file without parts read `as_part`, 0 or 1, if given),
+        its chord markers, and the bars and tempo of `bar_timing`."""
         name = name or source_name(src)
         score = load_score(src)
         tracks = [t for t in score.tracks if not t.is_drum and len(t.notes)]
@@ -147,7 +149,10 @@ class PianoTokenizerV2(Tokenizer):
         out = Score(score.tpq, ttype=score.ttype)
         # One track per source track, named by its part: the encoder keeps a key struck by
         # two tracks of one part at once (POP909's MELODY and BRIDGE in unison) twice.
-        for t, part in zip(tracks, self._parts([t.name for t in tracks]), strict=True):
+        parts = self._parts([t.name for t in tracks])
+        if as_part is not None and all(p < 0 for p in parts):
+            parts = [as_part] * len(parts)
+        for t, part in zip(tracks, parts, strict=True):
             kept = Track(name=TRACK_OF_PART[part], program=0, ttype=score.ttype)
             kept.notes = t.notes.copy()
             out.tracks.append(kept)
