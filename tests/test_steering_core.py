@@ -76,6 +76,37 @@ def test_an_accompaniment_is_written_to_the_given_melody(copilot):
         assert notes_in_beats(c.new)["onset"].max() < end - start
 
 
+def test_an_accompaniment_keeps_to_the_chords_and_density_asked(copilot):
+    """Chords given while the melody is given: they go in the melody's block (or, where it
+    rests, the accompaniment's), at their beats; the density counts the written part."""
+    song = aligned_song("002")
+    piece = copilot.read(song)
+    st = copilot.tok.structure
+    steering = Steering(chords="C G:2 Em:2 | Am F", density="busier")
+    for seed in range(3):
+        r = copilot.infill(
+            piece,
+            9,
+            12,
+            write="accompaniment",
+            candidates=2,
+            steering=steering,
+            sampling=Sampling(seed=seed, temperature=1.3),
+        )
+        target = r.context["density"]["target"]
+        for c in r.candidates:
+            assert copilot.tok.tokens_errors(c.tokens) == 0.0
+            got = [(t, ch.label()) for t, ch in _chords(c.new)]
+            assert got == [(0.0, "C:maj"), (4.0, "G:maj"), (6.0, "E:min"), (8.0, "A:min"),
+                           (12.0, "F:maj")]  # fmt: skip
+            # Accompaniment notes per bar, within +-20 % of 1.5 x the context's.
+            acc = c.new.tracks[0].notes.numpy()["time"] / c.new.tpq
+            per_bar = np.histogram(acc, bins=c.new_beats)[0]
+            assert np.all(np.abs(per_bar - target) <= 0.2 * target + 0.5), (per_bar, target)
+            parts = st.value[c.tokens[st.kinds(c.tokens) == Kind.PART]]
+            assert set(parts.tolist()) <= {0, 1}
+
+
 def test_steering_refuses_what_it_cannot_do(copilot):
     plain = POP909 / "003" / "003.mid"
     with pytest.raises(FieldError, match="write"):
@@ -207,3 +238,45 @@ def test_arrange_command_and_steering_options(trained_model, tmp_path):
     )  # fmt: skip
     assert r.exit_code == 1 and "--chords 'Hm' is not a chord symbol" in r.output
     assert not (tmp_path / "d").exists()
+
+
+def test_music_from_chords_alone(copilot, trained_model, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from pianomuse.cli import app
+
+    st = copilot.tok.structure
+    steering = Steering(chords="Dm7 G7 | Cmaj7:2 A7:2", density="10")
+    for write, part in (("accompaniment", 1), ("melody", 0)):
+        r = copilot.sketch(
+            bars=3, write=write, steering=steering, candidates=2, sampling=Sampling(seed=3)
+        )
+        for c in r.candidates:
+            assert copilot.tok.tokens_errors(c.tokens) == 0.0
+            parts = st.value[c.tokens[st.kinds(c.tokens) == Kind.PART]]
+            assert len(parts) == 3 and set(parts.tolist()) == {part}  # that part alone
+            want = ["D:min7", "G:7", "C:maj7", "A:7"]
+            assert [ch.label() for _, ch in _chords(c.new)] == want
+            assert [t for t, _ in _chords(c.new)] == [0.0, 4.0, 8.0, 10.0]
+            assert c.full.time_signatures[0].numerator == 4 and len(c.full.tracks) == 1
+            per_bar = np.histogram(notes_in_beats(c.new)["onset"], bins=c.new_beats)[0]
+            assert np.all(np.abs(per_bar - 10) <= 2), per_bar
+            assert r.sidecar(c)["kind"] == "sketch"
+    with pytest.raises(FieldError, match="density"):
+        copilot.sketch(bars=2, steering=Steering(chords="C", density="busier"))
+    with pytest.raises(FieldError, match="chords"):
+        copilot.sketch(bars=2, steering=Steering(key="C major"))
+    # On the command line: arrange with --chords and no song.
+    out = tmp_path / "sk"
+    args = ["arrange", "--chords", "Am F C G", "--write", "melody", "--tempo", "90"]
+    r = CliRunner().invoke(
+        app, [*args, "--model", str(trained_model), "-o", str(out), "--candidates", "1"]
+    )
+    assert r.exit_code == 0, r.output
+    meta = json.loads((out / "melody_1.json").read_text())
+    assert meta["bars"] == 4 and meta["context"] == {"bars": 4, "write": "melody", "tempo": 90.0}
+    assert [c[1] for c in meta["chords"]] == ["Am", "F", "C", "G"]
+    r = CliRunner().invoke(app, ["arrange", "--model", str(trained_model), "-o", str(out / "x")])
+    assert r.exit_code == 1 and "--chords" in r.output and not (out / "x").exists()

@@ -315,18 +315,10 @@ def _steering(
     density: str | None,
 ) -> Any:
     """The steering settings, built once here and passed whole."""
-    from pianomuse.copilot.steering import Steering, scale_classes
+    from pianomuse.copilot.steering import Steering
 
-    spans = []
-    for part, text in ranges.items():
-        if text is not None:
-            low, sep, high = text.partition("-")
-            if not sep:
-                raise FieldError(f"{part}_range" if part != "all" else "range", "takes LOW-HIGH")
-            spans.append((part, low, high))
-    pcs = None if scale is None else scale_classes(scale)
-    return Steering(
-        chords=chords, key=key, scale=pcs, chromatic=chromatic, ranges=tuple(spans), density=density
+    return Steering.parse(
+        chords=chords, key=key, scale=scale, chromatic=chromatic, ranges=ranges, density=density
     )
 
 
@@ -599,13 +591,21 @@ def infill(
 @app.command()
 @user_errors
 def arrange(
-    song: Annotated[Path, typer.Argument(help="The piece (MIDI): a melody, or melody and more.")],
+    song: Annotated[
+        Path | None,
+        typer.Argument(help="The piece (MIDI): a melody, or melody and more; none: --chords."),
+    ] = None,
     write_: Annotated[
         str, Opt("--write", help="The part to write: accompaniment or melody.")
     ] = "accompaniment",
     bars: Annotated[
-        str | None, Opt(help="Bars to arrange, 1-based and inclusive: I-J (default: all).")
+        str | None,
+        Opt(
+            help="Bars to arrange, 1-based and inclusive: I-J (default: all). Without a song: "
+            "how many bars to write (default: the progression's)."
+        ),
     ] = None,
+    tempo: Annotated[float, Opt(help="Without a song: beats a minute.")] = 120.0,
     output_dir: Annotated[
         Path, Opt("-o", "--output-dir", "--output_dir", help="Where the candidates go.")
     ] = Path("arrangements"),
@@ -624,22 +624,38 @@ def arrange(
 
     --write accompaniment writes a piano accompaniment under the melody (a one-track file,
     or its track named melody, is the melody); --write melody writes a tune over the
-    accompaniment. Needs a model whose tokenizer has parts (version 2).
+    accompaniment. With no song, --chords alone: an accompaniment pattern, or a tune, over
+    the progression (4/4). Needs a model whose tokenizer has parts (version 2).
     """
     from pianomuse.copilot import Copilot, write
+    from pianomuse.harmony import parse_progression
 
+    steering = _steering(chords, key, None, False, {}, density)
+    settings = _sampling(temperature, top_p, top_k, seed)
+    if song is None:
+        if chords is None:
+            raise UserError("arrange needs a song, or --chords to write from")
+        if bars is None:
+            n = len(parse_progression(chords, 4.0))
+        else:  # a count of bars (a range I-J counts J-I+1)
+            i, j = _bar_range(bars) if "-" in bars else (1, _bar_range(bars)[0])
+            n = j - i + 1
+        cp = Copilot(_model_path(model), device=device)
+        result = cp.sketch(
+            bars=n,
+            write=write_,
+            steering=steering,
+            candidates=candidates,
+            sampling=settings,
+            qpm=tempo,
+        )
+        _summary(result, write(result, output_dir, stem=write_))
+        return
     cp = Copilot(_model_path(model), device=device)
     piece = cp.read(song, write=write_)
     i, j = _bar_range(bars) if bars is not None else (1, piece.n_bars)
-    steering = _steering(chords, key, None, False, {}, density)
     result = cp.infill(
-        piece,
-        i,
-        j,
-        candidates=candidates,
-        sampling=_sampling(temperature, top_p, top_k, seed),
-        steering=steering,
-        write=write_,
+        piece, i, j, candidates=candidates, sampling=settings, steering=steering, write=write_
     )
     _summary(result, write(result, output_dir, stem="arrangement"))
 
@@ -660,8 +676,10 @@ def _summary(result, paths: list[list[Path]]) -> None:
     s = result.stats
     if result.span.kind in ("infill", "arrange"):
         g = result.context["gap"]
-        what = "infills" if result.span.kind == "infill" else f"{result.context['write']}s"
+        what = "infills" if result.span.kind == "infill" else f"× {result.context['write']}"
         title = f"{len(result.candidates)} {what} of bars {g[0]}-{g[1]}"
+    elif result.span.kind == "sketch":
+        title = f"{len(result.candidates)} × {result.context['write']}, {result.span.bars} bars"
     else:
         title = f"{len(result.candidates)} candidates after bar {result.span.first_bar}"
     table = Table(title=title)
@@ -678,10 +696,12 @@ def _summary(result, paths: list[list[Path]]) -> None:
     con = Console()
     con.print(table)
     total = s.prefill_s + s.decode_s
+    ctx = result.context
+    read = f"context bars {ctx['first_bar']}-{ctx['last_bar']}" if "first_bar" in ctx else "chords"
+    speed = result.seconds_of_music() / max(total, 1e-9)
     con.print(
-        f"context bars {result.context['first_bar']}-{result.context['last_bar']} "
-        f"({s.prefill_tokens} tokens, prefill {s.prefill_s:.2f}s), decode {s.decode_steps} steps "
-        f"in {s.decode_s:.2f}s; {result.seconds_of_music() / max(total, 1e-9):.1f}x real time"
+        f"{read} ({s.prefill_tokens} tokens, prefill {s.prefill_s:.2f}s), "
+        f"decode {s.decode_steps} steps in {s.decode_s:.2f}s; {speed:.1f}x real time"
     )
     con.print(f"written to {paths[0][0].parent}")
 

@@ -17,13 +17,20 @@ import numpy as np
 import torch
 
 from pianomuse.copilot.prompts import context_window, fim_prompt, prevailing_metre
-from pianomuse.copilot.result import Candidate, Generation, Span, new_bar_beats
-from pianomuse.copilot.steering import Steering
+from pianomuse.copilot.result import Candidate, Generation, Span, chords_of, new_bar_beats
+from pianomuse.copilot.steering import DENSITY_WORDS, Steering
 from pianomuse.data.fim import blocks
 from pianomuse.devices import resolve_device
 from pianomuse.errors import FieldError, UserError
 from pianomuse.generate.decode import continue_tokens
-from pianomuse.generate.grammar import ChordPlan, Constraint, Grammar, KeysFree, Script
+from pianomuse.generate.grammar import (
+    ChordPlan,
+    Constraint,
+    Grammar,
+    KeysFree,
+    OnePart,
+    Script,
+)
 from pianomuse.generate.sampling import Sampling
 from pianomuse.harmony import Chord
 from pianomuse.limits import (
@@ -34,7 +41,7 @@ from pianomuse.limits import (
     TOKENS_PER_BAR,
 )
 from pianomuse.model import RWKV7, load_model
-from pianomuse.tokenizer import Kind, MidiSource, Piece, Tokenizer, load_score
+from pianomuse.tokenizer import Kind, MidiSource, Piece, Tokenizer, blank_piece, load_score
 from pianomuse.tokenizer.compose import (
     NEVER,
     continue_piece,
@@ -47,6 +54,7 @@ from pianomuse.tokenizer.remi2 import TRACK_OF_PART
 
 Progress = Callable[[float], None]
 ChordBars = Sequence[Sequence[tuple[float, Chord]]]  # per new bar: (beat in the bar, chord)
+Plan = list[list[tuple[int, list[int]]]]  # per new bar: (position, [Chord id, Bass id?])
 WRITES = {"melody": 0, "accompaniment": 1}  # the part `infill(write=...)` rewrites
 DEFAULT_SAMPLING = Sampling()  # frozen: safe to share as a default
 NO_STEERING = Steering()
@@ -111,6 +119,18 @@ class Copilot:
         given = None if write not in WRITES else 1 - WRITES[write]
         return self.tok.read_piece(midi, name=name, as_part=given)
 
+    def chords(self, piece: Piece) -> list[list[Any]]:
+        """[beat, symbol] of the piece's chord changes as the model reads them (annotated,
+        else recognised; none with a tokenizer without chords), in the piece's own beats."""
+        if not hasattr(self.tok, "chord_ids"):
+            return []
+        read = self.tok.structure.bar_lines(piece.ids)  # the tokens' beats
+        own = piece.bar_ticks / piece.tpq  # the same bar lines in the file's beats
+        return [
+            [round(float(np.interp(beat, read, own)), 4), symbol]
+            for beat, symbol in chords_of(self.tok.decode(piece.ids))
+        ]
+
     # ----- continuation ------------------------------------------------------------------
     def complete(
         self,
@@ -146,7 +166,8 @@ class Copilot:
         span = Span("continuation", piece.n_bars, bars, int(piece.bar_ticks[-1]))
         context = {"first_bar": first + 1, "last_bar": piece.n_bars, "tokens": len(window)}
         metres = [prevailing_metre(st, window)]
-        extra = self._steer(steering, window, metres * (bars or 1), context)
+        extra, plan = self._steer(steering, window, metres * (bars or 1), context)
+        extra = _planned(plan) + extra
         g = self._grammar(piece, span, metres, extra=extra) if grammar else None
         return self._generate(
             piece,
@@ -212,10 +233,19 @@ class Copilot:
             "suffix_last_bar": prompt.suffix_end,
         }
         metres = [int(m) for m in st.bar_metres(piece.ids)[i:j]]
-        extra = self._steer(steering, prompt.ids, metres, context)
-        if write is not None:
-            span = Span("arrange", i, n_gap, start, end, write=WRITES[write])
-            extra.append(Script(self._given_blocks(piece, i, j, given=1 - WRITES[write])))
+        part = WRITES[write] if write is not None else -1
+        extra, plan = self._steer(steering, prompt.ids, metres, context, part=part)
+        if write is None:
+            extra = _planned(plan) + extra
+        else:
+            # The given part is written out ahead of the model in every bar, the bar's chords
+            # in its block (the song's own, or those asked for); where it rests, the chords
+            # go in the new part's block.
+            span = Span("arrange", i, n_gap, start, end, write=part)
+            plan = plan if plan is not None else self._piece_plan(piece, i, j)
+            script = self._given_blocks(piece, i, j, given=1 - part, plan=plan)
+            loose = [[] if script[k] else bar for k, bar in enumerate(plan)]
+            extra = [ChordPlan(loose), *extra, OnePart(part), Script(script)]
             context["write"] = write
         g = self._grammar(piece, span, metres, close_id=st.id["FIM_End"], extra=extra)
         return self._generate(
@@ -231,6 +261,57 @@ class Copilot:
             steering=steering,
         )
 
+    # ----- music from chords alone ------------------------------------------------------
+    def sketch(
+        self,
+        *,
+        bars: int,
+        write: str = "accompaniment",
+        steering: Steering,
+        candidates: int = 4,
+        sampling: Sampling = DEFAULT_SAMPLING,
+        qpm: float = 120.0,
+        progress: Progress | None = None,
+    ) -> Generation:
+        """`bars` bars of 4/4 at `qpm` over the chords of `steering` (repeated as needed),
+        with no music given: an accompaniment pattern, or with `write="melody"` a tune. The
+        model writes them as the middle of an empty piece (it learnt gaps at a piece's start
+        and end), the chords forced at their beats, only the part asked for."""
+        _check_candidates(candidates)
+        if write not in WRITES:
+            raise FieldError("write", f"must be {' or '.join(WRITES)}, not {write!r}")
+        if steering.chords is None:
+            raise FieldError("chords", "are needed to write music without a piece")
+        if not 1 <= bars <= MAX_GAP_BARS:
+            raise FieldError("bars", f"must be between 1 and {MAX_GAP_BARS} without a piece")
+        if not 20 <= qpm <= 300:
+            raise FieldError("tempo", "must be between 20 and 300 beats a minute")
+        if steering.density in DENSITY_WORDS:
+            raise FieldError("density", "without a piece, give notes per bar (a number)")
+        if not hasattr(self.tok, "chord_ids"):
+            raise FieldError("chords", "need a model whose tokenizer has chords (version 2)")
+        st = self.tok.structure
+        piece = blank_piece(qpm)
+        prompt = np.array([st.id["FIM_Suffix"], st.id["FIM_Prefix"], st.id["FIM_Middle"]])
+        span = Span("sketch", 0, bars, 0)
+        context = {"bars": bars, "write": write, "tempo": qpm}
+        metres = [st.id["TimeSig_4/4"]] * bars
+        extra, plan = self._steer(steering, prompt, metres, context)
+        extra = _planned(plan) + extra + [OnePart(WRITES[write])]
+        g = self._grammar(piece, span, metres, close_id=st.id["FIM_End"], extra=extra, parts=True)
+        return self._generate(
+            piece,
+            span,
+            prompt=prompt,
+            grammar=g,
+            budget=bars * TOKENS_PER_BAR,
+            candidates=candidates,
+            sampling=sampling,
+            context=context,
+            progress=progress,
+            steering=steering,
+        )
+
     # ----- the one generation path -------------------------------------------------------
     def _grammar(
         self,
@@ -239,6 +320,7 @@ class Copilot:
         metres: list[int],
         close_id: int | None = None,
         extra: list[Constraint] | None = None,
+        parts: bool | None = None,
     ) -> Grammar:
         """The grammar for new bars in `metres`, with the keys the kept music holds around
         the span forbidden (see `KeysFree`)."""
@@ -249,33 +331,41 @@ class Copilot:
         stop = np.where(nxt == NEVER, NEVER, np.floor((nxt - span.start_tick) * steps))
         keys = KeysFree(free, stop.astype(np.int64))
         st = self.tok.structure
-        parts = bool((st.kinds(piece.ids) == Kind.PART).any())  # write parts if the piece has
+        if parts is None:  # write parts if the piece has them
+            parts = bool((st.kinds(piece.ids) == Kind.PART).any())
         constraints = [keys, *(extra or [])]  # a Script decides last
         return Grammar(
             st, ppb, metres, span.bars, close_id=close_id, constraints=constraints, parts=parts
         )
 
     def _steer(
-        self, steering: Steering, prompt: np.ndarray, metres: list[int], context: dict
-    ) -> list[Constraint]:
-        """The constraints of `steering` for new bars of `metres` (TimeSig ids); the density
-        asked for (notes per bar) goes into `context`."""
+        self,
+        steering: Steering,
+        prompt: np.ndarray,
+        metres: list[int],
+        context: dict,
+        part: int = -1,
+    ) -> tuple[list[Constraint], Plan | None]:
+        """The constraints of `steering` for new bars of `metres` (TimeSig ids) and its chords
+        as a plan (None: not given); the density asked for (notes per bar; of `part` alone
+        when one part is written) goes into `context`."""
         st = self.tok.structure
-        k = st.kinds(prompt)
-        density = float((k == Kind.PITCH).sum()) / max(int((k == Kind.BAR).sum()), 1)
+        density = _notes_per_bar(st, prompt, part)
         constraints, target = steering.constraints(
-            positions_per_beat=self.tok.settings.positions_per_beat, context_density=density
+            positions_per_beat=self.tok.settings.positions_per_beat,
+            context_density=density,
+            part=part,
         )
         if target is not None:
             context["density"] = {"context": round(density, 2), "target": round(target, 2)}
         chords = steering.chord_bars(float(st.bar_beats[metres[0]]))
-        return self._chord_plan(chords, metres) + constraints
+        return constraints, self._chord_plan(chords, metres)
 
-    def _chord_plan(self, chords: ChordBars | None, metres: list[int]) -> list[Constraint]:
+    def _chord_plan(self, chords: ChordBars | None, metres: list[int]) -> Plan | None:
         """The given chords of the new bars (repeated as needed; bar k has the TimeSig id
-        `metres[k]`) as a `ChordPlan`."""
+        `metres[k]`): per bar, (position, [Chord id, Bass id?])."""
         if chords is None:
-            return []
+            return None
         if not hasattr(self.tok, "chord_ids"):
             raise FieldError("chords", "need a model whose tokenizer has chords (version 2)")
         if not chords:
@@ -292,17 +382,63 @@ class Copilot:
                     )
                 bar.append((int(round(beat * ppb)), self.tok.chord_ids(chord)))
             plan.append(bar)
-        return [ChordPlan(plan)]
+        return plan
 
-    def _given_blocks(self, piece: Piece, i: int, j: int, given: int) -> list[list[int]]:
-        """The `given` part's block of each bar i..j-1 of the piece (empty where it has none)."""
+    def _bars(self, piece: Piece, i: int, j: int) -> list[np.ndarray]:
+        """The tokens of bars i..j-1 of the piece."""
+        edges = np.append(self.tok.structure.bar_starts(piece.ids), len(piece.ids))
+        return [piece.ids[edges[b] : edges[b + 1]] for b in range(i, j)]
+
+    def _piece_plan(self, piece: Piece, i: int, j: int) -> Plan:
+        """The chords the piece has in bars i..j-1, as a plan (its annotations, else what
+        the tokenizer recognised)."""
         st = self.tok.structure
-        edges = np.append(st.bar_starts(piece.ids), len(piece.ids))
+        plan = []
+        for bar in self._bars(piece, i, j):
+            marks: list[tuple[int, list[int]]] = []
+            at = 0
+            for t in bar.tolist():
+                kind = st.kind[t]
+                if kind == Kind.POSITION:
+                    at = int(st.value[t])
+                elif kind == Kind.CHORD:
+                    marks.append((at, [t]))
+                elif kind == Kind.BASS and marks:
+                    marks[-1][1].append(t)
+            plan.append(marks)
+        return plan
+
+    def _given_blocks(
+        self, piece: Piece, i: int, j: int, given: int, plan: Plan
+    ) -> list[list[int]]:
+        """The `given` part's block of each bar i..j-1 of the piece, its chords those of
+        `plan` (empty where the part has no block)."""
+        st = self.tok.structure
         out = []
-        for b in range(i, j):
-            _, parts = blocks(st, piece.ids[edges[b] : edges[b + 1]])
+        for k, bar in enumerate(self._bars(piece, i, j)):
+            _, parts = blocks(st, bar)
             mine = [blk for blk in parts if st.value[blk[0]] == given]
-            out.append([int(t) for t in mine[0]] if mine else [])
+            if not mine:
+                out.append([])
+                continue
+            groups: dict[int, list[int]] = {}  # position -> its tokens, chords aside
+            at = 0
+            for t in mine[0][1:].tolist():
+                kind = st.kind[t]
+                if kind == Kind.POSITION:
+                    at = int(st.value[t])
+                    groups.setdefault(at, [])
+                elif kind not in (Kind.CHORD, Kind.BASS):
+                    groups[at].append(t)
+            chords = dict((p, ids) for p, ids in plan[k])
+            for p in chords:
+                groups.setdefault(p, [])
+            block = [int(mine[0][0])]
+            for p in sorted(groups):
+                tempo = [t for t in groups[p] if st.kind[t] == Kind.TEMPO]
+                rest = [t for t in groups[p] if st.kind[t] != Kind.TEMPO]
+                block += [st.id[f"Position_{p}"], *tempo, *chords.get(p, []), *rest]
+            out.append(block)
         return out
 
     def _generate(
@@ -352,6 +488,23 @@ class Copilot:
         for r, c in enumerate(out, 1):
             c.rank = r
         return Generation(out, piece, span, context, sampling, stats, self.model_info, steering)
+
+
+def _planned(plan: Plan | None) -> list[Constraint]:
+    return [] if plan is None else [ChordPlan(plan)]
+
+
+def _notes_per_bar(st: Any, ids: np.ndarray, part: int = -1) -> float:
+    """Notes per bar of `ids` (of `part` alone, if >= 0)."""
+    k = st.kinds(ids)
+    notes = k == Kind.PITCH
+    if part >= 0:
+        # Each token's part: the last Part token before it in its bar (-1: none yet).
+        marks = np.where(k == Kind.PART, st.value[ids], np.where(k == Kind.BAR, -1, -2))
+        last = np.maximum.accumulate(np.where(marks != -2, np.arange(len(ids)), 0))
+        current = np.where(marks[last] == -2, -1, marks[last])
+        notes &= current == part
+    return float(notes.sum()) / max(int((k == Kind.BAR).sum()), 1)
 
 
 def _check_candidates(candidates: int) -> None:

@@ -20,7 +20,7 @@ class Span:
     bar `first_bar` (0-based) on, starting at `start_tick` of the piece; an infill's new bars
     end at `end_tick`, where the kept music resumes."""
 
-    kind: str  # "continuation", "infill" or "arrange" (one part of a gap rewritten)
+    kind: str  # "continuation", "infill", "arrange" (one part of a gap) or "sketch" (chords)
     first_bar: int  # 0-based index of the first new bar
     bars: int | None  # new bars per candidate (None: a token budget decided)
     start_tick: int  # where the new music starts, in the piece's ticks
@@ -63,7 +63,7 @@ class Generation:
 
     def bar_ticks(self, c: Candidate) -> np.ndarray:
         """Every bar line of the piece with the candidate in it (and the end of the last)."""
-        if self.span.kind != "continuation":
+        if self.span.end_tick is not None:  # an infill: the piece's own bars
             return self.piece.bar_ticks
         new = self.span.start_tick + np.round(c.new_beats * self.piece.tpq).astype(np.int64)
         return np.concatenate([self.piece.bar_ticks[: self.span.first_bar], new])
@@ -91,7 +91,7 @@ class Generation:
             "sampling": asdict(self.sampling),
             "steering": self.steering.as_dict() if self.steering is not None else {},
             "notes_per_bar": round(c.new.note_num() / max(len(c.new_beats) - 1, 1), 2),
-            "chords": _chords_of(c.new),
+            "chords": chords_of(c.new),
             "candidates": len(self.candidates),
             **self.model_info,
         }
@@ -111,7 +111,7 @@ def notes_outside(piece: Piece, start_tick: int, end_tick: int) -> dict[str, np.
     return {k: v[keep] for k, v in n.items()}
 
 
-def _chords_of(score: Any) -> list[list[Any]]:
+def chords_of(score: Any) -> list[list[Any]]:
     """[beat, symbol] of the chord changes of the new music (version 2 writes them)."""
     return [
         [round(m.time / score.tpq, 4), parse_label(m.text.removeprefix(CHORD_MARKER)).symbol()]

@@ -50,6 +50,11 @@ def note_number(name: str) -> int:
     return 12 * (int(m[2]) + 1) + pitch_class(m[1][0].upper() + m[1][1:])
 
 
+def range_field(part: str) -> str:
+    """The setting a part's range comes from: range, melody_range, accompaniment_range."""
+    return "range" if part == "all" else f"{part}_range"
+
+
 def scale_classes(text: str) -> tuple[int, ...]:
     """Pitch classes from "C,D,E,G,A" or "0,2,4,7,9"."""
     out = []
@@ -94,9 +99,10 @@ class Steering:
         for part, lo, hi in self.ranges:
             if part not in PARTS:
                 raise FieldError("ranges", f"{part!r}: the part must be {', '.join(PARTS)}")
-            low, high = _field("ranges", note_number, lo), _field("ranges", note_number, hi)
+            name = range_field(part)
+            low, high = _field(name, note_number, lo), _field(name, note_number, hi)
             if not 21 <= low <= high <= 108:
-                raise FieldError("ranges", f"{part} {lo}-{hi} is not a range of piano keys")
+                raise FieldError(name, f"{lo}-{hi} is not a range of piano keys (A0-C8)")
         if self.density is not None and self.density not in DENSITY_WORDS:
             value = _field("density", float, self.density)
             if not 0 < value <= 200:
@@ -104,6 +110,36 @@ class Steering:
         if self.chords is not None:
             _field("chords", parse_progression, self.chords, 4.0)
             self._check_chords_in_scale()
+
+    @classmethod
+    def parse(
+        cls,
+        *,
+        chords: str | None = None,
+        key: str | None = None,
+        scale: str | None = None,
+        chromatic: bool = False,
+        ranges: dict[str, str | None] | None = None,
+        density: str | None = None,
+    ) -> Steering:
+        """The settings as a user types them (the command line's options, the web API's
+        fields): `scale` as "C,D,E,G,A", `ranges` as {part: "LOW-HIGH"}."""
+        spans = []
+        for part, text in (ranges or {}).items():
+            if text:
+                low, sep, high = text.partition("-")
+                if not sep:
+                    problem = f"takes LOW-HIGH (e.g. C4-C6), not {text!r}"
+                    raise FieldError(range_field(part), problem)
+                spans.append((part, low.strip(), high.strip()))
+        return cls(
+            chords=chords or None,
+            key=key or None,
+            scale=None if not scale else scale_classes(scale),
+            chromatic=chromatic,
+            ranges=tuple(spans),
+            density=density or None,
+        )
 
     def pitch_classes(self) -> tuple[int, ...] | None:
         """The scale notes must keep to, if any."""
@@ -122,23 +158,28 @@ class Steering:
                     names = ", ".join(PITCH_CLASSES[p] for p in out)
                     raise FieldError(
                         "chords",
-                        f"{chord.label()} has {names}, outside the scale of the key "
+                        f"{chord.symbol()} has {names}, outside the scale of the key "
                         "(allow chromatic notes, or change one of them)",
                     )
 
     def as_dict(self) -> dict[str, Any]:
-        """The sidecar's record of the requests."""
-        return {k: v for k, v in asdict(self).items() if v not in (None, (), False)}
+        """The sidecar's record of the requests, as `parse` (and the web API) takes them."""
+        out = {k: v for k, v in asdict(self).items() if v not in (None, (), False)}
+        if self.scale is not None:
+            out["scale"] = ",".join(str(p) for p in self.scale)
+        out.pop("ranges", None)
+        return out | {range_field(part): f"{lo}-{hi}" for part, lo, hi in self.ranges}
 
     def chord_bars(self, bar_beats: float) -> list[list[tuple[float, Chord]]] | None:
         """The given chords as bars of (beat, chord), for bars of `bar_beats`."""
         return None if self.chords is None else parse_progression(self.chords, bar_beats)
 
     def constraints(
-        self, *, positions_per_beat: int, context_density: float
+        self, *, positions_per_beat: int, context_density: float, part: int = -1
     ) -> tuple[list[Constraint], float | None]:
         """The grammar constraints of the requests (chords aside: the copilot places them),
-        and the density asked for in notes per bar (None: not asked)."""
+        and the density asked for in notes per bar (None: not asked); with `part` (0 melody,
+        1 accompaniment) the density counts that part's notes alone."""
         out: list[Constraint] = []
         scale = self.pitch_classes()
         if scale is not None:
@@ -154,8 +195,9 @@ class Steering:
         if self.density is not None:
             factor = DENSITY_WORDS.get(self.density)
             target = factor * context_density if factor is not None else float(self.density)
-            # Met within +-20 %: the grammar keeps every bar between these counts.
-            out.append(Density(int(np.ceil(0.85 * target)), max(int(np.floor(1.15 * target)), 1)))
+            # Every bar within +-15 % (the promise is 20 %: rounding of small counts).
+            low, high = int(np.ceil(0.85 * target)), max(int(np.floor(1.15 * target)), 1)
+            out.append(Density(low, high, part))
         return out, target
 
 

@@ -32,7 +32,7 @@ def _roll(g: Generation, c: Candidate) -> bytes:
     suffix bars the model read after the gap."""
     tpq = g.piece.tpq
     ticks = g.bar_ticks(c)
-    first = g.context["first_bar"] - 1
+    first = g.context.get("first_bar", 1) - 1  # a sketch has no context bars
     last = g.context.get("suffix_last_bar", g.span.first_bar + len(c.new_beats) - 1)
     start, new_end = g.span.start_tick, g.end_tick(c)
     view = (int(ticks[first]), max(int(ticks[min(last, len(ticks) - 1)]), new_end))

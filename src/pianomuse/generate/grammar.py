@@ -243,10 +243,13 @@ class ChordPlan(Constraint):
         if kind == Kind.BAR:
             row.state["chord_i"], row.state["chord_queue"] = 0, []
         elif kind in (Kind.CHORD, Kind.BASS):
-            queue = row.state.get("chord_queue") or list(self._pending(row)[0][1])
-            row.state["chord_queue"] = queue[1:]
-            if not queue[1:]:
-                row.state["chord_i"] = row.state.get("chord_i", 0) + 1
+            queue = row.state.get("chord_queue") or [
+                t for _, ids in self._pending(row)[:1] for t in ids
+            ]
+            if queue:  # else a chord not of the plan (a given block's, see `Script`)
+                row.state["chord_queue"] = queue[1:]
+                if not queue[1:]:
+                    row.state["chord_i"] = row.state.get("chord_i", 0) + 1
         pending = self._pending(row)
         # Where the next given chord goes: other rules must leave that position open.
         row.state["chord_at"] = pending[0][0] if pending else None
@@ -278,6 +281,16 @@ class Script(Constraint):
         i = row.state.get("script_i", 0)
         if i < len(block) and token == block[i]:
             row.state["script_i"] = i + 1
+
+
+class OnePart(Constraint):
+    """Only `part`'s block in every bar (a melody alone, or an accompaniment alone)."""
+
+    def __init__(self, part: int):
+        self.part = part
+
+    def narrow(self, g: Grammar, row: Row, mask: np.ndarray) -> None:
+        mask &= ~g.of_kind[Kind.PART] | (g.value == self.part)
 
 
 class Scale(Constraint):
@@ -315,25 +328,32 @@ class Register(Constraint):
 
 class Density(Constraint):
     """Between `low` and `high` notes in every new bar: no note beyond `high`, and the bar
-    cannot end before `low` (while a position is left to put them at)."""
+    cannot end before `low` (while a position is left to put them at). With `part`, only
+    that part's notes count (the part written beside a given one)."""
 
-    def __init__(self, low: int, high: int):
-        self.low, self.high = low, high
+    def __init__(self, low: int, high: int, part: int = -1):
+        self.low, self.high, self.part = low, high, part
 
     def narrow(self, g: Grammar, row: Row, mask: np.ndarray) -> None:
         n = row.state.get("notes", 0)
-        if n >= self.high:
+        if n >= self.high and (self.part < 0 or row.part == self.part):
             mask &= ~(g.of_kind[Kind.PITCH] | g.of_kind[Kind.POSITION])
             if not mask.any() and row.last == Kind.POSITION:
                 mask |= g.of_kind[Kind.CHORD]  # an open position may still take a chord
-        elif n < self.low:
+        elif n < self.low and self.part in (-1, row.part):
             closing = g.only(g.bar_id) | g.only(g.close_id)
             if (mask & ~closing).any():  # only while the bar can still take a note
                 mask &= ~closing
+            if row.position == row.bar_len - 1:
+                # At the bar's last position pitches rise: leave room above for the rest.
+                pitches = np.flatnonzero(mask & g.of_kind[Kind.PITCH])
+                need = self.low - n - 1
+                if len(pitches) > need > 0:
+                    mask[pitches[len(pitches) - need :]] = False
 
     def advance(self, g: Grammar, row: Row, token: int) -> None:
         kind = g.st.kind[token]
         if kind == Kind.BAR:
             row.state["notes"] = 0
-        elif kind == Kind.PITCH:
+        elif kind == Kind.PITCH and self.part in (-1, row.part):
             row.state["notes"] = row.state.get("notes", 0) + 1

@@ -18,7 +18,7 @@ from pianomuse.tokenizer.midi_io import (
     seconds_at,
     write_midi_atomic,
 )
-from pianomuse.tokenizer.piece import Piece
+from pianomuse.tokenizer.piece import Piece, blank_piece
 from pianomuse.tokenizer.remi import PianoTokenizer, TokenizerSettings
 from pianomuse.tokenizer.remi2 import PianoTokenizerV2, TokenizerSettingsV2
 from pianomuse.tokenizer.roundtrip import Survival, round_trip, triplet_share
@@ -41,6 +41,7 @@ __all__ = [
     "TokenizerSettings",
     "TokenizerSettingsV2",
     "align_to_beats",
+    "blank_piece",
     "cut_score",
     "load_score",
     "merge_to_piano",

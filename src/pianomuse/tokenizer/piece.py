@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from symusic import Score
+from symusic import Score, Tempo, TimeSignature
 
 from pianomuse.tokenizer.metre import Metre
 
@@ -36,3 +36,12 @@ class Piece:
         """Tempo in force at `tick` (120 before the first tempo event, as MIDI says)."""
         tempos = [t for t in self.source.tempos if t.time <= tick]
         return float(tempos[-1].qpm) if tempos else 120.0
+
+
+def blank_piece(qpm: float = 120.0, metre: Metre = (4, 4), tpq: int = 480) -> Piece:
+    """A piece with no notes yet (music written from chords alone): a tempo and a metre."""
+    score = Score(tpq)
+    score.tempos = [Tempo(0, qpm)]
+    score.time_signatures = [TimeSignature(0, *metre)]
+    ids = np.zeros(0, dtype=np.int64)
+    return Piece("chords", score, score.dumps_midi(), ids, np.zeros(1, dtype=np.int64), [metre])
