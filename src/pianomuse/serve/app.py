@@ -3,8 +3,8 @@
     app = web_app(Copilot(model))  # an ASGI app: uvicorn.run(app, host=..., port=...)
 
 Routes: GET / (the page), GET /static/* (its script and style, all in the package: the page
-loads nothing from elsewhere), GET /api/status, POST /api/piece, /api/complete and
-/api/infill; the schema is at /openapi.json (no Swagger page: it would load from a CDN).
+loads nothing from elsewhere), GET /api/status, POST /api/piece, /api/complete, /api/infill
+and /api/arrange; the schema is at /openapi.json (no Swagger page: it would load from a CDN).
 """
 
 from __future__ import annotations
@@ -25,11 +25,14 @@ from fastapi.staticfiles import StaticFiles
 
 from pianomuse import __version__
 from pianomuse.copilot import Copilot, Generation
+from pianomuse.copilot.steering import Steering
 from pianomuse.errors import FieldError, UserError
 from pianomuse.generate.sampling import Sampling
+from pianomuse.harmony import parse_progression
 from pianomuse.limits import MAX_MIDDLE_BARS
 from pianomuse.serve.gate import BodyLimit, Busy, Gate, HostCheck, Stopped
 from pianomuse.serve.schemas import (
+    ArrangeIn,
     CompleteIn,
     GenerationOut,
     InfillIn,
@@ -38,6 +41,7 @@ from pianomuse.serve.schemas import (
     PieceView,
     SamplingIn,
     StatusOut,
+    SteeringIn,
 )
 from pianomuse.serve.views import generation_out, piece_view
 from pianomuse.tokenizer import Piece
@@ -134,9 +138,9 @@ def create_app(copilot: Copilot, limits: ServeLimits) -> FastAPI:
             limits=Limits(**asdict(limits)),
         )
 
-    def read_piece(body: PieceIn) -> Piece:
-        """The uploaded piece, read by the model's tokenizer; every problem is a one-line
-        UserError."""
+    def read_piece(body: PieceIn, write: str | None = None) -> Piece:
+        """The uploaded piece, read by the model's tokenizer (to `write` one part: see
+        `Copilot.read`); every problem is a one-line UserError."""
         name = re.sub(r"[^\w.\- ]", "_", Path(body.name.replace("\\", "/")).name)[:80] or "piece"
         try:
             data = base64.b64decode(body.midi, validate=True)
@@ -152,7 +156,7 @@ def create_app(copilot: Copilot, limits: ServeLimits) -> FastAPI:
         n = score.note_num()
         if n > limits.max_notes:
             raise UserError(f"{name}: {n} notes is more than the {limits.max_notes} allowed")
-        return copilot.read(data, name=name)
+        return copilot.read(data, name=name, write=write)
 
     def sampling(body: SamplingIn) -> Sampling:
         """The sampling settings of a request, built once here and passed whole."""
@@ -160,12 +164,29 @@ def create_app(copilot: Copilot, limits: ServeLimits) -> FastAPI:
             raise UserError(f"candidates: at most {limits.max_candidates} per request")
         return Sampling(**body.model_dump(include=set(SamplingIn.model_fields) - {"candidates"}))
 
+    def steering(body: SteeringIn) -> Steering:
+        """The steering settings of a request, built once here and passed whole."""
+        return Steering.parse(
+            chords=body.chords,
+            key=body.key,
+            scale=body.scale,
+            chromatic=body.chromatic,
+            ranges={
+                "all": body.range,
+                "melody": body.melody_range,
+                "accompaniment": body.accompaniment_range,
+            },
+            density=body.density,
+        )
+
     async def generate(request: Request, make: Callable[[Any], Generation]) -> GenerationOut:
         """Run `make(progress)` through the generation gate; its answer, timed."""
 
         def work(progress: Any) -> GenerationOut:
             t0 = time.perf_counter()
-            return generation_out(make(progress), time.perf_counter() - t0)
+            result = make(progress)
+            seconds = time.perf_counter() - t0
+            return generation_out(result, seconds, copilot.chords(result.piece))
 
         return await gate.run(work, request.is_disconnected)
 
@@ -175,14 +196,14 @@ def create_app(copilot: Copilot, limits: ServeLimits) -> FastAPI:
 
         def work(_: Any) -> PieceView:
             piece = read_piece(body)
-            return piece_view(piece.source, piece.bar_ticks, piece.name)
+            return piece_view(piece.source, piece.bar_ticks, piece.name, copilot.chords(piece))
 
         return await reading.run(work, request.is_disconnected)
 
     @app.post("/api/complete")
     async def complete(body: CompleteIn, request: Request) -> GenerationOut:
         """Continue the piece by `bars` bars, `candidates` alternatives ranked by likelihood."""
-        settings = sampling(body)
+        settings, steer = sampling(body), steering(body)
         if body.bars > limits.max_bars:
             raise UserError(f"bars: at most {limits.max_bars} per request")
         piece = await reading.run(lambda _: read_piece(body), request.is_disconnected)
@@ -193,6 +214,7 @@ def create_app(copilot: Copilot, limits: ServeLimits) -> FastAPI:
                 bars=body.bars,
                 candidates=body.candidates,
                 sampling=settings,
+                steering=steer,
                 progress=progress,
             ),
         )
@@ -200,7 +222,7 @@ def create_app(copilot: Copilot, limits: ServeLimits) -> FastAPI:
     @app.post("/api/infill")
     async def infill(body: InfillIn, request: Request) -> GenerationOut:
         """Rewrite bars first_bar..last_bar so that they lead into the music after them."""
-        settings = sampling(body)
+        settings, steer = sampling(body), steering(body)
         if body.last_bar < body.first_bar:
             raise UserError("last_bar: must not come before first_bar")
         if body.last_bar - body.first_bar + 1 > limits.max_gap_bars:
@@ -214,6 +236,54 @@ def create_app(copilot: Copilot, limits: ServeLimits) -> FastAPI:
                 body.last_bar,
                 candidates=body.candidates,
                 sampling=settings,
+                steering=steer,
+                progress=progress,
+            ),
+        )
+
+    @app.post("/api/arrange")
+    async def arrange(body: ArrangeIn, request: Request) -> GenerationOut:
+        """Keep one part of the piece and write the other (`write`) in bars
+        first_bar..last_bar; with no piece, write that part over `chords` alone (4/4)."""
+        settings, steer = sampling(body), steering(body)
+        if body.midi is None:
+            if steer.chords is None:
+                raise UserError("midi: give a piece, or chords to write from")
+            n = body.bars or len(parse_progression(steer.chords, 4.0))
+            if n > limits.max_gap_bars:
+                raise UserError(f"bars: at most {limits.max_gap_bars} without a piece")
+            return await generate(
+                request,
+                lambda progress: copilot.sketch(
+                    bars=n,
+                    write=body.write,
+                    steering=steer,
+                    candidates=body.candidates,
+                    sampling=settings,
+                    qpm=body.tempo,
+                    progress=progress,
+                ),
+            )
+        upload = PieceIn(midi=body.midi, name=body.name)
+        piece = await reading.run(
+            lambda _: read_piece(upload, write=body.write),
+            request.is_disconnected,
+        )
+        first, last = body.first_bar or 1, body.last_bar or piece.n_bars
+        if last < first:
+            raise UserError("last_bar: must not come before first_bar")
+        if last - first + 1 > limits.max_gap_bars:
+            raise UserError(f"a gap may be at most {limits.max_gap_bars} bars here")
+        return await generate(
+            request,
+            lambda progress: copilot.infill(
+                piece,
+                first,
+                last,
+                candidates=body.candidates,
+                sampling=settings,
+                steering=steer,
+                write=body.write,
                 progress=progress,
             ),
         )

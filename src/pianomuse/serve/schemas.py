@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -25,13 +25,49 @@ class SamplingIn(BaseModel):
     seed: int = Field(0, ge=0, le=MAX_SEED, description="Same seed, same candidates.")
 
 
-class CompleteIn(PieceIn, SamplingIn):
+class SteeringIn(BaseModel):
+    """What the new music keeps to (every field optional, each exact; see `pianomuse
+    complete --help`)."""
+
+    chords: str | None = Field(
+        None, max_length=2000, description='A chord a bar, "C G Am F"; lengths in beats, "C:2 G:2".'
+    )
+    key: str | None = Field(None, max_length=40, description='"A minor", "D dorian", "Eb major"…')
+    scale: str | None = Field(None, max_length=80, description='Pitch classes, "C,D,E,G,A".')
+    chromatic: bool = Field(False, description="Let short notes outside the scale pass by.")
+    range: str | None = Field(None, max_length=20, description='All notes within "C2-C6".')
+    melody_range: str | None = Field(None, max_length=20, description="The melody's range.")
+    accompaniment_range: str | None = Field(
+        None, max_length=20, description="The accompaniment's range."
+    )
+    density: str | None = Field(
+        None, max_length=20, description="Notes a bar, or sparser | as-context | busier."
+    )
+
+
+class CompleteIn(PieceIn, SamplingIn, SteeringIn):
     bars: int = Field(4, ge=1, description="Bars to add after the end of the piece.")
 
 
-class InfillIn(PieceIn, SamplingIn):
+class InfillIn(PieceIn, SamplingIn, SteeringIn):
     first_bar: int = Field(ge=1, description="First bar to rewrite (1-based).")
     last_bar: int = Field(ge=1, description="Last bar to rewrite (1-based, inclusive).")
+
+
+class ArrangeIn(SamplingIn, SteeringIn):
+    midi: str | None = Field(
+        None, description="The piece, MIDI base64 (its melody track is kept); none: from chords."
+    )
+    name: str = Field("piece.mid", max_length=200, description="File name, for messages only.")
+    write: Literal["accompaniment", "melody"] = Field(
+        "accompaniment", description="The part to write; the other is kept note for note."
+    )
+    first_bar: int | None = Field(None, ge=1, description="First bar to arrange (default 1).")
+    last_bar: int | None = Field(None, ge=1, description="Last bar (default: the last).")
+    bars: int | None = Field(
+        None, ge=1, description="Without a piece: bars to write (default: the progression's)."
+    )
+    tempo: float = Field(120.0, description="Without a piece: beats a minute.")
 
 
 class PieceView(BaseModel):
@@ -43,6 +79,9 @@ class PieceView(BaseModel):
     bar_seconds: list[float] = Field(description="The same instants in seconds.")
     notes: list[list[float]] = Field(
         description="[onset beat, duration beats, pitch, velocity, onset s, duration s] per note."
+    )
+    chords: list[list[Any]] = Field(
+        [], description="[beat, symbol] of each chord change (annotated, else recognised)."
     )
 
 
@@ -56,7 +95,7 @@ class CandidateOut(BaseModel):
 
 
 class GenerationOut(BaseModel):
-    kind: str = Field(description="continuation or infill.")
+    kind: str = Field(description="continuation, infill, arrange or sketch.")
     first_new_bar: int = Field(description="1-based number of the first new bar.")
     new_bars: int
     new_from_beat: float = Field(description="Where the new music starts.")

@@ -12,9 +12,11 @@ from pianomuse.serve.schemas import CandidateOut, GenerationOut, PieceView
 from pianomuse.tokenizer import notes_in_beats, seconds_at
 
 
-def piece_view(score: Any, bar_ticks: np.ndarray, name: str) -> PieceView:
-    """Bar lines (every bar and the end of the last, as the model counts them) and the
-    notes of every track of `score`."""
+def piece_view(
+    score: Any, bar_ticks: np.ndarray, name: str, chords: list[list[Any]] | None = None
+) -> PieceView:
+    """Bar lines (every bar and the end of the last, as the model counts them), the notes
+    of every track of `score`, and its chord changes ([beat, symbol])."""
     tpq = score.tpq
     n_bars = len(bar_ticks) - 1
     bar_beats = np.asarray(bar_ticks) / tpq
@@ -30,15 +32,27 @@ def piece_view(score: Any, bar_ticks: np.ndarray, name: str) -> PieceView:
         bar_beats=np.round(bar_beats, 4).tolist(),
         bar_seconds=np.round(seconds_at(score, bar_beats), 4).tolist(),
         notes=np.round(rows, 4).tolist(),
+        chords=chords or [],
     )
 
 
-def generation_out(result: Generation, seconds: float) -> GenerationOut:
+def generation_out(
+    result: Generation, seconds: float, chords: list[list[Any]] | None = None
+) -> GenerationOut:
     """Every candidate with its MIDI (base64, from the same writers as the command line),
-    sidecar and a view of the whole new piece."""
+    sidecar and a view of the whole new piece; `chords` are the piece's own ([beat, symbol]),
+    kept outside the new music in each view."""
     tpq = result.piece.tpq
     span = result.span
     best = result.candidates[0]
+    start = span.start_tick / tpq
+
+    def with_new(c: Any) -> list[list[Any]]:
+        end = result.end_tick(c) / tpq
+        kept = [x for x in chords or [] if not start <= x[0] < end]
+        new = [[round(start + b, 4), sym] for b, sym in result.sidecar(c)["chords"]]
+        return sorted(kept + new, key=lambda x: x[0])
+
     return GenerationOut(
         kind=span.kind,
         first_new_bar=span.first_bar + 1,
@@ -53,7 +67,7 @@ def generation_out(result: Generation, seconds: float) -> GenerationOut:
                 midi=b64(WRITERS["whole"].render(result, c)),
                 new_midi=b64(WRITERS["new"].render(result, c)),
                 sidecar=result.sidecar(c),
-                view=piece_view(c.full, result.bar_ticks(c), result.piece.name),
+                view=piece_view(c.full, result.bar_ticks(c), result.piece.name, with_new(c)),
             )
             for c in result.candidates
         ],
