@@ -6,11 +6,12 @@
 
 const $ = (id) => document.getElementById(id);
 const state = {
-  piece: null, // the current piece's view: bars, bar_beats, bar_seconds, notes
+  piece: null, // the current piece's view: bars, bar_beats, bar_seconds, notes, chords
   b64: null, // the current piece's MIDI, base64
-  selection: null, // [first, last] 0-based bars chosen for infilling
+  selection: null, // [first, last] 0-based bars chosen to rewrite or accompany
   drag: null, // bar where a selection drag started
   limits: null,
+  urls: [], // the candidates' download links, released when new candidates replace them
 };
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -117,9 +118,18 @@ const beatAt = (view, sec) => interp(view.bar_seconds, view.bar_beats, sec);
 // ---------- piano roll --------------------------------------------------------------------
 const TOP = 20; // bar-number strip, px
 const KEY_PX = 4; // px per semitone
-const COLOURS = { kept: "#5b6b8c", new: "#e0683a", select: "rgba(74,144,226,0.18)" };
+const LANE_PX = 18; // chord band, px
+const CHORD_INK = { kept: "#344054", new: "#c4501f" };
+const COLOURS = {
+  kept: "#5b6b8c",
+  new: "#e0683a",
+  newBand: "rgba(224,104,58,0.09)",
+  select: "rgba(74,144,226,0.18)",
+};
 
 // Draw bars [fromBar, toBar) of a view; notes in [newFrom, newTo) beats in the "new" colour.
+// opts.chords ([beat, symbol]) go in a band along the top, those in opts.chordsNew ({from,
+// to} beats) in the "new" colour; the band is left out when there are none to show.
 function drawRoll(canvas, view, opts) {
   const fromBar = opts.fromBar || 0;
   const toBar = Math.min(opts.toBar ?? view.bars, view.bars);
@@ -127,6 +137,9 @@ function drawRoll(canvas, view, opts) {
   const to = view.bar_beats[toBar];
   const ppb = opts.ppb || Math.min(24, 30000 / Math.max(to - from, 1)); // px per beat
   const inRange = view.notes.filter((n) => n[0] >= from && n[0] < to);
+  const chords = (opts.chords || []).filter((c) => c[0] >= from && c[0] < to);
+  const lane = chords.length ? LANE_PX : 0;
+  const top = lane + TOP;
   let lo = 60;
   let hi = 72;
   for (const n of inRange) {
@@ -136,7 +149,7 @@ function drawRoll(canvas, view, opts) {
   lo -= 2;
   hi += 2;
   const width = Math.ceil((to - from) * ppb) + 1;
-  const height = TOP + (hi - lo + 1) * KEY_PX;
+  const height = top + (hi - lo + 1) * KEY_PX;
   const dpr = window.devicePixelRatio || 1;
   canvas.width = width * dpr;
   canvas.height = height * dpr;
@@ -150,12 +163,16 @@ function drawRoll(canvas, view, opts) {
   for (let p = lo; p <= hi; p++) {
     if (p % 12 === 0) {
       g.fillStyle = "#eef1f6";
-      g.fillRect(0, TOP + (hi - p) * KEY_PX, width, KEY_PX);
+      g.fillRect(0, top + (hi - p) * KEY_PX, width, KEY_PX);
     }
   }
   if (opts.newFrom !== undefined) {
-    g.fillStyle = "rgba(224,104,58,0.09)";
-    g.fillRect(x(opts.newFrom), TOP, x(opts.newTo) - x(opts.newFrom), height - TOP);
+    g.fillStyle = COLOURS.newBand;
+    g.fillRect(x(opts.newFrom), top, x(opts.newTo) - x(opts.newFrom), height - top);
+  }
+  if (lane) {
+    const bars = view.bar_beats.slice(fromBar, toBar + 1).map(x);
+    drawChordLane(g, chords, { x, width, bars, fresh: opts.chordsNew });
   }
   if (opts.selection) {
     const [a, b] = opts.selection;
@@ -168,24 +185,56 @@ function drawRoll(canvas, view, opts) {
     const bx = Math.round(x(view.bar_beats[b])) + 0.5;
     g.strokeStyle = "#c9d0dc";
     g.beginPath();
-    g.moveTo(bx, TOP - 4);
+    g.moveTo(bx, top - 4);
     g.lineTo(bx, height);
     g.stroke();
     const barPx = b < toBar ? x(view.bar_beats[b + 1]) - x(view.bar_beats[b]) : 0;
     if (b < toBar && (barPx >= 22 || b % 4 === 0)) {
       g.fillStyle = "#667085";
-      g.fillText(String(b + 1), bx + 3, TOP / 2);
+      g.fillText(String(b + 1), bx + 3, lane + TOP / 2);
     }
   }
   for (const n of inRange) {
     const isNew = opts.newFrom !== undefined && n[0] >= opts.newFrom && n[0] < opts.newTo;
     g.globalAlpha = 0.45 + 0.55 * (n[3] / 127);
     g.fillStyle = isNew ? COLOURS.new : COLOURS.kept;
-    g.fillRect(x(n[0]), TOP + (hi - n[2]) * KEY_PX, Math.max(n[1] * ppb - 1, 1.5), KEY_PX - 0.5);
+    g.fillRect(x(n[0]), top + (hi - n[2]) * KEY_PX, Math.max(n[1] * ppb - 1, 1.5), KEY_PX - 0.5);
   }
   g.globalAlpha = 1;
   canvas.dataset.notes = String(inRange.length);
-  canvas.geometry = { view, from, ppb, fromBar, toBar };
+  canvas.dataset.chords = JSON.stringify(chords);
+  canvas.geometry = { view, from, ppb, fromBar, toBar, lane };
+}
+
+// The chord band: each chord's symbol at its beat (x(beat) px), light lines at the bars
+// (px). A label that would overlap the one before it is left out, a short tick below the
+// text still marking the change, so fast changes on a long piece stay readable.
+function drawChordLane(g, chords, { x, width, bars, fresh }) {
+  g.fillStyle = "#f3f5f9";
+  g.fillRect(0, 0, width, LANE_PX);
+  if (fresh) {
+    g.fillStyle = COLOURS.newBand;
+    g.fillRect(x(fresh.from), 0, x(fresh.to) - x(fresh.from), LANE_PX);
+  }
+  g.fillStyle = "#dde2ea";
+  for (const bx of bars) g.fillRect(Math.round(bx), 0, 1, LANE_PX);
+  g.fillStyle = "#c9d0dc";
+  g.fillRect(0, LANE_PX - 1, width, 1);
+  g.font = "600 11px system-ui, sans-serif";
+  g.textBaseline = "middle";
+  let free = -Infinity; // where the last label drawn ends
+  for (const [beat, symbol] of chords) {
+    const isNew = fresh && beat >= fresh.from && beat < fresh.to;
+    const cx = x(beat);
+    g.fillStyle = isNew ? CHORD_INK.new : CHORD_INK.kept;
+    if (cx + 3 >= free) {
+      g.fillRect(cx, 4, 1.5, LANE_PX - 8);
+      g.fillText(symbol, cx + 3, LANE_PX / 2);
+      free = cx + 3 + g.measureText(symbol).width + 4;
+    } else {
+      g.fillRect(cx, LANE_PX - 5, 1.5, 3);
+    }
+  }
 }
 
 function barAtX(canvas, px) {
@@ -320,6 +369,66 @@ class Player {
 }
 const player = new Player();
 
+// ---------- steering ----------------------------------------------------------------------
+const KEY_TONICS = {
+  major: ["C", "Db", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B"],
+  minor: ["C", "C#", "D", "Eb", "E", "F", "F#", "G", "G#", "A", "Bb", "B"],
+};
+
+function fillKeys(select) {
+  for (const [mode, tonics] of Object.entries(KEY_TONICS)) {
+    const group = document.createElement("optgroup");
+    group.label = mode;
+    for (const tonic of tonics) group.appendChild(new Option(`${tonic} ${mode}`));
+    select.appendChild(group);
+  }
+}
+
+// The steering fields the user set; empty ones are left out, so the model stays free there.
+function steeringFields() {
+  const f = $("steering-form").elements;
+  const text = (name) => f[name].value.trim();
+  const out = {};
+  if (text("chords")) out.chords = text("chords");
+  if (f.key.value) out.key = f.key.value;
+  if (f.chromatic.checked) out.chromatic = true;
+  if (text("low") && text("high")) out.range = `${text("low")}-${text("high")}`;
+  const density = f.density.value === "notes" ? text("notes_per_bar") : f.density.value;
+  if (density) out.density = density;
+  return out;
+}
+
+// A starting point to edit: the piece's last chords, one a bar.
+function prefillChords(view) {
+  const last = (view.chords || []).slice(-4).map((c) => c[1]);
+  $("steering-form").elements.chords.value = last.join(" ");
+}
+
+// The typed chords laid over bars first..last as the server lays them (a bar each, or
+// "C:2" beats; the progression repeated to fill the bars), for the chord band only: the server
+// reads the text itself and answers a mistake with a message, so nothing is checked here.
+function plannedChords(text, view, [first, last]) {
+  const barLen = view.bar_beats[first + 1] - view.bar_beats[first];
+  const steps = [];
+  let at = 0;
+  for (const item of text.replace(/\|/g, " ").split(/\s+/).filter(Boolean)) {
+    const [symbol, length] = item.split(":");
+    const beats = length ? Number(length) : barLen;
+    if (!symbol || !(beats > 0)) return [];
+    steps.push([at, symbol]);
+    at += beats;
+  }
+  if (!steps.length) return [];
+  const period = Math.ceil(at / barLen - 1e-9) * barLen;
+  const start = view.bar_beats[first];
+  const end = view.bar_beats[last + 1];
+  const out = [];
+  for (let base = start; base < end; base += period) {
+    for (const [beat, symbol] of steps) if (base + beat < end) out.push([base + beat, symbol]);
+  }
+  return out;
+}
+
 // ---------- the piece ---------------------------------------------------------------------
 function fmtTime(s) {
   const m = Math.floor(s / 60);
@@ -340,24 +449,43 @@ function setPiece(view, b64) {
   updateSelection();
 }
 
+// The piece with its chords; over a selection, the chords typed for the new bars instead.
 function drawPiece() {
-  drawRoll($("roll"), state.piece, { selection: state.selection });
+  const view = state.piece;
+  const sel = state.selection;
+  const opts = { selection: sel, chords: view.chords || [] };
+  if (sel) {
+    const from = view.bar_beats[sel[0]];
+    const to = view.bar_beats[sel[1] + 1];
+    const planned = plannedChords($("steering-form").elements.chords.value, view, sel);
+    if (planned.length) {
+      opts.chords = opts.chords.filter((c) => c[0] < from || c[0] >= to).concat(planned);
+      opts.chords.sort((a, b) => a[0] - b[0]);
+      opts.chordsNew = { from, to };
+    }
+  }
+  drawRoll($("roll"), view, opts);
 }
 
+function barRange(first, last) {
+  return first === last ? `bar ${first}` : `bars ${first}–${last}`;
+}
+
+// Accompany works without a selection too (the whole piece; the server says if it is too long).
 function updateSelection() {
   const sel = state.selection;
   const max = state.limits ? state.limits.max_gap_bars : 8;
-  const button = $("infill");
+  const busy = !$("progress").hidden;
+  const tooLong = sel !== null && sel[1] - sel[0] + 1 > max;
+  $("infill").disabled = !sel || tooLong || busy;
+  $("accompany").disabled = tooLong || busy;
   if (!sel) {
     $("gap").textContent = "none selected";
-    button.disabled = true;
     return;
   }
-  const n = sel[1] - sel[0] + 1;
-  const text = n === 1 ? `bar ${sel[0] + 1}` : `bars ${sel[0] + 1}–${sel[1] + 1}`;
-  $("gap").textContent = n > max ? `${text}: at most ${max} bars` : text;
+  const text = barRange(sel[0] + 1, sel[1] + 1);
+  $("gap").textContent = tooLong ? `${text}: at most ${max} bars` : text;
   $("selection").textContent = `Selected ${text}.`;
-  button.disabled = n > max || !$("progress").hidden;
 }
 
 async function loadFile(file) {
@@ -371,7 +499,9 @@ async function loadFile(file) {
   const b64 = toBase64(await file.arrayBuffer());
   startProgress("Reading the piece…");
   try {
-    setPiece(await api("/api/piece", { midi: b64, name: file.name }), b64);
+    const view = await api("/api/piece", { midi: b64, name: file.name });
+    setPiece(view, b64);
+    prefillChords(view);
     $("results").hidden = true;
   } catch (e) {
     showMessage(e.message);
@@ -387,25 +517,31 @@ function numbers(form, names) {
   return out;
 }
 
+// Where a request of `kind` (continue, infill, accompany) goes, and its own fields.
+function request(kind, form) {
+  const sel = state.selection;
+  const bars = sel ? { first_bar: sel[0] + 1, last_bar: sel[1] + 1 } : {};
+  if (kind === "continue") {
+    const fields = { bars: Number(form.elements.bars.value) };
+    return { path: "/api/complete", label: "Continuing…", fields };
+  }
+  if (kind === "infill") return { path: "/api/infill", label: "Rewriting…", fields: bars };
+  const fields = { write: "accompaniment", ...bars };
+  return { path: "/api/arrange", label: "Accompanying…", fields };
+}
+
 async function generate(kind) {
   clearMessage();
   player.stop();
   const form = $(kind === "continue" ? "continue-form" : "infill-form");
+  const { path, label, fields } = request(kind, form);
   const body = {
     midi: state.b64,
     name: state.piece.name,
     ...numbers(form, ["candidates", "temperature", "top_p", "seed"]),
+    ...fields,
+    ...steeringFields(),
   };
-  let path = "/api/complete";
-  let label = "Continuing…";
-  if (kind === "continue") {
-    body.bars = Number(form.elements.bars.value);
-  } else {
-    path = "/api/infill";
-    label = "Rewriting…";
-    body.first_bar = state.selection[0] + 1;
-    body.last_bar = state.selection[1] + 1;
-  }
   startProgress(label);
   try {
     const out = await api(path, body, (wait) => {
@@ -419,74 +555,103 @@ async function generate(kind) {
   }
 }
 
+const TITLES = {
+  continuation: (n, first) => `${n} continuations from bar ${first}`,
+  infill: (n, first, last) => `${n} rewrites of ${barRange(first, last)}`,
+  arrange: (n, first, last) => `${n} accompaniments of ${barRange(first, last)}`,
+};
+
 function showResults(out) {
   const first = out.first_new_bar; // 1-based
   const last = first + out.new_bars - 1;
   const n = out.candidates.length;
-  $("results-title").textContent = out.kind === "infill"
-    ? `${n} rewrites of bars ${first}–${last} (${out.seconds.toFixed(1)} s)`
-    : `${n} continuations from bar ${first} (${out.seconds.toFixed(1)} s)`;
+  const title = (TITLES[out.kind] || TITLES.infill)(n, first, last);
+  $("results-title").textContent = `${title} (${out.seconds.toFixed(1)} s)`;
+  for (const url of state.urls) URL.revokeObjectURL(url);
+  state.urls = [];
   const box = $("candidates");
   box.replaceChildren();
   $("results").hidden = false; // laid out first, so that the rolls can take the cards' width
-  const stem = state.piece.name.replace(/\.midi?$/i, "") || "piece";
-  for (const c of out.candidates) {
-    const card = document.createElement("div");
-    card.className = "card candidate";
-    const h = document.createElement("h3");
-    h.textContent = `Candidate ${c.rank} · mean log-likelihood ${c.mean_loglik.toFixed(3)}`;
-    const legend = document.createElement("div");
-    legend.className = "legend";
-    legend.innerHTML = '<b class="kept">■</b> kept  <b class="new">■</b> new';
-    const scroll = document.createElement("div");
-    scroll.className = "roll-scroll";
-    const canvas = document.createElement("canvas");
-    scroll.appendChild(canvas);
-    const fromBar = Math.max(first - 1 - 4, 0);
-    const toBar = Math.min(last + (out.kind === "infill" ? 2 : 0), c.view.bars);
-    const tools = document.createElement("div");
-    tools.className = "toolbar";
-    const play = document.createElement("button");
-    const startBar = Math.max(first - 1, 1); // a bar before the new music
-    play.textContent = `▶ Play from bar ${startBar}`;
-    play.type = "button";
-    play.onclick = () => {
-      player.play(c.view, c.view.bar_seconds[startBar - 1], c.view.bar_seconds[toBar], (beat) =>
-        movePlayhead(canvas, beat));
-    };
-    const stop = document.createElement("button");
-    stop.textContent = "■ Stop";
-    stop.type = "button";
-    stop.className = "stop";
-    stop.onclick = () => player.stop();
-    const link = document.createElement("a");
-    link.className = "button secondary download";
-    link.textContent = "Download MIDI";
-    link.href = URL.createObjectURL(new Blob([fromBase64(c.midi)], { type: "audio/midi" }));
-    link.download = `${stem}_${out.kind}_${c.rank}.mid`;
-    const accept = document.createElement("button");
-    accept.type = "button";
-    accept.className = "accept";
-    accept.textContent = out.kind === "infill" ? "Accept into the piece" : "Make it the piece";
-    accept.onclick = () => {
-      setPiece(c.view, c.midi);
-      $("results").hidden = true;
-      showMessage(out.kind === "infill"
-        ? `Candidate ${c.rank} now fills bars ${first}–${last}.`
-        : `Candidate ${c.rank} is now part of the piece (${c.view.bars} bars).`, "info");
-    };
-    tools.append(play, stop, link, accept);
-    card.append(h, legend, scroll, tools);
-    box.appendChild(card);
-    // Fill the card's width (drawn once the card is laid out and has one).
-    const beats = c.view.bar_beats[toBar] - c.view.bar_beats[fromBar];
-    const ppb = Math.max(8, Math.min(40, (scroll.clientWidth - 2) / Math.max(beats, 1)));
-    drawRoll(canvas, c.view, {
-      fromBar, toBar, newFrom: out.new_from_beat, newTo: out.new_to_beat, ppb,
-    });
-  }
-  $("results").hidden = false;
+  for (const c of out.candidates) addCandidate(box, out, c);
   $("results").scrollIntoView({ behavior: "smooth", block: "start" });
+}
+
+function downloadLink(text, className, blob, filename) {
+  const link = document.createElement("a");
+  link.className = `button secondary ${className}`;
+  link.textContent = text;
+  link.href = URL.createObjectURL(blob);
+  link.download = filename;
+  state.urls.push(link.href);
+  return link;
+}
+
+function button(text, className, onclick) {
+  const b = document.createElement("button");
+  b.type = "button";
+  b.textContent = text;
+  if (className) b.className = className;
+  b.onclick = onclick;
+  return b;
+}
+
+function acceptMessage(out, c, first, last) {
+  if (out.kind === "continuation") {
+    return `Candidate ${c.rank} is now part of the piece (${c.view.bars} bars).`;
+  }
+  const verb = out.kind === "arrange" ? "accompanies" : "fills";
+  return `Candidate ${c.rank} now ${verb} ${barRange(first, last)}.`;
+}
+
+function addCandidate(box, out, c) {
+  const first = out.first_new_bar;
+  const last = first + out.new_bars - 1;
+  const card = document.createElement("div");
+  card.className = "card candidate";
+  const h = document.createElement("h3");
+  h.textContent = `Candidate ${c.rank} · mean log-likelihood ${c.mean_loglik.toFixed(3)}`;
+  const legend = document.createElement("div");
+  legend.className = "legend";
+  legend.innerHTML = '<b class="kept">■</b> kept  <b class="new">■</b> new';
+  const scroll = document.createElement("div");
+  scroll.className = "roll-scroll";
+  const canvas = document.createElement("canvas");
+  scroll.appendChild(canvas);
+  const fromBar = Math.max(first - 1 - 4, 0);
+  const toBar = Math.min(last + (out.kind === "continuation" ? 0 : 2), c.view.bars);
+  const startBar = Math.max(first - 1, 1); // a bar before the new music
+  const play = button(`▶ Play from bar ${startBar}`, "", () => {
+    player.play(c.view, c.view.bar_seconds[startBar - 1], c.view.bar_seconds[toBar], (beat) =>
+      movePlayhead(canvas, beat));
+  });
+  const stop = button("■ Stop", "stop", () => player.stop());
+  const stem = `${state.piece.name.replace(/\.midi?$/i, "") || "piece"}_${out.kind}_${c.rank}`;
+  const midi = (b64) => new Blob([fromBase64(b64)], { type: "audio/midi" });
+  const sidecar = new Blob([JSON.stringify(c.sidecar, null, 2)], { type: "application/json" });
+  const acceptText = out.kind === "continuation" ? "Make it the piece" : "Accept into the piece";
+  const accept = button(acceptText, "accept", () => {
+    setPiece(c.view, c.midi);
+    $("results").hidden = true;
+    showMessage(acceptMessage(out, c, first, last), "info");
+  });
+  const tools = document.createElement("div");
+  tools.className = "toolbar";
+  tools.append(
+    play,
+    stop,
+    downloadLink("Download MIDI", "download", midi(c.midi), `${stem}.mid`),
+    downloadLink("New bars only", "download-new", midi(c.new_midi), `${stem}_new.mid`),
+    downloadLink("Settings (JSON)", "download-json", sidecar, `${stem}.json`),
+    accept,
+  );
+  card.append(h, legend, scroll, tools);
+  box.appendChild(card);
+  // Fill the card's width (drawn once the card is laid out and has one).
+  const beats = c.view.bar_beats[toBar] - c.view.bar_beats[fromBar];
+  const ppb = Math.max(8, Math.min(40, (scroll.clientWidth - 2) / Math.max(beats, 1)));
+  const [newFrom, newTo] = [out.new_from_beat, out.new_to_beat];
+  const chordsNew = { from: newFrom, to: newTo };
+  drawRoll(canvas, c.view, { fromBar, toBar, newFrom, newTo, ppb, chords: c.view.chords, chordsNew });
 }
 
 // ---------- wiring ------------------------------------------------------------------------
@@ -535,6 +700,22 @@ function wire() {
   $("infill-form").addEventListener("submit", (e) => {
     e.preventDefault();
     if (state.selection) generate("infill");
+  });
+  $("accompany").onclick = () => generate("accompany");
+  wireSteering();
+}
+
+function wireSteering() {
+  const form = $("steering-form");
+  const f = form.elements;
+  fillKeys(f.key);
+  form.addEventListener("submit", (e) => e.preventDefault());
+  f.density.addEventListener("change", () => {
+    f.notes_per_bar.disabled = f.density.value !== "notes";
+    if (!f.notes_per_bar.disabled) f.notes_per_bar.focus();
+  });
+  f.chords.addEventListener("input", () => {
+    if (state.piece) drawPiece();
   });
 }
 

@@ -1,0 +1,282 @@
+"""Steering in a real browser: `pianomuse serve` with the tiny chord-aware model trained by
+the test fixtures, driven by headless Chromium. The chord lane shows the chords the model
+reads; chords, a key and a register typed on the page reach the server and shape the new
+music; a melody alone gets an accompaniment. A screenshot goes to
+test-artifacts/web_steering.png."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import urllib.request
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from pianomuse.tokenizer import load_score, notes_in_beats
+from serve_helpers import midi_b64, post
+from test_serve_browser import CHROMIUM, DRIVER, _free_port, _wait
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "examples" / "pop909_099_opening.mid"
+SONG = ROOT / "tests" / "data" / "pop909" / "002" / "002.mid"
+ARTIFACTS = ROOT / "test-artifacts"
+CHORD_INK, NEW_CHORD_INK = (0x34, 0x40, 0x54), (0xC4, 0x50, 0x1F)
+# Pixels close to an RGB colour in the chord band along the top of a roll.
+COUNT_IN_LANE = """
+const [canvas, r, g, b] = arguments;
+const rows = canvas.geometry.lane * (window.devicePixelRatio || 1);
+const d = canvas.getContext('2d').getImageData(0, 0, canvas.width, rows).data;
+let n = 0;
+for (let i = 0; i < d.length; i += 4) {
+  if (Math.abs(d[i] - r) + Math.abs(d[i + 1] - g) + Math.abs(d[i + 2] - b) < 90) n++;
+}
+return n;
+"""
+C_MAJOR = {0, 2, 4, 5, 7, 9, 11}
+B_MAJOR = {11, 1, 3, 4, 6, 8, 10}
+
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None or DRIVER is None,
+    reason="needs Chromium and chromedriver (.ci/run installs the Debian packages "
+    "chromium and chromium-driver)",
+)
+
+
+@pytest.fixture(scope="module")
+def server(trained_model):
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pianomuse", "serve", "--port", str(port)]
+        + ["--model", str(trained_model)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/api/status", timeout=2)
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail(f"pianomuse serve did not start: {proc.stdout.read()}")
+            time.sleep(0.3)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    downloads = tmp_path_factory.mktemp("downloads")
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1400,1100"):
+        opts.add_argument(arg)
+    opts.add_experimental_option(
+        "prefs",
+        {"download.default_directory": str(downloads), "download.prompt_for_download": False},
+    )
+    driver = webdriver.Chrome(service=Service(DRIVER), options=opts)
+    driver.downloads = downloads
+    yield driver
+    driver.quit()
+
+
+def _open(d, server, midi: Path) -> None:
+    """A fresh page with `midi` uploaded, and the browser's log emptied."""
+    from selenium.webdriver.common.by import By
+
+    d.get(server)
+    d.get_log("browser")
+    _wait(d, lambda d: d.find_element(By.ID, "model-info").text.startswith("model:"), 30)
+    d.find_element(By.ID, "file").send_keys(str(midi))
+    _wait(d, lambda d: "bars" in d.find_element(By.ID, "piece-info").text, 60)
+
+
+def _fill(form, **values) -> None:
+    from selenium.webdriver.common.by import By
+
+    for name, value in values.items():
+        box = form.find_element(By.NAME, name)
+        box.clear()
+        box.send_keys(value)
+
+
+def _download(d, css: str, name: str) -> Path:
+    """Click the first candidate's link `css` and wait for the file `name`."""
+    from selenium.webdriver.common.by import By
+
+    d.find_element(By.CSS_SELECTOR, f".candidate {css}").click()
+    path = d.downloads / name
+    return _wait(d, lambda d: path if path.exists() and path.stat().st_size > 0 else None, 30)
+
+
+def _select_bars(d, first: int, last: int) -> None:
+    """Drag across bars first..last (1-based) on the piece's roll."""
+    from selenium.webdriver.common.actions.action_builder import ActionBuilder
+    from selenium.webdriver.common.by import By
+
+    roll = d.find_element(By.ID, "roll")
+    d.execute_script("arguments[0].scrollIntoView({block: 'center', behavior: 'instant'})", roll)
+    xa, xb, y = d.execute_script(
+        "const [c, a, b] = arguments, g = c.geometry, r = c.getBoundingClientRect();"
+        "return [a, b].map(k => r.left + (g.view.bar_beats[k - 1] + 0.5 - g.from) * g.ppb)"
+        ".concat([r.top + 40]);",
+        roll,
+        first,
+        last,
+    )
+    drag = ActionBuilder(d)
+    drag.pointer_action.move_to_location(int(xa), int(y)).pointer_down()
+    drag.pointer_action.move_to_location(int(xb), int(y)).pointer_up()
+    drag.perform()
+
+
+def _lane_chords(d, roll) -> list:
+    """The chords a roll shows in its chord band, [beat, symbol]."""
+    return json.loads(d.execute_script("return arguments[0].dataset.chords", roll))
+
+
+def _severe(d) -> list:
+    return [e for e in d.get_log("browser") if e["level"] == "SEVERE"]
+
+
+def test_the_chord_lane_shows_the_chords_the_model_reads(server, browser):
+    from selenium.webdriver.common.by import By
+
+    d = browser
+    _open(d, server, EXAMPLE)
+    status, view, _ = post(f"{server}/api/piece", {"midi": midi_b64(EXAMPLE), "name": "x.mid"})
+    assert status == 200 and len(view["chords"]) >= 8
+    roll = d.find_element(By.ID, "roll")
+    assert _lane_chords(d, roll) == view["chords"]
+    assert d.execute_script("return arguments[0].geometry.lane", roll) == 18
+    assert d.execute_script(COUNT_IN_LANE, roll, *CHORD_INK) > 200  # labels and ticks drawn
+    # The chords box starts from the piece's last four chords, one a bar.
+    chords = d.find_element(By.CSS_SELECTOR, "#steering-form [name=chords]")
+    assert chords.get_attribute("value") == " ".join(c[1] for c in view["chords"][-4:])
+    assert _severe(d) == []
+
+
+def test_chords_and_key_steer_a_continuation(server, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    d = browser
+    _open(d, server, EXAMPLE)
+    steer = d.find_element(By.ID, "steering-form")
+    _fill(steer, chords="C G Am F")
+    Select(steer.find_element(By.NAME, "key")).select_by_visible_text("C major")
+    _fill(d.find_element(By.ID, "continue-form"), bars="4", candidates="2")
+    d.find_element(By.ID, "continue").click()
+    _wait(d, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".candidate canvas")) == 2)
+    assert "2 continuations from bar 17" in d.find_element(By.ID, "results-title").text
+
+    sidecar = json.loads(
+        _download(d, "a.download-json", "pop909_099_opening_continuation_1.json").read_text()
+    )
+    assert sidecar["steering"] == {"chords": "C G Am F", "key": "C major"}
+    assert [(float(b), s) for b, s in sidecar["chords"]] == [
+        (0.0, "C"),
+        (4.0, "G"),
+        (8.0, "Am"),
+        (12.0, "F"),
+    ]
+    new = notes_in_beats(
+        load_score(_download(d, "a.download-new", "pop909_099_opening_continuation_1_new.mid"))
+    )
+    assert len(new["pitch"]) > 0
+    assert set((new["pitch"] % 12).tolist()) <= C_MAJOR
+    # Each candidate's chord band shows the chords written, from the first new bar (beat 64).
+    for roll in d.find_elements(By.CSS_SELECTOR, ".candidate canvas"):
+        shown = [(float(b), s) for b, s in _lane_chords(d, roll)]
+        assert [x for x in shown if x[0] >= 64] == [(64, "C"), (68, "G"), (72, "Am"), (76, "F")]
+        assert d.execute_script(COUNT_IN_LANE, roll, *NEW_CHORD_INK) > 50  # new, in orange
+    ARTIFACTS.mkdir(exist_ok=True)
+    d.set_window_size(1400, 1700)
+    d.execute_script("window.scrollTo({top: 0, behavior: 'instant'})")
+    d.save_screenshot(str(ARTIFACTS / "web_steering.png"))
+    d.set_window_size(1400, 1100)
+    assert _severe(d) == []
+
+
+def test_a_bad_register_is_one_line_on_the_page(server, browser):
+    from selenium.webdriver.common.by import By
+
+    d = browser
+    _open(d, server, EXAMPLE)
+    _fill(d.find_element(By.ID, "steering-form"), low="H2", high="C6")
+    _fill(d.find_element(By.ID, "continue-form"), bars="1", candidates="1")
+    d.find_element(By.ID, "continue").click()
+    message = d.find_element(By.ID, "message")
+    _wait(d, lambda d: message.is_displayed(), 60)
+    assert message.text == "range: 'H2' is not a note (for example C4, F#2, Bb5)"
+    assert not d.find_element(By.ID, "results").is_displayed()
+    assert d.find_element(By.ID, "continue").is_enabled()  # ready for the next try
+
+
+def test_a_melody_alone_gets_an_accompaniment(server, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+    from symusic import Score, Track
+
+    # The first 32 bars (2/4) of the song's MELODY track, alone in a file.
+    song = Score(str(SONG))
+    melody = Score(song.tpq)
+    melody.tempos, melody.time_signatures = song.tempos, song.time_signatures
+    source = next(t for t in song.tracks if t.name == "MELODY")
+    melody.tracks.append(Track(name="MELODY", program=0))
+    melody.tracks[0].notes = source.notes.filter(lambda n: n.time < song.tpq * 64)
+    path = tmp_path / "melody.mid"
+    path.write_bytes(melody.dumps_midi())
+
+    d = browser
+    _open(d, server, path)
+    assert d.find_element(By.ID, "piece-info").text.startswith("32 bars")
+    _select_bars(d, 13, 14)
+    assert d.find_element(By.ID, "gap").text == "bars 13–14"
+    # Chords typed for the new bars show over the selection (beats 24-28) as they are typed.
+    steer = d.find_element(By.ID, "steering-form")
+    _fill(steer, chords="B F#")
+    shown = _lane_chords(d, d.find_element(By.ID, "roll"))
+    assert [x for x in shown if 24 <= x[0] < 28] == [[24, "B"], [26, "F#"]]
+    steer.find_element(By.NAME, "chords").clear()
+    Select(steer.find_element(By.NAME, "key")).select_by_visible_text("B major")
+    _fill(d.find_element(By.ID, "infill-form"), candidates="1")
+    d.find_element(By.ID, "accompany").click()
+    _wait(
+        d, lambda d: "accompaniments of bars 13–14" in d.find_element(By.ID, "results-title").text
+    )
+
+    sidecar = json.loads(_download(d, "a.download-json", "melody_arrange_1.json").read_text())
+    assert sidecar["kind"] == "arrange" and sidecar["steering"] == {"key": "B major"}
+    assert sidecar["first_new_bar"] == 13 and sidecar["bars"] == 2
+    got = notes_in_beats(load_score(_download(d, "a.download", "melody_arrange_1.mid")))
+    mine = notes_in_beats(load_score(path))
+
+    def notes(n: dict, inside: bool) -> Counter:
+        """(onset, duration, pitch) of the notes that start inside bars 13-14 (beats 24-28),
+        or outside them."""
+        keep = ((n["onset"] >= 24) & (n["onset"] < 28)) == inside
+        rows = zip(n["onset"][keep], n["duration"][keep], n["pitch"][keep], strict=True)
+        return Counter((round(o, 4), round(du, 4), int(p)) for o, du, p in rows)
+
+    melody, written = notes(mine, True), notes(got, True)
+    assert melody.total() >= 5
+    assert melody <= written  # the melody, note for note
+    new = written - melody  # and the accompaniment under it
+    assert new.total() == sidecar["notes"] > 0
+    assert {p % 12 for _, _, p in new} <= B_MAJOR
+    assert notes(got, False) == notes(mine, False)  # elsewhere the melody alone, as it was
+    assert _severe(d) == []
