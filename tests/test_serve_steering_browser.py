@@ -251,7 +251,6 @@ def test_a_melody_alone_gets_an_accompaniment(server, browser, tmp_path):
     _fill(steer, chords="B F#")
     shown = _lane_chords(d, d.find_element(By.ID, "roll"))
     assert [x for x in shown if 24 <= x[0] < 28] == [[24, "B"], [26, "F#"]]
-    steer.find_element(By.NAME, "chords").clear()
     Select(steer.find_element(By.NAME, "key")).select_by_visible_text("B major")
     _fill(d.find_element(By.ID, "infill-form"), candidates="1")
     d.find_element(By.ID, "accompany").click()
@@ -260,7 +259,9 @@ def test_a_melody_alone_gets_an_accompaniment(server, browser, tmp_path):
     )
 
     sidecar = json.loads(_download(d, "a.download-json", "melody_arrange_1.json").read_text())
-    assert sidecar["kind"] == "arrange" and sidecar["steering"] == {"key": "B major"}
+    assert sidecar["kind"] == "arrange"
+    assert sidecar["steering"] == {"chords": "B F#", "key": "B major"}
+    assert sidecar["chords"] == [[0.0, "B"], [2.0, "F#"]]  # in the kept melody's bars
     assert sidecar["first_new_bar"] == 13 and sidecar["bars"] == 2
     got = notes_in_beats(load_score(_download(d, "a.download", "melody_arrange_1.mid")))
     mine = notes_in_beats(load_score(path))

@@ -150,6 +150,24 @@ def test_chord_symbols_and_progressions():
             parse_progression(bad, 4)
 
 
+def test_a_density_below_the_melody_alone_is_kept(copilot):
+    """3 notes a bar in a song whose melody alone has more: the melody's block takes them
+    and no accompaniment block opens (one would need a note)."""
+    song = aligned_song("002")
+    for seed in range(3):
+        r = copilot.complete(
+            song,
+            bars=3,
+            candidates=3,
+            sampling=Sampling(seed=seed, temperature=1.3),
+            steering=Steering(density="3"),
+        )
+        for c in r.candidates:
+            assert copilot.tok.tokens_errors(c.tokens) == 0.0
+            per_bar = np.histogram(notes_in_beats(c.new)["onset"], bins=c.new_beats)[0]
+            assert per_bar.tolist() == [3, 3, 3]
+
+
 def test_a_key_a_register_and_a_density_are_kept(copilot):
     song = aligned_song("002")
     for seed in range(2):

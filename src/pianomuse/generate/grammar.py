@@ -146,6 +146,9 @@ class Grammar:
                 mask |= self.of_kind[kind]
         for c in self.constraints:
             c.narrow(self, r, mask)
+        if not mask.any():  # constraints that contradict: a bug, never a silent NaN later
+            names = ", ".join(type(c).__name__ for c in self.constraints)
+            raise RuntimeError(f"the grammar left no token after {r.last} ({names})")
         return mask
 
     def advance(self, rows: list[Row], tokens: torch.Tensor) -> None:
@@ -337,14 +340,16 @@ class Density(Constraint):
     def narrow(self, g: Grammar, row: Row, mask: np.ndarray) -> None:
         n = row.state.get("notes", 0)
         if n >= self.high and (self.part < 0 or row.part == self.part):
-            mask &= ~(g.of_kind[Kind.PITCH] | g.of_kind[Kind.POSITION])
+            # A new block would need a note too (a Part is followed by a Position).
+            mask &= ~(g.of_kind[Kind.PITCH] | g.of_kind[Kind.POSITION] | g.of_kind[Kind.PART])
             if not mask.any() and row.last == Kind.POSITION:
                 mask |= g.of_kind[Kind.CHORD]  # an open position may still take a chord
-        elif n < self.low and self.part in (-1, row.part):
+        elif n < self.low:
+            # Not before the part's block has had its notes (or, unopened, is still to come).
             closing = g.only(g.bar_id) | g.only(g.close_id)
             if (mask & ~closing).any():  # only while the bar can still take a note
                 mask &= ~closing
-            if row.position == row.bar_len - 1:
+            if row.position == row.bar_len - 1 and self.part in (-1, row.part):
                 # At the bar's last position pitches rise: leave room above for the rest.
                 pitches = np.flatnonzero(mask & g.of_kind[Kind.PITCH])
                 need = self.low - n - 1
