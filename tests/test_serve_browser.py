@@ -53,9 +53,14 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server():
+    yield from serve()
+
+
+def serve(*args: str):
+    """`pianomuse serve` (with `args`) on a free port: yields its URL, stops it after."""
     port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pianomuse", "serve", "--port", str(port)],
+        [sys.executable, "-m", "pianomuse", "serve", "--port", str(port), *args],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -79,10 +84,14 @@ def server():
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
+    yield from chromium(tmp_path_factory.mktemp("downloads"))
+
+
+def chromium(downloads: Path):
+    """Headless Chromium saving downloads to `downloads`: yields the driver, quits after."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
-    downloads = tmp_path_factory.mktemp("downloads")
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1400,1100"):

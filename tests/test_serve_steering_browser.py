@@ -7,10 +7,6 @@ test-artifacts/web_steering.png."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import time
-import urllib.request
 from collections import Counter
 from pathlib import Path
 
@@ -18,7 +14,7 @@ import pytest
 
 from pianomuse.tokenizer import load_score, notes_in_beats
 from serve_helpers import midi_b64, post
-from test_serve_browser import CHROMIUM, DRIVER, _free_port, _wait
+from test_serve_browser import CHROMIUM, DRIVER, _wait, chromium, serve
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "pop909_099_opening.mid"
@@ -48,49 +44,12 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def server(trained_model):
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pianomuse", "serve", "--port", str(port)]
-        + ["--model", str(trained_model)],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/api/status", timeout=2)
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail(f"pianomuse serve did not start: {proc.stdout.read()}")
-            time.sleep(0.3)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
+    yield from serve("--model", str(trained_model))
 
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    downloads = tmp_path_factory.mktemp("downloads")
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1400,1100"):
-        opts.add_argument(arg)
-    opts.add_experimental_option(
-        "prefs",
-        {"download.default_directory": str(downloads), "download.prompt_for_download": False},
-    )
-    driver = webdriver.Chrome(service=Service(DRIVER), options=opts)
-    driver.downloads = downloads
-    yield driver
-    driver.quit()
+    yield from chromium(tmp_path_factory.mktemp("downloads"))
 
 
 def _open(d, server, midi: Path) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from pianomuse.copilot import WRITERS, Generation
+from pianomuse.copilot.result import chords_of
 from pianomuse.serve.schemas import CandidateOut, GenerationOut, PieceView
 from pianomuse.tokenizer import notes_in_beats, seconds_at
 
@@ -50,7 +51,7 @@ def generation_out(
     def with_new(c: Any) -> list[list[Any]]:
         end = result.end_tick(c) / tpq
         kept = [x for x in chords or [] if not start <= x[0] < end]
-        new = [[round(start + b, 4), sym] for b, sym in result.sidecar(c)["chords"]]
+        new = [[round(start + b, 4), sym] for b, sym in chords_of(c.new)]
         return sorted(kept + new, key=lambda x: x[0])
 
     return GenerationOut(
