@@ -116,6 +116,13 @@ def test_music_from_chords_alone(client):
         ("/api/complete", {"range": "C6"}, 400, "range: takes LOW-HIGH"),
         ("/api/complete", {"melody_range": "H2-C6"}, 400, "melody_range: 'H2' is not a note"),
         ("/api/complete", {"accompaniment_range": "C6-C2"}, 400, "accompaniment_range: C6-C2"),
+        ("/api/complete", {"bass_range": "C2-A2"}, 400, "bass_range: C2-A2 is narrower"),
+        (
+            "/api/arrange",
+            {"write": "melody", "bass_range": "C2-C3", "first_bar": 1, "last_bar": 2},
+            400,
+            "bass_range: shapes the accompaniment, which is given here",
+        ),
         ("/api/complete", {"density": "lots"}, 400, "density: "),
         ("/api/complete", {"chords": "C Xyz"}, 400, "chords: "),
         ("/api/complete", {"scale": "C,D,Q"}, 400, "scale: 'Q'"),

@@ -211,6 +211,7 @@ def test_a_melody_alone_gets_an_accompaniment(server, browser, tmp_path):
     shown = _lane_chords(d, d.find_element(By.ID, "roll"))
     assert [x for x in shown if 24 <= x[0] < 28] == [[24, "B"], [26, "F#"]]
     Select(steer.find_element(By.NAME, "key")).select_by_visible_text("B major")
+    _fill(steer, bass_range="B1-B2")
     _fill(d.find_element(By.ID, "infill-form"), candidates="1")
     d.find_element(By.ID, "accompany").click()
     _wait(
@@ -219,7 +220,7 @@ def test_a_melody_alone_gets_an_accompaniment(server, browser, tmp_path):
 
     sidecar = json.loads(_download(d, "a.download-json", "melody_arrange_1.json").read_text())
     assert sidecar["kind"] == "arrange"
-    assert sidecar["steering"] == {"chords": "B F#", "key": "B major"}
+    assert sidecar["steering"] == {"chords": "B F#", "key": "B major", "bass_range": "B1-B2"}
     assert sidecar["chords"] == [[0.0, "B"], [2.0, "F#"]]  # in the kept melody's bars
     assert sidecar["first_new_bar"] == 13 and sidecar["bars"] == 2
     got = notes_in_beats(load_score(_download(d, "a.download", "melody_arrange_1.mid")))
@@ -238,5 +239,8 @@ def test_a_melody_alone_gets_an_accompaniment(server, browser, tmp_path):
     new = written - melody  # and the accompaniment under it
     assert new.total() == sidecar["notes"] > 0
     assert {p % 12 for _, _, p in new} <= B_MAJOR
+    for a, b, bass in ((24, 26, 11), (26, 28, 6)):  # each chord's lowest note: its bass
+        lowest = min(p for o, _, p in new if a <= o < b)
+        assert lowest % 12 == bass and 35 <= lowest <= 47, (a, lowest)
     assert notes(got, False) == notes(mine, False)  # elsewhere the melody alone, as it was
     assert _severe(d) == []

@@ -195,6 +195,50 @@ def test_a_key_a_register_and_a_density_are_kept(copilot):
         assert np.all(n["duration"][outside] <= 0.5 + 1e-9)
 
 
+def _bass_notes(score, spans):
+    """Per span (from, to): the lowest accompaniment note struck in it (None: none)."""
+    acc = next(t for t in score.tracks if t.name == "Accompaniment").notes.numpy()
+    onset = acc["time"] / score.tpq
+    out = []
+    for a, b in spans:
+        sel = (onset >= a - 1e-9) & (onset < b - 1e-9)
+        out.append(int(acc["pitch"][sel].min()) if sel.any() else None)
+    return out, acc["pitch"]
+
+
+def test_the_bass_plays_each_chords_bass_inside_its_range(copilot):
+    """Under given chords the accompaniment's lowest note of every chord is the chord's bass
+    (slash chords included), inside the bass range; without chords, each bar's lowest note
+    keeps to the range. Nothing else steers, so no rule has to give way."""
+    song = aligned_song("002")
+    steering = Steering(chords="C G/B:2 Am:2 | F Dm/A", ranges=(("bass", "E2", "E3"),))
+    bass_pcs = [0, 11, 9, 5, 9]
+    starts = [0.0, 4.0, 6.0, 8.0, 12.0, 16.0]
+    for seed in range(3):
+        r = copilot.complete(
+            song,
+            bars=4,
+            candidates=3,
+            steering=steering,
+            sampling=Sampling(seed=seed, temperature=1.3),
+        )
+        for c in r.candidates:
+            assert copilot.tok.tokens_errors(c.tokens) == 0.0
+            spans = [(starts[k], starts[k + 1]) for k in range(5)]
+            lowest, pitches = _bass_notes(c.new, spans)
+            assert None not in lowest, lowest
+            assert [p % 12 for p in lowest] == bass_pcs, lowest
+            assert all(40 <= p <= 52 for p in lowest), lowest
+            assert pitches.min() >= 40
+    r = copilot.complete(
+        song, bars=3, candidates=3, steering=Steering(ranges=(("bass", "A1", "A2"),))
+    )
+    for c in r.candidates:
+        lowest, pitches = _bass_notes(c.new, [(0, 4), (4, 8), (8, 12)])
+        assert all(p is not None and 33 <= p <= 45 for p in lowest), lowest
+        assert pitches.min() >= 33
+
+
 @pytest.mark.parametrize(
     "kwargs, words",
     [
@@ -202,7 +246,12 @@ def test_a_key_a_register_and_a_density_are_kept(copilot):
         (dict(key="H major"), "'H' is not a key note"),
         (dict(key="C weird"), "the mode must be"),
         (dict(ranges=(("melody", "C6", "C5"),)), "is not a range of piano keys"),
-        (dict(ranges=(("bass", "C2", "C3"),)), "the part must be"),
+        (dict(ranges=(("drums", "C2", "C3"),)), "the part must be"),
+        (dict(ranges=(("bass", "C2", "A2"),)), "narrower than an octave"),
+        (
+            dict(ranges=(("bass", "C2", "C3"), ("accompaniment", "G2", "C5"))),
+            "less than an octave inside the accompaniment_range",
+        ),
         (dict(density="0"), "more than 0"),
         (dict(key="C major", chords="C Eb"), "outside the scale"),
     ],

@@ -268,6 +268,10 @@ MelodyRangeOpt = Annotated[
 AccompanimentRangeOpt = Annotated[
     str | None, Opt("--accompaniment-range", help="Range of the accompaniment, e.g. C2-C5.")
 ]
+BassRangeOpt = Annotated[
+    str | None,
+    Opt("--bass-range", help="Range of the bass line (the accompaniment's lowest voice), C2-C3."),
+]
 DensityOpt = Annotated[
     str | None,
     Opt(help="Notes per bar (a number), or sparser, as-context, busier (0.5x, 1x, 1.5x)."),
@@ -515,6 +519,7 @@ def complete(
     range_: Annotated[str | None, Opt("--range", help="Range of every note: LOW-HIGH.")] = None,
     melody_range: MelodyRangeOpt = None,
     accompaniment_range: AccompanimentRangeOpt = None,
+    bass_range: BassRangeOpt = None,
     density: DensityOpt = None,
     device: DeviceOpt = "cpu",
 ) -> None:
@@ -533,7 +538,12 @@ def complete(
     if bars is None and max_new_tokens is None:
         bars = 8
     sampling = _sampling(temperature, top_p, top_k, seed)
-    ranges = {"all": range_, "melody": melody_range, "accompaniment": accompaniment_range}
+    ranges = {
+        "all": range_,
+        "melody": melody_range,
+        "accompaniment": accompaniment_range,
+        "bass": bass_range,
+    }
     steering = _steering(chords, key, scale, chromatic, ranges, density)
     result = Copilot(_model_path(model), device=device).complete(
         src,
@@ -568,6 +578,7 @@ def infill(
     range_: Annotated[str | None, Opt("--range", help="Range of every note: LOW-HIGH.")] = None,
     melody_range: MelodyRangeOpt = None,
     accompaniment_range: AccompanimentRangeOpt = None,
+    bass_range: BassRangeOpt = None,
     density: DensityOpt = None,
     device: DeviceOpt = "cpu",
 ) -> None:
@@ -580,7 +591,12 @@ def infill(
 
     i, j = _bar_range(bars)
     sampling = _sampling(temperature, top_p, top_k, seed)
-    ranges = {"all": range_, "melody": melody_range, "accompaniment": accompaniment_range}
+    ranges = {
+        "all": range_,
+        "melody": melody_range,
+        "accompaniment": accompaniment_range,
+        "bass": bass_range,
+    }
     steering = _steering(chords, key, scale, chromatic, ranges, density)
     result = Copilot(_model_path(model), device=device).infill(
         song, i, j, candidates=candidates, sampling=sampling, steering=steering
@@ -617,6 +633,7 @@ def arrange(
     seed: SeedOpt = 0,
     chords: ChordsOpt = None,
     key: KeyOpt = None,
+    bass_range: BassRangeOpt = None,
     density: DensityOpt = None,
     device: DeviceOpt = "cpu",
 ) -> None:
@@ -630,7 +647,7 @@ def arrange(
     from pianomuse.copilot import Copilot, write
     from pianomuse.harmony import parse_progression
 
-    steering = _steering(chords, key, None, False, {}, density)
+    steering = _steering(chords, key, None, False, {"bass": bass_range}, density)
     settings = _sampling(temperature, top_p, top_k, seed)
     if song is None:
         if chords is None:

@@ -24,6 +24,7 @@ from pianomuse.devices import resolve_device
 from pianomuse.errors import FieldError, UserError
 from pianomuse.generate.decode import continue_tokens
 from pianomuse.generate.grammar import (
+    BassLine,
     ChordPlan,
     Constraint,
     Grammar,
@@ -167,7 +168,7 @@ class Copilot:
         context = {"first_bar": first + 1, "last_bar": piece.n_bars, "tokens": len(window)}
         metres = [prevailing_metre(st, window)]
         extra, plan = self._steer(steering, window, metres * (bars or 1), context)
-        extra = _planned(plan) + extra
+        extra = _planned(plan) + extra + self._bass_line(steering, plan, bars or MAX_BARS)
         g = self._grammar(piece, span, metres, extra=extra) if grammar else None
         return self._generate(
             piece,
@@ -236,7 +237,7 @@ class Copilot:
         part = WRITES[write] if write is not None else -1
         extra, plan = self._steer(steering, prompt.ids, metres, context, part=part)
         if write is None:
-            extra = _planned(plan) + extra
+            extra = _planned(plan) + extra + self._bass_line(steering, plan, n_gap)
         else:
             # The given part is written out ahead of the model in every bar, the bar's chords
             # in its block (the song's own, or those asked for); where it rests, the chords
@@ -245,7 +246,8 @@ class Copilot:
             plan = plan if plan is not None else self._piece_plan(piece, i, j)
             script = self._given_blocks(piece, i, j, given=1 - part, plan=plan)
             loose = [[] if script[k] else bar for k, bar in enumerate(plan)]
-            extra = [ChordPlan(loose), *extra, OnePart(part), Script(script)]
+            bass = self._bass_line(steering, plan, n_gap, write=part)
+            extra = [ChordPlan(loose), *extra, *bass, OnePart(part), Script(script)]
             context["write"] = write
         g = self._grammar(piece, span, metres, close_id=st.id["FIM_End"], extra=extra)
         return self._generate(
@@ -296,8 +298,9 @@ class Copilot:
         span = Span("sketch", 0, bars, 0)
         context = {"bars": bars, "write": write, "tempo": qpm}
         metres = [st.id["TimeSig_4/4"]] * bars
-        extra, plan = self._steer(steering, prompt, metres, context)
-        extra = _planned(plan) + extra + [OnePart(WRITES[write])]
+        extra, plan = self._steer(steering, prompt, metres, context, part=WRITES[write])
+        bass = self._bass_line(steering, plan, bars, write=WRITES[write])
+        extra = _planned(plan) + extra + bass + [OnePart(WRITES[write])]
         g = self._grammar(piece, span, metres, close_id=st.id["FIM_End"], extra=extra, parts=True)
         return self._generate(
             piece,
@@ -383,6 +386,29 @@ class Copilot:
                 bar.append((int(round(beat * ppb)), self.tok.chord_ids(chord)))
             plan.append(bar)
         return plan
+
+    def _bass_line(
+        self, steering: Steering, plan: Plan | None, bars: int, write: int = -1
+    ) -> list[Constraint]:
+        """Under chords (given, or the piece's when a part is written to it) the written
+        accompaniment's lowest voice plays each chord's bass, inside the bass range if one is
+        asked (without chords, each bar's lowest note keeps to that range)."""
+        bass = steering.bass_range()
+        if write == WRITES["melody"]:
+            if bass is not None:
+                raise FieldError("bass_range", "shapes the accompaniment, which is given here")
+            return []
+        if plan is None and bass is None:
+            return []
+        st = self.tok.structure
+        if plan is not None:
+            # A chord's ids are [Chord, Bass?]: the last one's value is the pitch class the
+            # bass plays (the Chord token's value is its root; -1 for no chord).
+            spans = [[(p, int(st.value[ids[-1]])) for p, ids in bar] for bar in plan]
+        else:
+            spans = [[(0, -1)] for _ in range(bars)]
+        low, high = bass if bass is not None else (0, 127)
+        return [BassLine(spans, WRITES["accompaniment"], low, high)]
 
     def _bars(self, piece: Piece, i: int, j: int) -> list[np.ndarray]:
         """The tokens of bars i..j-1 of the piece."""

@@ -37,6 +37,8 @@ MODES = {
 }
 DENSITY_WORDS = {"sparser": 0.5, "as-context": 1.0, "busier": 1.5}
 PARTS = {"melody": 0, "accompaniment": 1, "all": -1}
+# The bass is the accompaniment's lowest voice, not a part of its own (see `BassLine`).
+BASS = "bass"
 PASSING_BEATS = 0.5  # a chromatic passing note lasts at most half a beat
 
 
@@ -51,7 +53,8 @@ def note_number(name: str) -> int:
 
 
 def range_field(part: str) -> str:
-    """The setting a part's range comes from: range, melody_range, accompaniment_range."""
+    """The setting a part's range comes from: range, melody_range, accompaniment_range,
+    bass_range."""
     return "range" if part == "all" else f"{part}_range"
 
 
@@ -87,7 +90,8 @@ class Steering:
     key: str | None = None  # "A minor", "D dorian" ...: notes outside its scale never sound
     scale: tuple[int, ...] | None = None  # pitch classes (0 = C) instead of a key's scale
     chromatic: bool = False  # let short notes outside the scale pass by
-    ranges: tuple[tuple[str, str, str], ...] = ()  # (melody|accompaniment|all, lowest, highest)
+    # (melody|accompaniment|bass|all, lowest, highest) as note names
+    ranges: tuple[tuple[str, str, str], ...] = ()
     density: str | None = None  # notes per bar, or sparser | as-context | busier
 
     def __post_init__(self) -> None:
@@ -97,12 +101,17 @@ class Steering:
         if self.scale is not None and (not self.scale or any(not 0 <= p < 12 for p in self.scale)):
             raise FieldError("scale", "needs pitch classes between 0 (C) and 11 (B)")
         for part, lo, hi in self.ranges:
-            if part not in PARTS:
-                raise FieldError("ranges", f"{part!r}: the part must be {', '.join(PARTS)}")
+            if part not in PARTS and part != BASS:
+                names = ", ".join([*PARTS, BASS])
+                raise FieldError("ranges", f"{part!r}: the part must be {names}")
             name = range_field(part)
             low, high = _field(name, note_number, lo), _field(name, note_number, hi)
             if not 21 <= low <= high <= 108:
                 raise FieldError(name, f"{lo}-{hi} is not a range of piano keys (A0-C8)")
+            if part == BASS and high - low < 11:
+                # Every chord's bass must have a key in it.
+                raise FieldError(name, f"{lo}-{hi} is narrower than an octave")
+        self._check_bass_in_range()
         if self.density is not None and self.density not in DENSITY_WORDS:
             value = _field("density", float, self.density)
             if not 0 < value <= 200:
@@ -147,6 +156,17 @@ class Steering:
             return tuple(sorted(set(self.scale)))
         return scale_of(self.key) if self.key is not None else None
 
+    def _check_bass_in_range(self) -> None:
+        bass = self.bass_range()
+        for part, lo, hi in self.ranges:
+            if bass is not None and part in ("all", "accompaniment"):
+                low, high = max(bass[0], note_number(lo)), min(bass[1], note_number(hi))
+                if high - low < 11:
+                    raise FieldError(
+                        "bass_range",
+                        f"leaves less than an octave inside the {range_field(part)} {lo}-{hi}",
+                    )
+
     def _check_chords_in_scale(self) -> None:
         scale = self.pitch_classes()
         if scale is None or self.chromatic:
@@ -170,6 +190,13 @@ class Steering:
         out.pop("ranges", None)
         return out | {range_field(part): f"{lo}-{hi}" for part, lo, hi in self.ranges}
 
+    def bass_range(self) -> tuple[int, int] | None:
+        """The lowest and highest note of the bass line, if asked."""
+        for part, lo, hi in self.ranges:
+            if part == BASS:
+                return note_number(lo), note_number(hi)
+        return None
+
     def chord_bars(self, bar_beats: float) -> list[list[tuple[float, Chord]]] | None:
         """The given chords as bars of (beat, chord), for bars of `bar_beats`."""
         return None if self.chords is None else parse_progression(self.chords, bar_beats)
@@ -185,12 +212,11 @@ class Steering:
         if scale is not None:
             passing = int(PASSING_BEATS * positions_per_beat) if self.chromatic else 0
             out.append(Scale(scale, passing))
-        if self.ranges:
-            out.append(
-                Register(
-                    {PARTS[p]: (note_number(lo), note_number(hi)) for p, lo, hi in self.ranges}
-                )
-            )
+        ranges = {
+            PARTS[p]: (note_number(lo), note_number(hi)) for p, lo, hi in self.ranges if p in PARTS
+        }
+        if ranges:
+            out.append(Register(ranges))
         target = None
         if self.density is not None:
             factor = DENSITY_WORDS.get(self.density)

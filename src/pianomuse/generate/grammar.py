@@ -362,3 +362,95 @@ class Density(Constraint):
             row.state["notes"] = 0
         elif kind == Kind.PITCH and self.part in (-1, row.part):
             row.state["notes"] = row.state.get("notes", 0) + 1
+
+
+class BassLine(Constraint):
+    """A bass under the harmony, in the bass part's block (`part`: 1 the accompaniment, -1
+    every note of a piece without parts). `spans[k]` lists (position, pitch class) of new bar
+    k: a span runs to the next one, across bar lines; its pitch class is the chord's bass (-1:
+    any). In each span the part's first note is the bass: of that pitch class, between `low`
+    and `high`, and below the part's notes still sounding (while a key allows); a later note
+    lower than it is of its pitch class too, and no note of the part goes below `low`. The
+    part plays in every span while a position in it is left.
+
+    Every rule gives way where it would leave no token at all: other constraints (a density
+    already reached, keys the kept music holds) come first."""
+
+    def __init__(
+        self,
+        spans: Sequence[Sequence[tuple[int, int]]],
+        part: int = 1,
+        low: int = 0,
+        high: int = 127,
+    ):
+        self.spans = [sorted((int(p), int(pc)) for p, pc in bar) for bar in spans]
+        self.part, self.low, self.high = part, low, high
+        self._starts: np.ndarray | None = None  # (S,) span starts from the first new bar
+
+    def _layout(self, g: Grammar) -> tuple[np.ndarray, np.ndarray]:
+        """Every span's start (grid steps from the first new bar) and pitch class."""
+        if self._starts is None:
+            starts, pcs, at = [], [], 0
+            for k, bar in enumerate(self.spans):
+                starts += [at + p for p, _ in bar]
+                pcs += [pc for _, pc in bar]
+                at += g.bar_steps(k)
+            self._starts, self._pcs = np.array(starts, dtype=np.int64), np.array(pcs)
+        return self._starts, self._pcs
+
+    def _mine(self, g: Grammar, row: Row) -> bool:
+        return self.part < 0 or not g.parts or row.part == self.part
+
+    def _span(self, g: Grammar, t: int) -> int:
+        return int(np.searchsorted(self._layout(g)[0], t, side="right")) - 1
+
+    def narrow(self, g: Grammar, row: Row, mask: np.ndarray) -> None:
+        if row.bar < 0 or row.bar >= len(self.spans):
+            return
+        starts, pcs = self._layout(g)
+        played = row.state.setdefault("bass", {})  # span index -> its lowest note so far
+        if self._mine(g, row) and row.position >= 0:
+            i = self._span(g, row.now)
+            value, pc = g.value, np.maximum(g.value, 0) % 12
+            ok = value >= self.low
+            if i >= 0 and i not in played:
+                ok &= value <= self.high
+                if pcs[i] >= 0:
+                    ok &= pc == pcs[i]
+                sounding = [p for p, end in row.state.get("sounding", []) if end > row.now]
+                under = ok & (value < min(sounding, default=128))
+                ok = under if (mask & g.of_kind[Kind.PITCH] & under).any() else ok
+            elif i >= 0 and pcs[i] >= 0:
+                ok &= (value >= played[i]) | (pc == pcs[i])
+            _narrow(mask, ~g.of_kind[Kind.PITCH] | ok)
+        # Play in every span of this bar still to come: not past the first one without its
+        # bass, and the bar (or, in the part's block, the block) not closed before it.
+        bar_end = row.bar_start + row.bar_len
+        first = max(self._span(g, row.bar_start + max(row.position, 0)), 0)
+        ends = np.append(starts[1:], np.iinfo(np.int64).max)
+        missing = [s for s in range(first, len(starts)) if starts[s] < bar_end and s not in played]
+        if not missing:
+            return
+        closing = g.only(g.bar_id) | g.only(g.close_id)
+        if self._mine(g, row):
+            late = g.of_kind[Kind.POSITION] & (row.bar_start + g.value >= ends[missing[0]])
+            _narrow(mask, ~(closing | late | (g.of_kind[Kind.PART] if g.parts else False)))
+        elif g.parts and not (row.parts_used >> self.part) & 1:
+            _narrow(mask, ~closing)
+
+    def advance(self, g: Grammar, row: Row, token: int) -> None:
+        if g.st.kind[token] != Kind.DURATION or not self._mine(g, row) or row.bar < 0:
+            return
+        i = self._span(g, row.now)
+        played = row.state.setdefault("bass", {})
+        if i >= 0:
+            played[i] = min(played.get(i, 128), row.pitch)
+        end = row.now + int(g.duration_steps[token])
+        sounding = [(p, e) for p, e in row.state.get("sounding", []) if e > row.now]
+        row.state["sounding"] = [*sounding, (row.pitch, end)]
+
+
+def _narrow(mask: np.ndarray, keep: np.ndarray) -> None:
+    """mask &= keep, unless nothing would be left (a rule that gives way)."""
+    if (mask & keep).any():
+        mask &= keep

@@ -175,6 +175,7 @@ def create_app(copilot: Copilot, limits: ServeLimits) -> FastAPI:
                 "all": body.range,
                 "melody": body.melody_range,
                 "accompaniment": body.accompaniment_range,
+                "bass": body.bass_range,
             },
             density=body.density,
         )

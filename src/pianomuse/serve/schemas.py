@@ -40,6 +40,9 @@ class SteeringIn(BaseModel):
     accompaniment_range: str | None = Field(
         None, max_length=20, description="The accompaniment's range."
     )
+    bass_range: str | None = Field(
+        None, max_length=20, description="The bass line's range (the accompaniment's lowest)."
+    )
     density: str | None = Field(
         None, max_length=20, description="Notes a bar, or sparser | as-context | busier."
     )

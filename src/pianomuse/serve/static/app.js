@@ -393,6 +393,7 @@ function steeringFields() {
   if (f.key.value) out.key = f.key.value;
   if (f.chromatic.checked) out.chromatic = true;
   if (text("low") && text("high")) out.range = `${text("low")}-${text("high")}`;
+  if (text("bass_range")) out.bass_range = text("bass_range");
   const density = f.density.value === "notes" ? text("notes_per_bar") : f.density.value;
   if (density) out.density = density;
   return out;
