@@ -776,6 +776,94 @@ def serve(
     serve_forever(asgi, host, port)
 
 
+@app.command()
+@user_errors
+def live(
+    in_: Annotated[str | None, Opt("--in", help="MIDI input (your keyboard, or a DAW).")] = None,
+    out: Annotated[str | None, Opt("--out", help="MIDI output (a synthesiser, or a DAW).")] = None,
+    virtual: Annotated[
+        bool, Opt(help="Open virtual ports (named by --in/--out) a DAW can route to and from.")
+    ] = False,
+    list_ports: Annotated[bool, Opt("--list-ports", help="List the MIDI ports and stop.")] = False,
+    bpm: Annotated[str, Opt(help="Tempo in beats a minute, or 'clock' to follow MIDI clock.")] = (
+        "96"
+    ),
+    metre: Annotated[str, Opt(help="Time signature of the bars.")] = "4/4",
+    bars: Annotated[int, Opt(help="Bars of each answer.")] = 4,
+    silence_bars: Annotated[
+        float, Opt("--silence-bars", help="Your silence, in bars, that asks for an answer.")
+    ] = 1.0,
+    trigger_note: Annotated[
+        int | None, Opt("--trigger-note", help="A key that asks for an answer at once.")
+    ] = None,
+    trigger_cc: Annotated[
+        int | None, Opt("--trigger-cc", help="A pedal (controller number, 64, 67 ...) that asks.")
+    ] = None,
+    click: Annotated[bool, Opt("--click/--no-click", help="A metronome on the drum channel.")] = (
+        True
+    ),
+    jam: Annotated[Path, Opt(help="Where the jam is saved (MIDI) when it ends.")] = Path("jam.mid"),
+    seconds: Annotated[
+        float | None, Opt(help="End after this many seconds (default: at Ctrl-C).")
+    ] = None,
+    model: ModelOpt = None,
+    temperature: TemperatureOpt = 1.0,
+    top_p: TopPOpt = 0.95,
+    seed: SeedOpt = 0,
+    chords: ChordsOpt = None,
+    key: KeyOpt = None,
+    density: DensityOpt = None,
+) -> None:
+    """Jam with the copilot through MIDI ports: play a phrase, stop, and it answers in time.
+
+    Your notes go into the model bar by bar as you play; after a bar of silence (or
+    --trigger-note / --trigger-cc) it answers --bars bars from the next bar line, and stops
+    when you play again. Ctrl-C ends the jam and saves it (you and the copilot as two tracks).
+    """
+    from pianomuse.atomic import write_bytes_atomic
+    from pianomuse.copilot import Copilot
+    from pianomuse.live import LiveSession, LiveSettings
+    from pianomuse.live import ports as midi
+
+    if list_ports:
+        inputs, outputs = midi.list_ports()
+        typer.echo("inputs:  " + (", ".join(inputs) or "none"))
+        typer.echo("outputs: " + (", ".join(outputs) or "none"))
+        return
+    if not virtual and (in_ is None or out is None):
+        raise UserError("give --in and --out (see --list-ports), or --virtual")
+    steering = _steering(chords, key, None, False, {}, density)
+    sampling = _sampling(temperature, top_p, None, seed)
+    tempo = None
+    if bpm != "clock":
+        try:
+            tempo = float(bpm)
+        except ValueError:
+            raise FieldError("bpm", f"takes beats a minute or 'clock', not {bpm!r}") from None
+        LiveSettings(bpm=tempo, metre=metre, bars=bars, silence_bars=silence_bars)  # check
+    inport, outport = midi.open_ports(in_, out, virtual)
+    if tempo is None:
+        tempo = midi.follow_clock(inport)
+    settings = LiveSettings(
+        bpm=tempo, metre=metre, bars=bars, silence_bars=silence_bars, trigger_note=trigger_note
+    )
+    session = LiveSession(
+        Copilot(_model_path(model)), settings, steering=steering, sampling=sampling
+    )
+    typer.echo(f"Jamming at {tempo:.0f} bpm in {metre}; Ctrl-C ends and saves {jam}")
+    data = midi.play(
+        session,
+        inport,
+        outport,
+        until=lambda t: seconds is not None and t >= seconds,
+        click=click,
+        trigger_cc=trigger_cc,
+    )
+    write_bytes_atomic(data, jam)
+    s = session.status
+    typer.echo(f"{jam}: {s['answers']} answers, {s['dropped']} events dropped")
+
+
 def main() -> None:
     """Entry point of the console script."""
     app(prog_name="pianomuse")

@@ -167,8 +167,7 @@ class Copilot:
         span = Span("continuation", piece.n_bars, bars, int(piece.bar_ticks[-1]))
         context = {"first_bar": first + 1, "last_bar": piece.n_bars, "tokens": len(window)}
         metres = [prevailing_metre(st, window)]
-        extra, plan = self._steer(steering, window, metres * (bars or 1), context)
-        extra = _planned(plan) + extra + self._bass_line(steering, plan, bars or MAX_BARS)
+        extra = self.constraints(steering, window, metres * (bars or 1), context)
         g = self._grammar(piece, span, metres, extra=extra) if grammar else None
         return self._generate(
             piece,
@@ -340,6 +339,15 @@ class Copilot:
         return Grammar(
             st, ppb, metres, span.bars, close_id=close_id, constraints=constraints, parts=parts
         )
+
+    def constraints(
+        self, steering: Steering, prompt: np.ndarray, metres: list[int], context: dict
+    ) -> list[Constraint]:
+        """Every constraint of `steering` on new bars of `metres` (TimeSig ids) written
+        after `prompt`, chords and bass line included; the density asked goes into
+        `context`."""
+        extra, plan = self._steer(steering, prompt, metres, context)
+        return _planned(plan) + extra + self._bass_line(steering, plan, len(metres))
 
     def _steer(
         self,

@@ -8,7 +8,7 @@ O(1) recurrent step for all K at once.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,7 +16,7 @@ import torch
 
 from pianomuse.generate.grammar import Grammar
 from pianomuse.generate.sampling import Sampling, sample
-from pianomuse.model import RWKV7
+from pianomuse.model import RWKV7, RWKVState
 
 
 @dataclass
@@ -103,6 +103,34 @@ def continue_tokens(
         for o, p in zip(out, logp, strict=True)
     ]
     return conts, DecodeStats(idx.shape[1], t1 - t0, steps, t2 - t1)
+
+
+@torch.inference_mode()
+def stream_tokens(
+    model: RWKV7,
+    logits: torch.Tensor,
+    state: RWKVState,
+    *,
+    grammar: Grammar,
+    generator: torch.Generator,
+    sampling: Sampling,
+    max_new_tokens: int,
+) -> Iterator[int]:
+    """One candidate's tokens, one at a time as each is sampled, from the model's `logits`
+    [1, V] and `state` after its context (both taken over: the state is stepped in place),
+    until the grammar closes. The live copilot plays a note as soon as its tokens exist;
+    `continue_tokens` is the batched twin (the same tokens for one candidate and one seed).
+    """
+    rows = grammar.start(1)
+    budget = max_new_tokens - (2 * grammar.bars + 2 if grammar.bars else 0)
+    last = logits
+    for t in range(max_new_tokens + 1):
+        tok = sample(last, sampling, generator, grammar.allowed(rows, force_close=t >= budget))
+        grammar.advance(rows, tok)
+        if rows[0].done:
+            return
+        yield int(tok[0])
+        last, state = model.step(tok, state, inplace=True)
 
 
 def _share_done(

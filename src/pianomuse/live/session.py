@@ -1,0 +1,389 @@
+"""A jam with the copilot: the player's notes come in as they are played, each finished bar
+goes into the model's recurrent state once (the history is never read again), and when the
+player stops the copilot answers, note by note, on the bar grid, until the player plays
+again (call and response).
+
+Time is seconds on the caller's clock from the session's first bar line (a metronome's
+downbeat): a MIDI port loop, a browser, or a test playing a song faster than real time all
+drive the same `LiveSession` through `note_on`, `note_off`, `trigger` and `poll`. Nothing
+here sleeps or reads a clock, so every behaviour can be replayed exactly.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from pianomuse.copilot import Copilot
+from pianomuse.copilot.core import DEFAULT_SAMPLING, NO_STEERING
+from pianomuse.copilot.steering import Steering
+from pianomuse.errors import FieldError
+from pianomuse.generate.decode import stream_tokens
+from pianomuse.generate.grammar import Grammar
+from pianomuse.generate.sampling import Sampling
+from pianomuse.limits import TOKENS_PER_BAR
+from pianomuse.model import RWKVState
+from pianomuse.tokenizer.live import LiveNote, NoteReader, bar_tokens, jam_midi
+
+MODES = ("answer",)  # call and response
+
+
+@dataclass(frozen=True)
+class LiveSettings:
+    """How the copilot jams (every field checked here, one line naming it)."""
+
+    bpm: float = 96.0  # quarter notes a minute
+    metre: str = "4/4"  # the bar, as a time signature
+    bars: int = 4  # bars of each answer
+    silence_bars: float = 1.0  # the player's silence that asks for an answer, in bars
+    lead_s: float = 0.25  # an answer starts on the first bar line at least this long after
+    trigger_note: int | None = None  # a key that asks for an answer at once (not recorded)
+    max_notes_per_s: int = 100  # beyond this many note-ons in a second, notes are dropped
+    mode: str = "answer"  # answer: call and response
+
+    def __post_init__(self) -> None:
+        if not 20 <= self.bpm <= 300:
+            raise FieldError("bpm", f"must be between 20 and 300 beats a minute, not {self.bpm:g}")
+        num, sep, den = self.metre.partition("/")
+        if not (sep and num.isdigit() and den.isdigit() and int(num) > 0 and int(den) > 0):
+            raise FieldError("metre", f"takes a time signature like 4/4, not {self.metre!r}")
+        if not 1 <= self.bars <= 16:
+            raise FieldError("bars", "an answer is between 1 and 16 bars")
+        if not 0.25 <= self.silence_bars <= 8:
+            raise FieldError("silence_bars", "must be between 0.25 and 8 bars")
+        if not 0 <= self.lead_s <= 2:
+            raise FieldError("lead_s", "must be between 0 and 2 seconds")
+        if self.trigger_note is not None and not 0 <= self.trigger_note <= 127:
+            raise FieldError("trigger_note", "must be a MIDI key, 0..127")
+        if not 1 <= self.max_notes_per_s <= 1000:
+            raise FieldError("max_notes_per_s", "must be between 1 and 1000")
+        if self.mode not in MODES:
+            raise FieldError("mode", f"must be {' or '.join(MODES)}, not {self.mode!r}")
+
+    @property
+    def time_signature(self) -> tuple[int, int]:
+        num, _, den = self.metre.partition("/")
+        return int(num), int(den)
+
+    @property
+    def beat_s(self) -> float:
+        return 60.0 / self.bpm
+
+    @property
+    def bar_beats(self) -> float:
+        num, den = self.time_signature
+        return 4 * num / den
+
+
+@dataclass(frozen=True)
+class Out:
+    """A note of the copilot to play (seconds on the session's clock), or `cancel`: stop
+    every copilot note after `time` (the player came back)."""
+
+    kind: str  # "note" | "cancel"
+    time: float  # onset (or the moment of the cancel)
+    off: float = 0.0  # when the note ends
+    pitch: int = 0
+    velocity: int = 0
+
+
+@dataclass
+class _Answer:
+    """An answer being written: its tokens stream in and become notes."""
+
+    start_bar: int  # session bar its first bar begins at
+    tokens: Any  # the token iterator (`stream_tokens`)
+    reader: NoteReader
+    notes: list[LiveNote] = field(default_factory=list)  # written so far (session beats)
+    done: bool = False
+    cancelled_at: float | None = None  # beats
+
+
+class LiveSession:
+    """One jam: the player's notes in, the copilot's answers out. See the module doc."""
+
+    def __init__(
+        self,
+        copilot: Copilot,
+        settings: LiveSettings,
+        *,
+        steering: Steering = NO_STEERING,
+        sampling: Sampling = DEFAULT_SAMPLING,
+    ):
+        st = copilot.tok.structure
+        metre = f"TimeSig_{settings.metre}"
+        if metre not in st.id:
+            known = ", ".join(k.removeprefix("TimeSig_") for k in st.id if k.startswith("TimeSig_"))
+            raise FieldError("metre", f"{settings.metre} is not a metre this model knows ({known})")
+        self.cp, self.s, self.steering, self.sampling = copilot, settings, steering, sampling
+        self.timesig = st.id[metre]
+        self.generator = sampling.generator()
+        self.player: list[list[float]] = []  # [onset, off or nan, pitch, velocity] in beats
+        self.copilot: list[LiveNote] = []  # the copilot's notes that sounded (or will)
+        self.fed = 0  # bars in the state
+        self.ids: list[int] = []  # every token in the state, in order
+        self.state: RWKVState | None = None
+        self.logits: torch.Tensor | None = None
+        self.answer: _Answer | None = None
+        self.asked = False  # a trigger key or message: answer at the next chance
+        self.answered = -np.inf  # beats: the player's notes before this have had an answer
+        self.last_event = 0.0  # seconds: events must not go back in time
+        self.recent: list[float] = []  # onsets of the last second (flood control)
+        self.status: dict[str, Any] = {
+            "dropped": 0,
+            "bars_absorbed": 0,
+            "answers": 0,
+            "cancelled": 0,
+            "absorb_ms": [],
+        }
+
+    # ----- the clock -------------------------------------------------------------------
+    def beats(self, t: float) -> float:
+        return t / self.s.beat_s
+
+    def seconds(self, beats: float) -> float:
+        return beats * self.s.beat_s
+
+    def bar_of(self, beats: float) -> int:
+        return int(np.floor(beats / self.s.bar_beats + 1e-9))
+
+    # ----- the player ------------------------------------------------------------------
+    def _in_order(self, t: float) -> bool:
+        if not np.isfinite(t) or t < self.last_event - 1e-6:
+            self.status["dropped"] += 1  # out of order: a clock that jumped back
+            return False
+        self.last_event = max(self.last_event, t)
+        return True
+
+    def note_on(self, t: float, pitch: int, velocity: int = 90) -> list[Out]:
+        """The player strikes a key at `t`; what to stop playing, if an answer was on."""
+        if not self._in_order(t) or not 0 <= pitch <= 127:
+            if 0 <= pitch <= 127:
+                return []
+            self.status["dropped"] += 1
+            return []
+        if velocity <= 0:  # MIDI's note-on with velocity 0 is a note-off
+            self.note_off(t, pitch)
+            return []
+        if pitch == self.s.trigger_note:
+            self.asked = True
+            return []
+        self.recent = [x for x in self.recent if x > t - 1.0]
+        if len(self.recent) >= self.s.max_notes_per_s:
+            self.status["dropped"] += 1
+            return []
+        self.recent.append(t)
+        self.player.append([self.beats(t), np.nan, pitch, min(int(velocity), 127)])
+        return self._cancel(t)
+
+    def note_off(self, t: float, pitch: int) -> None:
+        if not self._in_order(t):
+            return
+        for n in reversed(self.player):
+            if n[2] == pitch and np.isnan(n[1]):
+                n[1] = max(self.beats(t), n[0] + 1e-3)
+                return
+
+    def trigger(self, t: float) -> None:
+        """Ask for an answer now (a pedal, a key or a button), silence or not."""
+        if self._in_order(t):
+            self.asked = True
+
+    def _held(self) -> bool:
+        return any(np.isnan(n[1]) for n in self.player)
+
+    # ----- the copilot -----------------------------------------------------------------
+    def poll(self, t: float, budget_s: float = 0.02) -> list[Out]:
+        """Everything due at `t`: finished bars go into the state; an answer starts when
+        the player has been silent long enough (or asked); the answer being written gets
+        its notes up to a bar ahead of `t`, spending about `budget_s` of compute at most."""
+        self._in_order(t)
+        now = self.beats(t)
+        self._absorb(now)
+        out: list[Out] = []
+        if self.answer is None and self._wants_answer(now):
+            self._start_answer(t)
+        if self.answer is not None and not self.answer.done:
+            out += self._write(now + self.s.bar_beats, time.perf_counter() + budget_s)
+        if self.answer is not None and self.answer.done:
+            end = self.seconds((self.answer.start_bar + self.s.bars) * self.s.bar_beats)
+            if t >= end:
+                self.answer = None
+        return out
+
+    def _wants_answer(self, now: float) -> bool:
+        played = [n for n in self.player if n[0] >= self.answered]
+        if not played or self._held():
+            return self.asked and bool(self.player)
+        silent = now - max(n[1] for n in played)
+        return self.asked or silent >= self.s.silence_bars * self.s.bar_beats
+
+    def _start_answer(self, t: float) -> None:
+        self.asked = False
+        # The first bar line far enough ahead for the first notes to be written in time.
+        start = int(np.ceil(self.beats(t + self.s.lead_s) / self.s.bar_beats - 1e-9))
+        self.answered = self.beats(t)
+        # The bars up to the answer go into a fork of the state: they are silent until it
+        # starts (or the player comes back, and the answer is dropped).
+        state, logits, ids = self._feed(
+            self.state, self.logits, range(self._first_bar() + self.fed, start), list(self.ids)
+        )
+        st = self.cp.tok.structure
+        context: dict[str, Any] = {}
+        extra = self.cp.constraints(
+            self.steering, np.asarray(ids), [self.timesig] * self.s.bars, context
+        )
+        grammar = Grammar(
+            st,
+            self.cp.tok.settings.positions_per_beat,
+            [self.timesig],
+            self.s.bars,
+            constraints=extra,
+            parts=False,
+        )
+        tokens = stream_tokens(
+            self.cp.model,
+            logits,
+            state.clone() if state is self.state else state,
+            grammar=grammar,
+            generator=self.generator,
+            sampling=self.sampling,
+            max_new_tokens=self.s.bars * TOKENS_PER_BAR,
+        )
+        self.answer = _Answer(start, tokens, NoteReader(self.cp.tok))
+        self.status["answers"] += 1
+
+    def _write(self, until: float, deadline: float) -> list[Out]:
+        """Notes of the answer up to `until` (beats), or until the deadline passes."""
+        a = self.answer
+        assert a is not None
+        out = []
+        origin = a.start_bar * self.s.bar_beats
+        while not a.done and (not a.notes or a.notes[-1].onset < until):
+            try:
+                tok = next(a.tokens)
+            except StopIteration:
+                a.done = True
+                break
+            note = a.reader.feed(tok)
+            if note is not None:
+                n = LiveNote(origin + note.onset, note.duration, note.pitch, note.velocity)
+                a.notes.append(n)
+                self.copilot.append(n)
+                out.append(
+                    Out(
+                        "note",
+                        self.seconds(n.onset),
+                        self.seconds(n.onset + n.duration),
+                        n.pitch,
+                        n.velocity,
+                    )
+                )
+            if time.perf_counter() > deadline and out:
+                break
+        return out
+
+    def _cancel(self, t: float) -> list[Out]:
+        """The player plays again: the answer's notes after `t` never sound."""
+        a = self.answer
+        if a is None:
+            return []
+        now = self.beats(t)
+        kept = []
+        for n in self.copilot:
+            if n in a.notes and n.onset >= now:
+                continue
+            if n in a.notes and n.onset + n.duration > now:
+                n = LiveNote(n.onset, now - n.onset, n.pitch, n.velocity)
+            kept.append(n)
+        self.copilot = kept
+        self.answer = None
+        self.status["cancelled"] += 1
+        return [Out("cancel", t)]
+
+    # ----- the state -------------------------------------------------------------------
+    def _tracks(self, until: float) -> dict[str, list[LiveNote]]:
+        """What sounded before `until` (beats), as the model reads it: one piano."""
+        player = [
+            LiveNote(on, (until if np.isnan(off) else off) - on, int(p), int(v))
+            for on, off, p, v in self.player
+            if on < until
+        ]
+        notes = player + [n for n in self.copilot if n.onset < until]
+        return {"Piano": notes}
+
+    def _feed(
+        self,
+        state: RWKVState | None,
+        logits: torch.Tensor | None,
+        bars: range,
+        ids: list[int],
+    ) -> tuple[RWKVState, torch.Tensor, list[int]]:
+        """The state after `bars` (session bars from the first played one) are read."""
+        first = self._first_bar()
+        for b in bars:
+            until = (b + 1) * self.s.bar_beats
+            tracks = self._tracks(until)
+            shifted = {
+                k: [
+                    LiveNote(n.onset - first * self.s.bar_beats, n.duration, n.pitch, n.velocity)
+                    for n in v
+                    if n.onset >= first * self.s.bar_beats
+                ]
+                for k, v in tracks.items()
+            }
+            new = bar_tokens(
+                self.cp.tok,
+                shifted,
+                b - first,
+                qpm=self.s.bpm,
+                metre=self.s.time_signature,
+            )
+            x = torch.as_tensor(new, dtype=torch.long)[None]  # [1, T]
+            with torch.inference_mode():
+                out, state = self.cp.model.prefill(x, state)  # a new state; `state` stays
+            logits = out[:, -1]
+            ids += new.tolist()
+        assert state is not None and logits is not None
+        return state, logits, ids
+
+    def _first_bar(self) -> int:
+        return self.bar_of(self.player[0][0]) if self.player else 0
+
+    def _absorb(self, now: float) -> None:
+        """Every bar that is over (and whose notes are all released) goes into the state."""
+        if not self.player:
+            return
+        first = self._first_bar()
+        b = first + self.fed
+        while (b + 1) * self.s.bar_beats <= now:
+            end = (b + 1) * self.s.bar_beats
+            held = any(np.isnan(n[1]) and n[0] < end for n in self.player)
+            if held and now < end + self.s.bar_beats:
+                break  # a key of this bar is still down: wait (a bar at most) for its length
+            t0 = time.perf_counter()
+            self.state, self.logits, self.ids = self._feed(
+                self.state, self.logits, range(b, b + 1), self.ids
+            )
+            self.status["absorb_ms"].append(1000 * (time.perf_counter() - t0))
+            self.status["bars_absorbed"] += 1
+            self.fed += 1
+            b += 1
+
+    # ----- the end ---------------------------------------------------------------------
+    def stop(self, t: float) -> bytes:
+        """End the jam at `t`: keys still down are released, the answer's unplayed notes
+        dropped; the whole jam as MIDI (player and copilot as two tracks)."""
+        t = max(t, self.last_event)
+        self._cancel(t)
+        now = self.beats(t)
+        player = [
+            LiveNote(on, (now if np.isnan(off) else off) - on, int(p), int(v))
+            for on, off, p, v in self.player
+        ]
+        copilot = [n for n in self.copilot if n.onset < now]
+        return jam_midi(player, copilot, self.s.bpm, self.s.time_signature)

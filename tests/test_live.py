@@ -1,0 +1,270 @@
+"""The live session driven by real timed events from a real song, faster than real time."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import aligned_song
+from pianomuse.copilot import Copilot, Sampling
+from pianomuse.errors import FieldError
+from pianomuse.live import LiveSession, LiveSettings
+from pianomuse.tokenizer import load_score, notes_in_beats
+from pianomuse.tokenizer.live import LiveNote, live_score
+
+BPM = 120.0  # a beat is half a second, a 4/4 bar two seconds
+BAR_S = 2.0
+
+
+@pytest.fixture(scope="module")
+def copilot(trained_model):
+    return Copilot(trained_model)
+
+
+def phrase(bars: int, first_bar: int = 0) -> list[tuple[float, str, int, int]]:
+    """Song 002's bars as timed note-on/off events (seconds at `BPM`), played from session
+    bar `first_bar`: the player's phrase."""
+    n = notes_in_beats(aligned_song("002"))
+    keep = n["onset"] < 4 * bars
+    events = []
+    shift = first_bar * BAR_S
+    cols = (n[k][keep] for k in ("onset", "duration", "pitch", "velocity"))
+    for o, d, p, v in zip(*cols, strict=True):
+        on = shift + float(o) * 60 / BPM
+        events.append((on, "on", int(p), int(v)))
+        events.append((on + max(float(d), 0.05) * 60 / BPM, "off", int(p), 0))
+    return sorted(events, key=lambda e: (e[0], e[1] == "on"))
+
+
+def drive(
+    session: LiveSession, events, until: float, start: float = 0.0, step: float = 0.05
+) -> list:
+    """Play `events` into the session and poll it every `step` seconds from `start` up to
+    `until`."""
+    outs, i, t = [], 0, start
+    while t <= until + 1e-9:
+        while i < len(events) and events[i][0] <= t:
+            at, kind, pitch, vel = events[i]
+            if kind == "on":
+                outs += session.note_on(at, pitch, vel)
+            else:
+                session.note_off(at, pitch)
+            i += 1
+        outs += session.poll(t)
+        t = round(t + step, 6)
+    return outs
+
+
+def test_bars_fed_one_at_a_time_equal_one_prefill(copilot):
+    """Each bar goes into the state once as it ends; the state then equals one prefill of
+    the same tokens, and the tokens are the encoder's for the whole phrase."""
+    s = LiveSession(copilot, LiveSettings(bpm=BPM, silence_bars=4))
+    events = phrase(6, first_bar=1)  # after a bar of count-in
+    drive(s, events, until=7 * BAR_S + 0.1)
+    assert s.status["bars_absorbed"] == 6 and s.status["answers"] == 0
+    player = [LiveNote(on - 4, off - on, int(p), int(v)) for on, off, p, v in s.player]
+    whole = copilot.tok.encode(live_score({"Piano": player}, BPM, (4, 4)))
+    assert s.ids == whole.tolist()
+    with torch.inference_mode():
+        logits, state = copilot.model.prefill(torch.tensor([s.ids]))
+    assert torch.allclose(s.logits, logits[:, -1], atol=1e-4)
+    for name in ("att_shift", "wkv", "ffn_shift"):
+        for a, b in zip(getattr(s.state, name), getattr(state, name), strict=True):
+            assert torch.allclose(a, b, atol=1e-4), name
+
+
+def test_the_answer_starts_on_a_bar_line_and_stops_when_the_player_resumes(copilot):
+    s = LiveSession(copilot, LiveSettings(bpm=BPM, bars=2), sampling=Sampling(seed=3))
+    events = phrase(2)
+    last_off = max(e[0] for e in events)
+    # Silent a bar after the last key went up, then the next bar line at least lead_s on.
+    trigger = last_off + BAR_S
+    start = np.ceil((trigger + s.s.lead_s) / BAR_S) * BAR_S
+    back = start + 1.5 * BAR_S  # the player comes back in the answer's second bar
+    outs = drive(s, events, until=back - 0.01)
+    notes = [o for o in outs if o.kind == "note"]
+    assert s.status["answers"] == 1 and notes
+    assert min(o.time for o in notes) >= start - 1e-9
+    assert all(o.time < start + 2 * BAR_S for o in notes)
+    resume = [(back, "on", 60, 80), (back + 0.4, "off", 60, 0)]
+    more = drive(s, resume, start=back, until=back + 1.9)  # before the next answer
+    assert more and more[0].kind == "cancel" and more[0].time == back
+    assert not [o for o in more if o.kind == "note" and o.time >= back]
+    assert all(n.onset < back * BPM / 60 for n in s.copilot)  # beats
+    jam = load_score(s.stop(back + 3))
+    assert [t.name for t in jam.tracks] == ["Player", "Copilot"]
+
+
+def test_the_saved_jam_holds_both_parts_note_for_note(copilot):
+    s = LiveSession(copilot, LiveSettings(bpm=BPM, bars=1), sampling=Sampling(seed=5))
+    events = phrase(2)
+    outs = drive(s, events, until=12.0)
+    played = [o for o in outs if o.kind == "note"]
+    jam = load_score(s.stop(12.0))
+    tpq = jam.tpq
+    player, answer = (t.notes.numpy() for t in jam.tracks)
+    ons = [e for e in events if e[1] == "on"]
+    assert len(player["time"]) == len(ons)
+    want = sorted((round(e[0] * 2 * tpq), e[2]) for e in ons)  # seconds -> beats -> ticks
+    assert sorted(zip(player["time"].tolist(), player["pitch"].tolist(), strict=True)) == want
+    cols = (answer["time"].tolist(), answer["pitch"].tolist(), answer["duration"])
+    got = sorted(zip(*cols, strict=True))
+    want = sorted(
+        (round(o.time * 2 * tpq), o.pitch, max(round((o.off - o.time) * 2 * tpq), 1))
+        for o in played
+    )
+    assert [(a, b, int(c)) for a, b, c in got] == want and len(want) > 0
+
+
+def test_a_trigger_key_answers_at_once_and_is_not_recorded(copilot):
+    s = LiveSession(copilot, LiveSettings(bpm=BPM, bars=1, trigger_note=21))
+    events = phrase(1) + [(2.1, "on", 21, 100), (2.15, "off", 21, 0)]
+    outs = drive(s, sorted(events), until=6.0)
+    notes = [o for o in outs if o.kind == "note"]
+    assert notes and min(o.time for o in notes) >= 4.0 - 1e-9  # the bar line after 2.1 + lead
+    assert max(o.time for o in notes) < 6.0
+    assert 21 not in [int(n[2]) for n in s.player]
+
+
+def test_bad_input_is_one_line_or_a_counted_drop(copilot):
+    with pytest.raises(FieldError, match="bpm must be between 20 and 300"):
+        LiveSettings(bpm=0)
+    with pytest.raises(FieldError, match="metre takes a time signature"):
+        LiveSettings(metre="4-4")
+    with pytest.raises(FieldError, match="metre 7/8 is not a metre this model knows"):
+        LiveSession(copilot, LiveSettings(metre="7/8"))
+    s = LiveSession(copilot, LiveSettings(bpm=BPM, max_notes_per_s=100))
+    s.note_on(1.0, 60, 90)
+    s.note_on(0.5, 62, 90)  # out of order: dropped
+    s.note_on(1.1, 200, 90)  # no such key
+    assert s.status["dropped"] == 2 and len(s.player) == 1
+    # A flood: 10,000 notes in one second; the first 100 are kept, the session goes on.
+    for k in range(10_000):
+        t = 2.0 + k / 10_000
+        s.note_on(t, 36 + k % 48, 80)
+        s.note_off(t + 1e-5, 36 + k % 48)
+    assert s.status["dropped"] == 2 + 9_900
+    outs = drive(s, [], until=10.0)
+    assert s.status["answers"] == 1 and any(o.kind == "note" for o in outs)
+
+
+def test_streamed_tokens_are_the_batched_decoders_for_one_candidate(copilot):
+    """`stream_tokens` (one token at a time, for the live copilot) and `continue_tokens`
+    (the batched twin) write the same tokens from the same context, grammar and seed."""
+    from pianomuse.generate.decode import continue_tokens, stream_tokens
+    from pianomuse.generate.grammar import Grammar
+
+    st = copilot.tok.structure
+    ids = copilot.read(aligned_song("002")).ids[:300]
+    ids = ids[: st.bar_starts(ids)[-1]]  # whole bars
+    sampling = Sampling(seed=11, temperature=1.1)
+    ppb = copilot.tok.settings.positions_per_beat
+
+    def grammar() -> Grammar:
+        return Grammar(st, ppb, [st.id["TimeSig_4/4"]], 2, parts=True)
+
+    (batched,), _ = continue_tokens(
+        copilot.model,
+        ids,
+        candidates=1,
+        sampling=sampling,
+        bar_id=st.id["Bar_None"],
+        grammar=grammar(),
+        bars=2,
+        max_new_tokens=400,
+    )
+    with torch.inference_mode():
+        logits, state = copilot.model.prefill(torch.as_tensor(ids)[None])
+    streamed = stream_tokens(
+        copilot.model,
+        logits[:, -1],
+        state,
+        grammar=grammar(),
+        generator=sampling.generator(),
+        sampling=sampling,
+        max_new_tokens=400,
+    )
+    assert list(streamed) == batched.ids.tolist() and len(batched.ids) > 10
+
+
+class _Keyboard:
+    """A mido in-process input port that delivers timed messages when the clock says so."""
+
+    def __new__(cls, messages, clock):
+        import mido.ports
+
+        class Port(mido.ports.BaseInput):
+            def _receive(self, block=True):
+                while messages and messages[0][0] <= clock.now:
+                    self._messages.append(messages.pop(0)[1])
+
+        return Port("keyboard")
+
+
+class _Synth:
+    """A mido in-process output port that records what it is sent, and when."""
+
+    def __new__(cls, got, clock):
+        import mido.ports
+
+        class Port(mido.ports.BaseOutput):
+            def _send(self, msg):
+                got.append((clock.now, msg))
+
+        return Port("synth")
+
+
+class _Clock:
+    """Simulated time: each reading moves it on by `tick` seconds."""
+
+    def __init__(self, tick: float):
+        self.now, self.tick = 0.0, tick
+
+    def __call__(self) -> float:
+        self.now += self.tick
+        return self.now
+
+
+def test_the_port_loop_plays_the_answer_on_time_and_silences_it(copilot):
+    """The real-time loop on mido's in-process ports: the phrase in, the answer out at its
+    scheduled times (no later than one tick), and cut when the player comes back."""
+    import mido
+
+    from pianomuse.live.ports import bpm_from_clock, play
+
+    clock = _Clock(0.005)
+    msgs = [
+        (t, mido.Message("note_on" if k == "on" else "note_off", note=p, velocity=v))
+        for t, k, p, v in phrase(2)
+    ]
+    back = 11.0  # bars: phrase 0-2, silence, the answer from bar 4 (8 s); back in its 2nd bar
+    msgs += [(back, mido.Message("note_on", note=64, velocity=70))]
+    got: list = []
+    s = LiveSession(copilot, LiveSettings(bpm=BPM, bars=2), sampling=Sampling(seed=2))
+    jam = play(
+        s,
+        _Keyboard(msgs, clock),
+        _Synth(got, clock),
+        until=lambda t: t >= 13.0,
+        clock=clock,
+        click=True,
+    )
+    notes = [(t, m) for t, m in got if m.type == "note_on" and m.channel == 0]
+    clicks = [t for t, m in got if m.channel == 9]
+    assert len(clicks) == pytest.approx(13.0 / 0.5, abs=2)
+    assert notes and all(8.0 - 1e-9 <= t < back for t, _ in notes)
+    # Each answer note went out within a tick of the session's schedule.
+    answer = load_score(jam).tracks[1].notes.numpy()
+    scheduled = sorted((answer["time"] / (2 * 480)).tolist())  # ticks -> seconds
+    sent = sorted(t for t, _ in notes)
+    assert len(sent) == len(scheduled)
+    assert max(abs(a - b) for a, b in zip(sent, scheduled, strict=True)) <= 0.011
+    # Every answer note is released at its end, or at 11 s when the player came back (the
+    # jam keeps the notes as they sounded, cut there).
+    offs = [(t, m.note) for t, m in got if m.type == "note_off" and m.channel == 0]
+    ends = (answer["time"] + answer["duration"]) / (2 * 480)
+    assert ends.max() <= back + 1e-9
+    for end, pitch in zip(ends.tolist(), answer["pitch"].tolist(), strict=True):
+        assert any(abs(t - end) <= 0.011 and p == pitch for t, p in offs), (end, pitch)
+    assert bpm_from_clock([k * 60 / (96 * 24) for k in range(100)]) == pytest.approx(96)
