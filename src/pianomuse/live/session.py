@@ -161,10 +161,10 @@ class LiveSession:
 
     def note_on(self, t: float, pitch: int, velocity: int = 90) -> list[Out]:
         """The player strikes a key at `t`; what to stop playing, if an answer was on."""
-        if not self._in_order(t) or not 0 <= pitch <= 127:
-            if 0 <= pitch <= 127:
-                return []
-            self.status["dropped"] += 1
+        if not 0 <= pitch <= 127:
+            self.status["dropped"] += 1  # no such key
+            return []
+        if not self._in_order(t):
             return []
         if velocity <= 0:  # MIDI's note-on with velocity 0 is a note-off
             self.note_off(t, pitch)
@@ -201,7 +201,8 @@ class LiveSession:
         """Everything due at `t`: finished bars go into the state; an answer starts when
         the player has been silent long enough (or asked); the answer being written gets
         its notes up to a bar ahead of `t`, spending about `budget_s` of compute at most."""
-        self._in_order(t)
+        t = max(t, self.last_event)  # a clock read late never takes the session back
+        self.last_event = t
         now = self.beats(t)
         self._absorb(now)
         out: list[Out] = []

@@ -4,7 +4,8 @@
 
 Routes: GET / (the page), GET /static/* (its script and style, all in the package: the page
 loads nothing from elsewhere), GET /api/status, POST /api/piece, /api/complete, /api/infill
-and /api/arrange; the schema is at /openapi.json (no Swagger page: it would load from a CDN).
+and /api/arrange, and the WebSocket /api/live (`pianomuse.serve.live`); the schema is at
+/openapi.json (no Swagger page: it would load from a CDN).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from pianomuse.generate.sampling import Sampling
 from pianomuse.harmony import parse_progression
 from pianomuse.limits import MAX_MIDDLE_BARS
 from pianomuse.serve.gate import BodyLimit, Busy, Gate, HostCheck, Stopped
+from pianomuse.serve.live import add_live_route
 from pianomuse.serve.schemas import (
     ArrangeIn,
     CompleteIn,
@@ -62,6 +64,7 @@ class ServeLimits:
     max_candidates: int = 8  # alternatives per request
     max_seconds: int = 120  # time one generation may take before it is stopped
     queue: int = 4  # requests that may wait behind the running one before "busy"
+    max_live: int = 2  # live jams (WebSocket sessions) at once
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
@@ -101,6 +104,7 @@ def create_app(copilot: Copilot, limits: ServeLimits) -> FastAPI:
     app.state.gates = (gate, reading)
     model_name = str(copilot.model_info.get("model", "model"))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    add_live_route(app, copilot, limits.max_live)
 
     @app.exception_handler(UserError)
     async def user_error(_: Request, e: UserError) -> JSONResponse:

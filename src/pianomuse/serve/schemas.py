@@ -116,6 +116,7 @@ class Limits(BaseModel):
     max_candidates: int
     max_seconds: int
     queue: int
+    max_live: int
 
 
 class StatusOut(BaseModel):

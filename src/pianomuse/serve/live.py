@@ -1,0 +1,161 @@
+"""The live copilot over a WebSocket (/api/live): the page sends the notes played and a
+tick of its clock; the server answers with the copilot's notes, each with its time on the
+page's clock, ahead of when they sound.
+
+Messages are JSON objects with a "type". From the page: start {bpm, metre, bars,
+silence_bars, seed, temperature, + steering fields}, on {t, pitch, velocity}, off {t, pitch},
+tick {t}, trigger {t}, stop {t}; times in seconds on the page's clock from the session's
+first bar line. From the server: ready {bar_s}, notes {notes: [[t, off, pitch, velocity]]},
+cancel {t}, status {...}, jam {midi (base64), status}, error {message} (a bad message is
+answered and dropped; a bad start ends the session).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any, Literal
+from urllib.parse import urlparse
+
+import anyio
+from fastapi import FastAPI, WebSocket, WebSocketDisconnect
+from pydantic import BaseModel, Field, ValidationError
+
+from pianomuse.copilot import Copilot
+from pianomuse.copilot.steering import Steering
+from pianomuse.errors import UserError
+from pianomuse.generate.sampling import Sampling
+from pianomuse.live import LiveSession, LiveSettings, Out
+from pianomuse.serve.schemas import SteeringIn
+
+
+class LiveStart(SteeringIn):
+    """The first message of a live session."""
+
+    bpm: float = Field(96.0, description="Quarter notes a minute.")
+    metre: str = Field("4/4", max_length=8, description="The bar, as a time signature.")
+    bars: int = Field(4, description="Bars of each answer.")
+    silence_bars: float = Field(1.0, description="The player's silence that asks, in bars.")
+    seed: int = Field(0, ge=0, le=2**63 - 1, description="Same seed, same answers.")
+    temperature: float = Field(1.0, ge=0, le=5, description="Sampling temperature.")
+
+
+class LiveEvent(BaseModel):
+    """A message after the start."""
+
+    type: Literal["on", "off", "tick", "trigger", "stop"]
+    t: float = Field(ge=0, le=86_400, description="Seconds on the page's clock.")
+    pitch: int = Field(60, ge=0, le=127)
+    velocity: int = Field(90, ge=0, le=127)
+
+
+def add_live_route(app: FastAPI, copilot: Copilot, max_sessions: int) -> None:
+    """The /api/live WebSocket on `app`, at most `max_sessions` jams at once."""
+    open_sessions = [0]
+
+    @app.websocket("/api/live")
+    async def live(ws: WebSocket) -> None:
+        origin = ws.headers.get("origin")
+        if origin and urlparse(origin).netloc != ws.headers.get("host"):
+            await ws.close(code=1008)  # another site's page may not play through ours
+            return
+        await ws.accept()
+        if open_sessions[0] >= max_sessions:
+            await _error(ws, f"busy: {max_sessions} live sessions are open; try again later")
+            await ws.close()
+            return
+        open_sessions[0] += 1
+        try:
+            session = await _start(ws, copilot)
+            if session is not None:
+                await _jam(ws, session)
+        except WebSocketDisconnect:
+            pass
+        finally:
+            open_sessions[0] -= 1
+
+
+async def _start(ws: WebSocket, copilot: Copilot) -> LiveSession | None:
+    try:
+        body = LiveStart.model_validate(await _receive(ws))
+        settings = LiveSettings(
+            bpm=body.bpm, metre=body.metre, bars=body.bars, silence_bars=body.silence_bars
+        )
+        steering = Steering.parse(
+            chords=body.chords,
+            key=body.key,
+            scale=body.scale,
+            chromatic=body.chromatic,
+            ranges={"all": body.range},
+            density=body.density,
+        )
+        sampling = Sampling(temperature=body.temperature, seed=body.seed)
+        session = LiveSession(copilot, settings, steering=steering, sampling=sampling)
+    except ValidationError as e:
+        err = e.errors()[0]
+        await _error(ws, f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}")
+        await ws.close()
+        return None
+    except (UserError, ValueError) as e:  # a bad setting, or not JSON
+        await _error(ws, str(e))
+        await ws.close()
+        return None
+    await ws.send_json({"type": "ready", "bar_s": settings.beat_s * settings.bar_beats})
+    return session
+
+
+async def _jam(ws: WebSocket, session: LiveSession) -> None:
+    while True:
+        try:
+            event = LiveEvent.model_validate(await _receive(ws))
+        except ValidationError as e:
+            session.status["dropped"] += 1
+            err = e.errors()[0]
+            await _error(ws, f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}")
+            continue
+        except ValueError as e:
+            session.status["dropped"] += 1
+            await _error(ws, str(e))
+            continue
+        if event.type == "stop":
+            midi = await anyio.to_thread.run_sync(session.stop, event.t)
+            await ws.send_json(
+                {"type": "jam", "midi": base64.b64encode(midi).decode(), "status": _status(session)}
+            )
+            await ws.close()
+            return
+        outs = await anyio.to_thread.run_sync(_apply, session, event)
+        notes = [[o.time, o.off, o.pitch, o.velocity] for o in outs if o.kind == "note"]
+        for o in outs:
+            if o.kind == "cancel":
+                await ws.send_json({"type": "cancel", "t": o.time})
+        if notes:
+            await ws.send_json({"type": "notes", "notes": notes})
+
+
+def _apply(session: LiveSession, event: LiveEvent) -> list[Out]:
+    """One message into the session (in a worker thread: it may run the model)."""
+    if event.type == "on":
+        return session.note_on(event.t, event.pitch, event.velocity) + session.poll(event.t)
+    if event.type == "off":
+        session.note_off(event.t, event.pitch)
+    elif event.type == "trigger":
+        session.trigger(event.t)
+    return session.poll(event.t)
+
+
+def _status(session: LiveSession) -> dict[str, Any]:
+    s = session.status
+    return {k: s[k] for k in ("dropped", "bars_absorbed", "answers", "cancelled")}
+
+
+async def _receive(ws: WebSocket) -> Any:
+    text = await ws.receive_text()
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise ValueError("a message must be a JSON object") from None
+
+
+async def _error(ws: WebSocket, message: str) -> None:
+    await ws.send_json({"type": "error", "message": message})
