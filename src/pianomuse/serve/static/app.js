@@ -350,6 +350,14 @@ class Player {
     const voice = { env, oscs };
     this.voices.add(voice);
     oscs[0].onended = () => this.voices.delete(voice);
+    return voice;
+  }
+
+  // Let a voice go at `when` (a key released, an answer cut short).
+  release(voice, when) {
+    voice.env.gain.cancelScheduledValues(when);
+    voice.env.gain.setTargetAtTime(0, when, 0.05);
+    for (const o of voice.oscs) o.stop(when + 0.4);
   }
 
   stop() {
