@@ -128,7 +128,8 @@ def main() -> None:
     play_phrase(s, events, until=args.phrase_bars * bar_s + 0.3)
     bar_ids = s.ids
     print(
-        f"\n{'history':<12}{'read again at the trigger':>28}{'incremental (one bar)':>24}{'ratio':>8}"
+        f"\n{'history':<12}{'read again at the trigger':>28}"
+        f"{'incremental (one bar)':>24}{'ratio':>8}"
     )
     for reps in (1, 4, 16):
         ids = torch.tensor([bar_ids * reps])

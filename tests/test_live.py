@@ -10,7 +10,7 @@ from conftest import aligned_song
 from pianomuse.copilot import Copilot, Sampling
 from pianomuse.errors import FieldError
 from pianomuse.live import LiveSession, LiveSettings
-from pianomuse.tokenizer import load_score, notes_in_beats
+from pianomuse.tokenizer import Kind, load_score, notes_in_beats
 from pianomuse.tokenizer.live import LiveNote, live_score
 
 BPM = 120.0  # a beat is half a second, a 4/4 bar two seconds
@@ -268,3 +268,38 @@ def test_the_port_loop_plays_the_answer_on_time_and_silences_it(copilot):
     for end, pitch in zip(ends.tolist(), answer["pitch"].tolist(), strict=True):
         assert any(abs(t - end) <= 0.011 and p == pitch for t, p in offs), (end, pitch)
     assert bpm_from_clock([k * 60 / (96 * 24) for k in range(100)]) == pytest.approx(96)
+
+
+def test_the_accompaniment_plays_along_bar_by_bar(copilot):
+    """Mode accompany: the player plays the song's melody; from the third bar on, the copilot
+    plays an accompaniment in every bar, written two bars ahead, and the state holds both
+    parts as they sounded."""
+    song = aligned_song("002")
+    melody = next(t for t in song.tracks if t.name == "MELODY").notes.numpy()
+    beats, bar = 60 / BPM, 4 * song.tpq
+    start = melody["time"].min() // bar * bar  # the bar the tune comes in
+    events = []
+    for o, d, p in zip(melody["time"] - start, melody["duration"], melody["pitch"], strict=True):
+        if o < 6 * bar:  # six bars of it
+            on, length = float(o) / song.tpq * beats, max(float(d) / song.tpq * beats, 0.05)
+            events += [(on, "on", int(p), 90), (on + length, "off", int(p), 0)]
+    events.sort(key=lambda e: (e[0], e[1] == "on"))
+    s = LiveSession(copilot, LiveSettings(bpm=BPM, mode="accompany"), sampling=Sampling(seed=1))
+    outs = drive(s, events, until=20.0)
+    first = s._first_bar()
+    played = sorted({int(e[0] // BAR_S) for e in events if e[1] == "on"})
+    bars = sorted({int(o.time // BAR_S) for o in outs})
+    assert bars[0] == first + 2 and set(bars) <= {b + 2 for b in played}
+    assert len(bars) >= 4
+    st = copilot.tok.structure
+    ids = np.asarray(s.ids)
+    assert set(st.value[ids[st.kinds(ids) == Kind.PART]].tolist()) == {0, 1}
+    with torch.inference_mode():
+        logits, _ = copilot.model.prefill(torch.tensor([s.ids]))
+    assert torch.allclose(s.logits, logits[:, -1], atol=1e-4)
+    jam = load_score(s.stop(20.0))
+    assert len(jam.tracks[1].notes) == len(outs)
+    from pianomuse.cli import default_model
+
+    with pytest.raises(FieldError, match="mode accompany needs a model with parts"):
+        LiveSession(Copilot(default_model()), LiveSettings(mode="accompany"))

@@ -94,6 +94,8 @@ def test_notes_that_arrive_during_ticks_come_back_ahead_of_time(server):
     "start, words",
     [
         ({"type": "start", "bpm": 0}, "bpm must be between 20 and 300"),
+        ({"type": "start", "mode": "solo"}, "mode must be answer or accompany"),
+        ({"type": "start", "mode": "accompany", "chords": "C G"}, "chords steer answers"),
         ({"type": "start", "metre": "5/x"}, "metre takes a time signature"),
         ({"type": "start", "key": "H major"}, "key 'H major'"),
         ({"type": "start", "bars": "many"}, "bars: Input should be a valid integer"),

@@ -790,6 +790,10 @@ def live(
     ),
     metre: Annotated[str, Opt(help="Time signature of the bars.")] = "4/4",
     bars: Annotated[int, Opt(help="Bars of each answer.")] = 4,
+    mode: Annotated[
+        str,
+        Opt(help="answer (call and response) or accompany (an accompaniment under your tune)."),
+    ] = "answer",
     silence_bars: Annotated[
         float, Opt("--silence-bars", help="Your silence, in bars, that asks for an answer.")
     ] = 1.0,
@@ -818,7 +822,9 @@ def live(
 
     Your notes go into the model bar by bar as you play; after a bar of silence (or
     --trigger-note / --trigger-cc) it answers --bars bars from the next bar line, and stops
-    when you play again. Ctrl-C ends the jam and saves it (you and the copilot as two tracks).
+    when you play again. With --mode accompany it plays an accompaniment under your tune
+    instead, bar by bar from your third bar (a model with parts). Ctrl-C ends the jam and
+    saves it (you and the copilot as two tracks).
     """
     from pianomuse.atomic import write_bytes_atomic
     from pianomuse.copilot import Copilot
@@ -840,12 +846,17 @@ def live(
             tempo = float(bpm)
         except ValueError:
             raise FieldError("bpm", f"takes beats a minute or 'clock', not {bpm!r}") from None
-        LiveSettings(bpm=tempo, metre=metre, bars=bars, silence_bars=silence_bars)  # check
+        LiveSettings(bpm=tempo, metre=metre, bars=bars, silence_bars=silence_bars, mode=mode)
     inport, outport = midi.open_ports(in_, out, virtual)
     if tempo is None:
         tempo = midi.follow_clock(inport)
     settings = LiveSettings(
-        bpm=tempo, metre=metre, bars=bars, silence_bars=silence_bars, trigger_note=trigger_note
+        bpm=tempo,
+        metre=metre,
+        bars=bars,
+        silence_bars=silence_bars,
+        trigger_note=trigger_note,
+        mode=mode,
     )
     session = LiveSession(
         Copilot(_model_path(model)), settings, steering=steering, sampling=sampling

@@ -286,6 +286,38 @@ class Script(Constraint):
             row.state["script_i"] = i + 1
 
 
+class GivenBlock(Constraint):
+    """A given block wherever the bar puts it: `blocks[k]` is the token sequence (from its
+    Part token) of one part of new bar k, or empty. The model writes the bar's other block
+    as it likes, before or after; once the given Part is taken, its block follows token for
+    token, and the bar cannot end without it. (A live accompaniment already playing in a
+    bar whose melody is still to be guessed.) Put it last among the constraints."""
+
+    def __init__(self, blocks: Sequence[Sequence[int]]):
+        self.blocks = [list(b) for b in blocks]
+
+    def narrow(self, g: Grammar, row: Row, mask: np.ndarray) -> None:
+        block = self.blocks[row.bar] if 0 <= row.bar < len(self.blocks) else []
+        i = row.state.get("given_i", 0)
+        if not block:
+            return
+        if 0 < i < len(block):
+            mask[:] = g.only(block[i])
+        elif i == 0:  # still to come: the bar stays open, and no other block may take its part
+            mask &= ~(g.only(g.bar_id) | g.only(g.close_id))
+        elif row.part == g.value[block[0]]:  # written whole: another block, or the bar's end
+            mask &= g.of_kind[Kind.PART] | g.only(g.bar_id) | g.only(g.close_id)
+
+    def advance(self, g: Grammar, row: Row, token: int) -> None:
+        if g.st.kind[token] == Kind.BAR:
+            row.state["given_i"] = 0
+            return
+        block = self.blocks[row.bar] if 0 <= row.bar < len(self.blocks) else []
+        i = row.state.get("given_i", 0)
+        if i < len(block) and token == block[i]:
+            row.state["given_i"] = i + 1
+
+
 class OnePart(Constraint):
     """Only `part`'s block in every bar (a melody alone, or an accompaniment alone)."""
 

@@ -12,6 +12,7 @@ here sleeps or reads a clock, so every behaviour can be replayed exactly.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,13 +24,15 @@ from pianomuse.copilot.core import DEFAULT_SAMPLING, NO_STEERING
 from pianomuse.copilot.steering import Steering
 from pianomuse.errors import FieldError
 from pianomuse.generate.decode import stream_tokens
-from pianomuse.generate.grammar import Grammar
+from pianomuse.generate.grammar import GivenBlock, Grammar
 from pianomuse.generate.sampling import Sampling
 from pianomuse.limits import TOKENS_PER_BAR
 from pianomuse.model import RWKVState
+from pianomuse.tokenizer import Kind
 from pianomuse.tokenizer.live import LiveNote, NoteReader, bar_tokens, jam_midi
 
-MODES = ("answer",)  # call and response
+# answer: call and response; accompany: an accompaniment under the player's melody, bar by bar
+MODES = ("answer", "accompany")
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,7 @@ class LiveSettings:
     lead_s: float = 0.25  # an answer starts on the first bar line at least this long after
     trigger_note: int | None = None  # a key that asks for an answer at once (not recorded)
     max_notes_per_s: int = 100  # beyond this many note-ons in a second, notes are dropped
-    mode: str = "answer"  # answer: call and response
+    mode: str = "answer"  # answer (call and response) or accompany (play along under a melody)
 
     def __post_init__(self) -> None:
         if not 20 <= self.bpm <= 300:
@@ -119,6 +122,11 @@ class LiveSession:
         if metre not in st.id:
             known = ", ".join(k.removeprefix("TimeSig_") for k in st.id if k.startswith("TimeSig_"))
             raise FieldError("metre", f"{settings.metre} is not a metre this model knows ({known})")
+        if settings.mode == "accompany":
+            if "Part_Melody" not in st.id:
+                raise FieldError("mode", "accompany needs a model with parts (tokenizer version 2)")
+            if steering.chords is not None:
+                raise FieldError("chords", "steer answers; the accompaniment follows the player")
         self.cp, self.s, self.steering, self.sampling = copilot, settings, steering, sampling
         self.timesig = st.id[metre]
         self.generator = sampling.generator()
@@ -131,6 +139,9 @@ class LiveSession:
         self.answer: _Answer | None = None
         self.asked = False  # a trigger key or message: answer at the next chance
         self.answered = -np.inf  # beats: the player's notes before this have had an answer
+        self.job: Iterator[list[Out]] | None = None  # the accompaniment being written
+        self.given: dict[int, list[int]] = {}  # session bar -> its accompaniment's tokens
+        self.planned = -1  # the last session bar whose accompaniment is written or under way
         self.last_event = 0.0  # seconds: events must not go back in time
         self.recent: list[float] = []  # onsets of the last second (flood control)
         self.status: dict[str, Any] = {
@@ -206,6 +217,8 @@ class LiveSession:
         now = self.beats(t)
         self._absorb(now)
         out: list[Out] = []
+        if self.s.mode == "accompany":
+            return self._accompany_step(time.perf_counter() + budget_s)
         if self.answer is None and self._wants_answer(now):
             self._start_answer(t)
         if self.answer is not None and not self.answer.done:
@@ -288,6 +301,76 @@ class LiveSession:
                 break
         return out
 
+    # ----- playing along ---------------------------------------------------------------
+    def _accompany_step(self, deadline: float) -> list[Out]:
+        """Write on the accompaniment under way; once a bar the player played in is in the
+        state, start the one two bars on (the next bar already has its own)."""
+        last = self._first_bar() + self.fed - 1  # the last bar in the state
+        bb = self.s.bar_beats
+        played = any(last * bb <= n[0] < (last + 1) * bb for n in self.player)
+        if self.job is None and self.fed and last + 2 > self.planned and played:
+            self.planned = last + 2
+            self.job = self._accompany(last)
+        out: list[Out] = []
+        while self.job is not None:
+            try:
+                out += next(self.job)
+            except StopIteration:
+                self.job = None
+            if time.perf_counter() > deadline:
+                break
+        return out
+
+    def _accompany(self, k: int) -> Iterator[list[Out]]:
+        """The accompaniment of session bar k+2, written once bar k is in the state: the
+        model first guesses bar k+1 (its melody is not played yet; its accompaniment is the
+        one already sounding), then writes bar k+2. Yields after every token, with the notes
+        of bar k+2 that token completed."""
+        st, ppb = self.cp.tok.structure, self.cp.tok.settings.positions_per_beat
+        # "As the context": the accompaniment's notes a bar so far (the melody's, at first).
+        bb = self.s.bar_beats
+        lo = max(k - 3, self._first_bar()) * bb
+        hi = (k + 1) * bb
+        recent = [n for n in self.copilot if lo <= n.onset < hi] or [
+            n for n in self.player if lo <= n[0] < hi
+        ]
+        density = max(len(recent) / (hi - lo) * bb, 1.0)
+        extra, _ = self.steering.constraints(
+            positions_per_beat=ppb, context_density=density, part=1
+        )
+        given = GivenBlock([self.given.get(k + 1, []), []])
+        grammar = Grammar(st, ppb, [self.timesig], 2, constraints=[*extra, given], parts=True)
+        assert self.state is not None and self.logits is not None
+        tokens = stream_tokens(
+            self.cp.model,
+            self.logits,
+            self.state.clone(),
+            grammar=grammar,
+            generator=self.generator,
+            sampling=self.sampling,
+            max_new_tokens=2 * TOKENS_PER_BAR,
+        )
+        reader = NoteReader(self.cp.tok)
+        origin = (k + 1) * self.s.bar_beats
+        bar, part, mine = -1, -1, []
+        for tok in tokens:
+            kind = st.kind[tok]
+            if kind == Kind.BAR:
+                bar, part = bar + 1, -1
+            elif kind == Kind.PART:
+                part = int(st.value[tok])
+            if bar == 1 and part == 1:
+                mine.append(tok)
+            note = reader.feed(tok)
+            if note is None or bar != 1 or note.part != 1:
+                yield []
+                continue
+            n = LiveNote(origin + note.onset, note.duration, note.pitch, note.velocity, 1)
+            self.copilot.append(n)
+            on, off = self.seconds(n.onset), self.seconds(n.onset + n.duration)
+            yield [Out("note", on, off, n.pitch, n.velocity)]
+        self.given[k + 2] = mine
+
     def _cancel(self, t: float) -> list[Out]:
         """The player plays again: the answer's notes after `t` never sound."""
         a = self.answer
@@ -314,8 +397,10 @@ class LiveSession:
             for on, off, p, v in self.player
             if on < until
         ]
-        notes = player + [n for n in self.copilot if n.onset < until]
-        return {"Piano": notes}
+        copilot = [n for n in self.copilot if n.onset < until]
+        if self.s.mode == "accompany":
+            return {"Melody": player, "Accompaniment": copilot}
+        return {"Piano": player + copilot}
 
     def _feed(
         self,
@@ -364,8 +449,10 @@ class LiveSession:
         while (b + 1) * self.s.bar_beats <= now:
             end = (b + 1) * self.s.bar_beats
             held = any(np.isnan(n[1]) and n[0] < end for n in self.player)
-            if held and now < end + self.s.bar_beats:
-                break  # a key of this bar is still down: wait (a bar at most) for its length
+            if held and now < end + self.s.bar_beats and self.s.mode == "answer":
+                # A key of this bar is still down: wait (a bar at most) for its length. Playing
+                # along cannot wait: the note is read as lasting until now.
+                break
             t0 = time.perf_counter()
             self.state, self.logits, self.ids = self._feed(
                 self.state, self.logits, range(b, b + 1), self.ids

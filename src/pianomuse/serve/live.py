@@ -3,7 +3,7 @@ tick of its clock; the server answers with the copilot's notes, each with its ti
 page's clock, ahead of when they sound.
 
 Messages are JSON objects with a "type". From the page: start {bpm, metre, bars,
-silence_bars, seed, temperature, + steering fields}, on {t, pitch, velocity}, off {t, pitch},
+silence_bars, mode, seed, temperature, + steering fields}, on {t, pitch, velocity}, off {t, pitch},
 tick {t}, trigger {t}, stop {t}; times in seconds on the page's clock from the session's
 first bar line. From the server: ready {bar_s}, notes {notes: [[t, off, pitch, velocity]]},
 cancel {t}, status {...}, jam {midi (base64), status}, error {message} (a bad message is
@@ -36,6 +36,7 @@ class LiveStart(SteeringIn):
     metre: str = Field("4/4", max_length=8, description="The bar, as a time signature.")
     bars: int = Field(4, description="Bars of each answer.")
     silence_bars: float = Field(1.0, description="The player's silence that asks, in bars.")
+    mode: str = Field("answer", max_length=20, description="answer or accompany.")
     seed: int = Field(0, ge=0, le=2**63 - 1, description="Same seed, same answers.")
     temperature: float = Field(1.0, ge=0, le=5, description="Sampling temperature.")
 
@@ -79,7 +80,11 @@ async def _start(ws: WebSocket, copilot: Copilot) -> LiveSession | None:
     try:
         body = LiveStart.model_validate(await _receive(ws))
         settings = LiveSettings(
-            bpm=body.bpm, metre=body.metre, bars=body.bars, silence_bars=body.silence_bars
+            bpm=body.bpm,
+            metre=body.metre,
+            bars=body.bars,
+            silence_bars=body.silence_bars,
+            mode=body.mode,
         )
         steering = Steering.parse(
             chords=body.chords,

@@ -191,6 +191,7 @@ function liveStart() {
   live.ws = ws;
   ws.onopen = () => ws.send(JSON.stringify({
     type: "start", bpm: Number(f.bpm.value), metre: f.metre.value, bars: Number(f.bars.value),
+    mode: f.mode.value,
     ...steeringFields(),
   }));
   ws.onmessage = (e) => liveMessage(JSON.parse(e.data));
