@@ -303,3 +303,30 @@ def test_the_accompaniment_plays_along_bar_by_bar(copilot):
 
     with pytest.raises(FieldError, match="mode accompany needs a model with parts"):
         LiveSession(Copilot(default_model()), LiveSettings(mode="accompany"))
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--in", "No Such Keyboard", "--out", "No Such Synth"], ("no MIDI",)),
+        (["--list-ports"], ("inputs:", "no MIDI subsystem")),
+        (["--in", "a", "--out", "b", "--bpm", "0"], ("--bpm must be between 20 and 300",)),
+        (["--in", "a", "--out", "b", "--bpm", "fast"], ("--bpm takes beats a minute or",)),
+        (["--in", "a", "--out", "b", "--mode", "solo"], ("--mode must be answer or accompany",)),
+        (["--bars", "4"], ("give --in and --out",)),
+    ],
+)
+def test_the_live_command_answers_bad_ports_and_settings_in_one_line(args, words):
+    """A port that does not exist (or no MIDI subsystem at all, as on a server) and bad
+    settings: one line and exit status 1, before any model is loaded."""
+    from typer.testing import CliRunner
+
+    from pianomuse.cli import app
+
+    r = CliRunner().invoke(app, ["live", *args])
+    lines = r.output.strip().splitlines()
+    if "inputs:" in lines[0]:  # a machine with MIDI ports lists them
+        assert r.exit_code == 0 and lines[1].startswith("outputs:")
+        return
+    assert r.exit_code == 1 and len(lines) == 1, r.output
+    assert any(w in lines[0] for w in words), lines[0]
