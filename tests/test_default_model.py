@@ -64,3 +64,37 @@ def test_bundled_model_records_its_training(bundled):
     assert summary.max_seq_len == 1024 and summary.steps == 1480
     assert summary.tokenizer_hash == PianoTokenizer().hash
     assert Copilot(bundled).max_context_tokens == 1024
+
+
+def test_the_parts_model_is_bundled_for_chords_and_parts():
+    """The version-2 model beside the default: its tokenizer (chords, parts) matches the
+    bundled file, and the commands that need chords or parts take it without --model."""
+    from pianomuse.tokenizer import PianoTokenizerV2, Tokenizer
+
+    path = default_model(parts=True)
+    assert path is not None and path.name != default_model().name
+    ckpt = load_checkpoint(path)
+    tok = Tokenizer.load(ROOT / "models" / "tokenizer_parts.json")
+    assert isinstance(tok, PianoTokenizerV2) and tok.settings.chords and tok.settings.parts
+    assert ckpt.tokenizer_hash == tok.hash == PianoTokenizerV2().hash
+    assert path.stat().st_size <= 25 * 1024 * 1024
+
+
+def test_steering_by_chords_works_out_of_the_box(tmp_path):
+    r = CliRunner().invoke(
+        app,
+        ["arrange", "--chords", "Am F C G", "-o", str(tmp_path), "--candidates", "1"],
+    )
+    assert r.exit_code == 0, r.output
+    meta = json.loads((tmp_path / "accompaniment_1.json").read_text())
+    assert meta["model"] == default_model(parts=True).name
+    assert [c[1] for c in meta["chords"]] == ["Am", "F", "C", "G"]
+    r = CliRunner().invoke(
+        app,
+        ["complete", str(EXAMPLE), "-o", str(tmp_path / "c"), "--bars", "2",
+         "--candidates", "1", "--chords", "C G/B"],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    meta = json.loads((tmp_path / "c" / "candidate_1.json").read_text())
+    assert meta["model"] == default_model(parts=True).name
+    assert [c[1] for c in meta["chords"]] == ["C", "G/B"]

@@ -285,26 +285,32 @@ NO_DEFAULT_MODEL = (
 
 
 DEFAULT_MODEL_NAME = "pianomuse-small-pop909.safetensors"
+# The model for chords and parts (tokenizer version 2): steering by chords, arrange, playing
+# along, and the web page. It continues a plain piece less well than the default (its model
+# card), so each job gets the model that does it best.
+PARTS_MODEL_NAME = "pianomuse-parts-pop909.safetensors"
 
 
-def default_model() -> Path | None:
-    """The bundled default model: inside an installed wheel (pianomuse/models/) or in the
-    source checkout's models/ folder beside src/."""
+def default_model(parts: bool = False) -> Path | None:
+    """The bundled default model (with `parts`, the one for chords and parts): inside an
+    installed wheel (pianomuse/models/) or in the source checkout's models/ folder."""
     from importlib import resources
 
     here = Path(__file__).resolve()
+    name = PARTS_MODEL_NAME if parts else DEFAULT_MODEL_NAME
     for candidate in (
-        Path(str(resources.files("pianomuse"))) / "models" / DEFAULT_MODEL_NAME,
-        here.parents[2] / "models" / DEFAULT_MODEL_NAME,
+        Path(str(resources.files("pianomuse"))) / "models" / name,
+        here.parents[2] / "models" / name,
     ):
         if candidate.is_file():
             return candidate
     return None
 
 
-def _model_path(model: Path | None) -> Path:
-    """The model to use: the one given, or the bundled default."""
-    model = model or default_model()
+def _model_path(model: Path | None, parts: bool = False) -> Path:
+    """The model to use: the one given, or the bundled default for the job (`parts`: it
+    needs chords or parts)."""
+    model = model or default_model(parts)
     if model is None:
         raise UserError(NO_DEFAULT_MODEL)
     return model
@@ -545,7 +551,8 @@ def complete(
         "bass": bass_range,
     }
     steering = _steering(chords, key, scale, chromatic, ranges, density)
-    result = Copilot(_model_path(model), device=device).complete(
+    parts = steering.chords is not None
+    result = Copilot(_model_path(model, parts), device=device).complete(
         src,
         bars=bars,
         candidates=candidates,
@@ -598,7 +605,8 @@ def infill(
         "bass": bass_range,
     }
     steering = _steering(chords, key, scale, chromatic, ranges, density)
-    result = Copilot(_model_path(model), device=device).infill(
+    parts = steering.chords is not None
+    result = Copilot(_model_path(model, parts), device=device).infill(
         song, i, j, candidates=candidates, sampling=sampling, steering=steering
     )
     _summary(result, write(result, output_dir, stem="infill"))
@@ -657,7 +665,7 @@ def arrange(
         else:  # a count of bars (a range I-J counts J-I+1)
             i, j = _bar_range(bars) if "-" in bars else (1, _bar_range(bars)[0])
             n = j - i + 1
-        cp = Copilot(_model_path(model), device=device)
+        cp = Copilot(_model_path(model, parts=True), device=device)
         result = cp.sketch(
             bars=n,
             write=write_,
@@ -668,7 +676,7 @@ def arrange(
         )
         _summary(result, write(result, output_dir, stem=write_))
         return
-    cp = Copilot(_model_path(model), device=device)
+    cp = Copilot(_model_path(model, parts=True), device=device)
     piece = cp.read(song, write=write_)
     i, j = _bar_range(bars) if bars is not None else (1, piece.n_bars)
     result = cp.infill(
@@ -769,7 +777,7 @@ def serve(
             probe.bind((host, port))
         except OSError as e:
             raise UserError(f"cannot listen on {host}:{port} ({e.strerror}); try --port") from None
-    model = _model_path(model)
+    model = _model_path(model, parts=True)  # the page steers by chords and accompanies
     asgi = web_app(Copilot(model, device=device), limits, hosts)
     shown = f"[{host}]" if ":" in host else host
     typer.echo(f"Piano Muse is at http://{shown}:{port}/ (model {model.name}; Ctrl-C stops it)")
@@ -859,7 +867,10 @@ def live(
         mode=mode,
     )
     session = LiveSession(
-        Copilot(_model_path(model)), settings, steering=steering, sampling=sampling
+        Copilot(_model_path(model, parts=mode == "accompany" or chords is not None)),
+        settings,
+        steering=steering,
+        sampling=sampling,
     )
     typer.echo(f"Jamming at {tempo:.0f} bpm in {metre}; Ctrl-C ends and saves {jam}")
     data = midi.play(
