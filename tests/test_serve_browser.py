@@ -1,4 +1,4 @@
-"""End to end in a real browser: `pianomuse serve` with the bundled model, driven by headless
+"""End to end in a real browser: `pianomuse serve` with its bundled model, driven by headless
 Chromium. Upload a real MIDI, see its roll, continue it, see and download a candidate, select
 bars, infill them and accept one. A screenshot goes to test-artifacts/web_copilot.png."""
 
@@ -119,7 +119,7 @@ def test_upload_continue_download_infill_accept(server, browser, tmp_path):
     d = browser
     d.get(server)
     assert d.title == "Piano Muse"
-    _wait(d, lambda d: "pianomuse-small" in d.find_element(By.ID, "model-info").text, 30)
+    _wait(d, lambda d: "pianomuse-parts" in d.find_element(By.ID, "model-info").text, 30)
 
     # A file that is not MIDI: one clear line on the page, no piece shown.
     bad = tmp_path / "notes.mid"
