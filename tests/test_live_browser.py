@@ -1,13 +1,13 @@
 """The Live panel in a real browser: a phrase played through the same handler Web MIDI input
 calls, the answer drawn on the rolling roll and voiced by the page's synthesiser, the jam
-downloaded with both parts."""
+downloaded with both parts. A picture of the panel goes to test-artifacts/live_panel.png."""
 
 from __future__ import annotations
 
 import pytest
 
 from pianomuse.tokenizer import load_score
-from test_serve_browser import COUNT_COLOUR, chromium, pytestmark, serve  # noqa: F401
+from test_serve_browser import ARTIFACTS, COUNT_COLOUR, chromium, pytestmark, serve  # noqa: F401
 from test_serve_steering_browser import _fill, _severe, _wait
 
 PLAYER_INK, COPILOT_INK = (0x5B, 0x6B, 0x8C), (0xE0, 0x68, 0x3A)
@@ -53,6 +53,8 @@ def test_a_phrase_played_live_gets_an_answer_drawn_heard_and_saved(server, brows
     # Let the answer sound for a while before stopping.
     first = d.execute_script("return Math.min(...live.copilot.map((n) => n[0]))")
     _wait(d, lambda d: d.execute_script("return liveNow()") > first + 1.0, 10)
+    ARTIFACTS.mkdir(exist_ok=True)
+    d.find_element(By.ID, "live").screenshot(str(ARTIFACTS / "live_panel.png"))
     d.find_element(By.ID, "live-stop").click()
     link = _wait(d, lambda d: d.find_elements(By.CSS_SELECTOR, "a.download-jam"), 30)[0]
     link.click()

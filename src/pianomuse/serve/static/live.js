@@ -139,15 +139,15 @@ function liveClick(when, downbeat) {
   o.stop(when + 0.06);
 }
 
-// The rolling roll: the last three bars and the next one, the player and the copilot.
+// The rolling roll: the last four bars and the next one, the player and the copilot.
 function liveDraw() {
   const canvas = $("live-roll");
   const g = canvas.getContext("2d");
   const W = canvas.width;
   const H = canvas.height;
   const now = live.running ? liveNow() : 0;
-  const from = now - 3 * live.barS;
-  const span = 4 * live.barS;
+  const from = now - 4 * live.barS;
+  const span = 5 * live.barS;
   const x = (t) => ((t - from) / span) * W;
   const y = (p) => H - ((p - 28) / 72) * H;
   g.clearRect(0, 0, W, H);
