@@ -330,3 +330,51 @@ def test_the_live_command_answers_bad_ports_and_settings_in_one_line(args, words
         return
     assert r.exit_code == 1 and len(lines) == 1, r.output
     assert any(w in lines[0] for w in words), lines[0]
+
+
+def test_a_pedal_asks_at_once_and_the_tempo_follows_midi_clock(copilot):
+    """Through the port loop: a pedal (controller 64) after a one-bar phrase starts the
+    answer from the next bar line (4 s), a bar before a silence would (6 s); and the tempo of a
+    MIDI clock arriving at 96 bpm is read off the input in real time."""
+    import mido
+
+    from pianomuse.live.ports import follow_clock, play
+
+    clock = _Clock(0.005)
+    msgs = [
+        (t, mido.Message("note_on" if k == "on" else "note_off", note=p, velocity=v))
+        for t, k, p, v in phrase(1)
+    ]
+    msgs.append((2.1, mido.Message("control_change", control=64, value=127)))
+    got: list = []
+    s = LiveSession(copilot, LiveSettings(bpm=BPM, bars=1), sampling=Sampling(seed=6))
+    play(
+        s,
+        _Keyboard(sorted(msgs, key=lambda m: m[0]), clock),
+        _Synth(got, clock),
+        until=lambda t: t >= 5.0,
+        clock=clock,
+        trigger_cc=64,
+    )
+    onsets = [t for t, m in got if m.type == "note_on"]
+    assert onsets and 4.0 - 1e-9 <= min(onsets) < 6.0  # the last key is up at 2.7 s
+    assert s.status["answers"] == 1 and s.status["cancelled"] == 0
+
+    import time
+
+    import mido.ports
+
+    start = time.perf_counter()
+
+    class ClockPort(mido.ports.BaseInput):
+        """Sends MIDI clock at 96 bpm (24 a beat) as real time passes."""
+
+        sent = 0
+
+        def _receive(self, block=True):
+            due = int((time.perf_counter() - start) / (60 / 96 / 24))
+            while self.sent < due:
+                self._messages.append(mido.Message("clock"))
+                self.sent += 1
+
+    assert follow_clock(ClockPort("daw"), listen_s=1.2) == pytest.approx(96, rel=0.05)

@@ -73,8 +73,10 @@ def bpm_from_clock(times: list[float]) -> float:
     """The tempo of MIDI clock messages received at `times` (seconds; 24 a beat)."""
     if len(times) < CLOCKS_PER_BEAT + 1:
         raise UserError("no steady MIDI clock on the input (start the DAW's transport)")
-    gaps = sorted(b - a for a, b in zip(times[:-1], times[1:], strict=True))
-    return 60.0 / (gaps[len(gaps) // 2] * CLOCKS_PER_BEAT)
+    # The mean gap over the whole span, not the median of single gaps: messages read in
+    # bursts (a busy loop polls late) have gaps of zero between them, but not in the span.
+    gap = (times[-1] - times[0]) / (len(times) - 1)
+    return 60.0 / (gap * CLOCKS_PER_BEAT)
 
 
 def follow_clock(inport: Any, listen_s: float = 2.0) -> float:

@@ -371,8 +371,9 @@ class LiveSession:
             yield [Out("note", on, off, n.pitch, n.velocity)]
         self.given[k + 2] = mine
 
-    def _cancel(self, t: float) -> list[Out]:
-        """The player plays again: the answer's notes after `t` never sound."""
+    def _cancel(self, t: float, *, counted: bool = True) -> list[Out]:
+        """The player plays again (or the jam ends): the answer's notes after `t` never
+        sound."""
         a = self.answer
         if a is None:
             return []
@@ -386,7 +387,7 @@ class LiveSession:
             kept.append(n)
         self.copilot = kept
         self.answer = None
-        self.status["cancelled"] += 1
+        self.status["cancelled"] += counted
         return [Out("cancel", t)]
 
     # ----- the state -------------------------------------------------------------------
@@ -467,7 +468,7 @@ class LiveSession:
         """End the jam at `t`: keys still down are released, the answer's unplayed notes
         dropped; the whole jam as MIDI (player and copilot as two tracks)."""
         t = max(t, self.last_event)
-        self._cancel(t)
+        self._cancel(t, counted=False)
         now = self.beats(t)
         player = [
             LiveNote(on, (now if np.isnan(off) else off) - on, int(p), int(v))
