@@ -1,8 +1,9 @@
 """Piano Muse: an RWKV-7 piano copilot over REMI tokens.
 
 The main entry points are `pianomuse.Copilot` (continue and infill MIDI) and
-`pianomuse.load_model` (official RWKV-7 `.pth` or this project's safetensors). They are
-imported on first use, so `import pianomuse` stays light.
+`pianomuse.load_model` (official RWKV-7 `.pth` or this project's safetensors);
+`pianomuse.bundled_model()` is the bundled default (`parts=True`: the model for chords and
+parts). They are imported on first use, so `import pianomuse` stays light.
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["Copilot", "Sampling", "load_model"]
+__all__ = ["Copilot", "Sampling", "bundled_model", "load_model"]
 
 if TYPE_CHECKING:
+    from pianomuse.bundled import default_model as bundled_model
     from pianomuse.copilot import Copilot, Sampling
     from pianomuse.model import load_model
 
@@ -26,6 +28,10 @@ def __getattr__(name: str) -> Any:
         from pianomuse.generate.sampling import Sampling
 
         return Sampling
+    if name == "bundled_model":
+        from pianomuse.bundled import default_model
+
+        return default_model
     if name == "load_model":
         from pianomuse.model import load_model
 

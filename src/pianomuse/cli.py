@@ -15,6 +15,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from pianomuse.bundled import default_model
 from pianomuse.errors import FieldError, UserError
 
 app = typer.Typer(
@@ -282,29 +283,6 @@ NO_DEFAULT_MODEL = (
     "no default model is bundled yet; pass --model PATH (a model trained with "
     "`pianomuse train`, e.g. RUN_DIR/best.safetensors)"
 )
-
-
-DEFAULT_MODEL_NAME = "pianomuse-small-pop909.safetensors"
-# The model for chords and parts (tokenizer version 2): steering by chords, arrange, playing
-# along, and the web page. It continues a plain piece less well than the default (its model
-# card), so each job gets the model that does it best.
-PARTS_MODEL_NAME = "pianomuse-parts-pop909.safetensors"
-
-
-def default_model(parts: bool = False) -> Path | None:
-    """The bundled default model (with `parts`, the one for chords and parts): inside an
-    installed wheel (pianomuse/models/) or in the source checkout's models/ folder."""
-    from importlib import resources
-
-    here = Path(__file__).resolve()
-    name = PARTS_MODEL_NAME if parts else DEFAULT_MODEL_NAME
-    for candidate in (
-        Path(str(resources.files("pianomuse"))) / "models" / name,
-        here.parents[2] / "models" / name,
-    ):
-        if candidate.is_file():
-            return candidate
-    return None
 
 
 def _model_path(model: Path | None, parts: bool = False) -> Path:

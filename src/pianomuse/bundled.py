@@ -1,0 +1,26 @@
+"""The models that come with Piano Muse, found inside an installed wheel (pianomuse/models/)
+or in a source checkout's models/ folder."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+DEFAULT_MODEL_NAME = "pianomuse-small-pop909.safetensors"
+# The model for chords and parts (tokenizer version 2): steering by chords, arrange, playing
+# along, and the web page. It continues a plain piece less well than the default (its model
+# card), so each job gets the model that does it best.
+PARTS_MODEL_NAME = "pianomuse-parts-pop909.safetensors"
+
+
+def default_model(parts: bool = False) -> Path | None:
+    """The bundled default model, or with `parts` the one for chords and parts; None in an
+    install without them."""
+    name = PARTS_MODEL_NAME if parts else DEFAULT_MODEL_NAME
+    for candidate in (
+        Path(str(resources.files("pianomuse"))) / "models" / name,
+        Path(__file__).resolve().parents[2] / "models" / name,
+    ):
+        if candidate.is_file():
+            return candidate
+    return None
