@@ -7,8 +7,9 @@ Prints one table: each row a workload, the baseline and our time side by side, a
 
 1. WKV-7 forward + backward, B=4, T=1024, H=4, N=64: `wkv7_chunked` vs `wkv7_reference`.
 2. Prefill of 1024 tokens, 6 layers x 256 wide: `RWKV7.prefill` vs `rwkv` package forward.
-3. Decoding one token at a time: `RWKV7.step` vs the `rwkv` package's one-token forward, and
-   8 candidates decoded as one batch vs one (aggregate tokens/s).
+3. Decoding one token at a time: the step decoding runs (`fast_step`: the traced graph on a
+   CPU) vs its eager twin `RWKV7.step` and vs the `rwkv` package's one-token forward, and 8
+   candidates decoded as one batch vs one (aggregate tokens/s).
 
 A second table gives the time of the model's weight matmuls alone for the same workloads: no
 fp32 implementation of the model can be faster, so baseline / that time bounds every ratio.
@@ -30,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from pianomuse.model import RWKV7, RWKV7Config, save_official
+from pianomuse.model.traced import fast_step
 from pianomuse.model.wkv import wkv7_chunked, wkv7_reference
 
 VOCAB = 512  # about the size of the piano REMI vocabulary
@@ -116,8 +118,15 @@ def bench_decode(model: RWKV7, ref, repeats: int, n_tok: int = 64) -> list[tuple
     _, state = model.prefill(prompt)
     _, their_state0 = ref.forward(prompt[0].tolist(), None)
 
+    step = fast_step(model, state)  # what decoding runs: the traced step on a CPU
+
     def ours_one() -> None:
         s = state.clone()  # both sides copy the prompt state once per run
+        for t in range(n_tok):
+            _, s = step(toks[t : t + 1], s)
+
+    def eager_one() -> None:
+        s = state.clone()
         for t in range(n_tok):
             _, s = model.step(toks[t : t + 1], s, inplace=True)
 
@@ -131,13 +140,16 @@ def bench_decode(model: RWKV7, ref, repeats: int, n_tok: int = 64) -> list[tuple
     def ours_batch() -> None:
         s = batch_state.clone()
         for t in range(n_tok):
-            _, s = model.step(toks[t : t + 1].expand(8), s, inplace=True)
+            _, s = step(toks[t : t + 1].expand(8), s)
 
+    t_eager = timeit(eager_one, repeats)
     t_ours = timeit(ours_one, repeats)
     t_theirs = timeit(theirs_one, repeats)
     t_batch = timeit(ours_batch, repeats)
     # Aggregate tokens/s of 8 candidates in one batch vs one: 8 * t_one / t_batch.
     return [
+        ("decode B=1: traced step vs its eager twin", "RWKV7.step eager", t_eager / n_tok,
+         t_ours / n_tok, 1.0),
         ("decode 1 token/step, B=1 (per token)", "rwkv pkg forward", t_theirs / n_tok,
          t_ours / n_tok, 2.0),
         ("decode B=8 vs B=1, aggregate tok/s", "RWKV7.step B=1", t_ours / n_tok,
@@ -196,7 +208,7 @@ def main() -> None:
         print(f"{name:44} {base_name:18} {fmt_time(base):>12} {fmt_time(ours):>12} "
               f"{ratio:6.1f}x {target:6.0f}x  {ok}")  # fmt: skip
 
-    prefill, decode, batch = rows[-3], rows[-2], rows[-1]
+    prefill, decode, batch = rows[-4], rows[-2], rows[-1]
     print("\nweight matmuls alone (a floor for any fp32 implementation) and the bound they set")
     print(f"{'workload':44} {'matmuls t':>12} {'ours t':>12} {'bound on ratio':>16}")
     bounds = [

@@ -100,24 +100,34 @@ def test_candidates_are_ranked_and_keep_the_context(copilot):
     assert r.span.start_tick >= max(orig["onset"]) * piece.tpq
 
 
-def test_prefill_is_one_parallel_call(copilot):
+def test_prefill_is_one_parallel_call(copilot, monkeypatch):
+    """The context is read by one parallel prefill; then one step per token (the step that
+    decoding runs, the traced graph on a CPU)."""
+    import pianomuse.generate.decode as decode
+
     calls = {"prefill": [], "step": 0}
     model = copilot.model
-    real_prefill, real_step = model.prefill, model.step
+    real_prefill, real_fast = model.prefill, decode.fast_step
 
     def prefill(idx, state=None):
         calls["prefill"].append(tuple(idx.shape))
         return real_prefill(idx, state)
 
-    def step(tok, state, **kw):
-        calls["step"] += 1
-        return real_step(tok, state, **kw)
+    def fast_step(model_, state):
+        inner = real_fast(model_, state)
 
-    model.prefill, model.step = prefill, step
+        def counted(tok, st):
+            calls["step"] += 1
+            return inner(tok, st)
+
+        return counted
+
+    monkeypatch.setattr(decode, "fast_step", fast_step)
+    model.prefill = prefill
     try:
         r = copilot.complete(POP909 / "003" / "003.mid", bars=1, candidates=3, context_bars=6)
     finally:
-        del model.prefill, model.step
+        del model.prefill
     assert calls["prefill"] == [(1, r.context["tokens"])]
     assert r.context["tokens"] > 50
     assert calls["step"] == max(len(c.tokens) for c in r.candidates)

@@ -292,3 +292,58 @@ def test_config_validation_and_round_trip():
             tiny_config(**bad)
     with pytest.raises(ValueError, match="unknown"):
         RWKV7Config.from_dict({**config.to_dict(), "typo": 1})
+
+
+@pytest.mark.parametrize("deep_embed", [False, True])
+def test_traced_step_is_the_eager_steps_twin(deep_embed):
+    """The TorchScript graph of the one-token step (recorded at batch 1) gives the eager
+    step's logits and state, token after token, at batch 1 and at batch 8; the given state
+    is left as it was."""
+    from pianomuse.model.traced import trace_step
+
+    model = random_model(tiny_config(deep_embed=deep_embed)).eval()
+    g = torch.Generator().manual_seed(3)
+    with torch.inference_mode():
+        _, state = model.prefill(torch.randint(0, 40, (1, 20), generator=g))
+        traced = trace_step(model, state)
+        for batch in (1, 8):
+            eager_st = state.expand(batch)
+            fast_st = eager_st.clone()
+            before = fast_st.clone()
+            for _ in range(6):
+                tok = torch.randint(0, 40, (batch,), generator=g)
+                want, eager_st = model.step(tok, eager_st)
+                got, new = traced(tok, fast_st)
+                for name in ("att_shift", "wkv", "ffn_shift"):
+                    for a, b in zip(getattr(before, name), getattr(fast_st, name), strict=True):
+                        assert torch.equal(a, b)  # the given state is untouched
+                fast_st, before = new, new.clone()
+                assert rel_err(got, want) < 1e-6
+                for name in ("att_shift", "wkv", "ffn_shift"):
+                    for a, b in zip(getattr(fast_st, name), getattr(eager_st, name), strict=True):
+                        assert rel_err(a, b) < 1e-6
+
+
+def test_decoding_falls_back_to_the_eager_step(model, monkeypatch):
+    """If a model cannot be traced, decoding takes the eager step (same tokens)."""
+    import pianomuse.model.traced as traced
+    from pianomuse.generate.decode import continue_tokens
+    from pianomuse.generate.sampling import Sampling
+
+    ctx = torch.randint(0, 40, (30,), generator=torch.Generator().manual_seed(1)).numpy()
+
+    def run():
+        model.__dict__.pop("_traced_step", None)
+        (c,), _ = continue_tokens(
+            model, ctx, candidates=1, sampling=Sampling(seed=4), bar_id=1, max_new_tokens=40
+        )
+        return c.ids.tolist()
+
+    fast = run()
+
+    def refuse(*args):
+        raise RuntimeError("cannot trace")
+
+    monkeypatch.setattr(traced, "trace_step", refuse)
+    assert run() == fast and len(fast) == 40
+    assert model.__dict__["_traced_step"].__name__ == "<lambda>"  # the eager twin ran

@@ -17,6 +17,7 @@ import torch
 from pianomuse.generate.grammar import Grammar
 from pianomuse.generate.sampling import Sampling, sample
 from pianomuse.model import RWKV7, RWKVState
+from pianomuse.model.traced import fast_step
 
 
 @dataclass
@@ -64,6 +65,7 @@ def continue_tokens(
     logits, state = model.prefill(idx)
     last = logits[:, -1].expand(candidates, -1)  # [K, V]
     state = state.expand(candidates)
+    step = fast_step(model, state)
     t1 = time.perf_counter()
     rows = grammar.start(candidates) if grammar is not None else None
     out: list[list[int]] = [[] for _ in range(candidates)]
@@ -95,7 +97,7 @@ def continue_tokens(
             progress(_share_done(out, bars_seen, done, bars, max_new_tokens))
         if all(done) or t == max_new_tokens:
             break
-        last, state = model.step(tok, state, inplace=True)  # the expanded state is ours
+        last, state = step(tok, state)
         steps += 1
     t2 = time.perf_counter()
     conts = [
@@ -117,11 +119,12 @@ def stream_tokens(
     max_new_tokens: int,
 ) -> Iterator[int]:
     """One candidate's tokens, one at a time as each is sampled, from the model's `logits`
-    [1, V] and `state` after its context (both taken over: the state is stepped in place),
+    [1, V] and `state` after its context,
     until the grammar closes. The live copilot plays a note as soon as its tokens exist;
     `continue_tokens` is the batched twin (the same tokens for one candidate and one seed).
     """
     rows = grammar.start(1)
+    step = fast_step(model, state)
     budget = max_new_tokens - (2 * grammar.bars + 2 if grammar.bars else 0)
     last = logits
     for t in range(max_new_tokens + 1):
@@ -130,7 +133,7 @@ def stream_tokens(
         if rows[0].done:
             return
         yield int(tok[0])
-        last, state = model.step(tok, state, inplace=True)
+        last, state = step(tok, state)
 
 
 def _share_done(

@@ -262,7 +262,7 @@ class LiveSession:
         tokens = stream_tokens(
             self.cp.model,
             logits,
-            state.clone() if state is self.state else state,
+            state,  # stepped into new states: the session's own stays as it was
             grammar=grammar,
             generator=self.generator,
             sampling=self.sampling,
@@ -344,7 +344,7 @@ class LiveSession:
         tokens = stream_tokens(
             self.cp.model,
             self.logits,
-            self.state.clone(),
+            self.state,
             grammar=grammar,
             generator=self.generator,
             sampling=self.sampling,
