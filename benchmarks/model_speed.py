@@ -152,7 +152,7 @@ def bench_decode(model: RWKV7, ref, repeats: int, n_tok: int = 64) -> list[tuple
          t_ours / n_tok, 1.0),
         ("decode 1 token/step, B=1 (per token)", "rwkv pkg forward", t_theirs / n_tok,
          t_ours / n_tok, 2.0),
-        ("decode B=8 vs B=1, aggregate tok/s", "RWKV7.step B=1", t_ours / n_tok,
+        ("decode B=8 vs B=1, aggregate tok/s", "same step, B=1", t_ours / n_tok,
          t_batch / n_tok / 8, 6.0),
     ]  # fmt: skip
 
