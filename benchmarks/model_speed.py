@@ -118,7 +118,9 @@ def bench_decode(model: RWKV7, ref, repeats: int, n_tok: int = 64) -> list[tuple
     _, state = model.prefill(prompt)
     _, their_state0 = ref.forward(prompt[0].tolist(), None)
 
+    t0 = time.perf_counter()
     step = fast_step(model, state)  # what decoding runs: the traced step on a CPU
+    print(f"tracing the one-token step (once per model): {time.perf_counter() - t0:.2f} s")
 
     def ours_one() -> None:
         s = state.clone()  # both sides copy the prompt state once per run

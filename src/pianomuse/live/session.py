@@ -28,6 +28,7 @@ from pianomuse.generate.grammar import GivenBlock, Grammar
 from pianomuse.generate.sampling import Sampling
 from pianomuse.limits import TOKENS_PER_BAR
 from pianomuse.model import RWKVState
+from pianomuse.model.traced import fast_step
 from pianomuse.tokenizer import Kind
 from pianomuse.tokenizer.live import LiveNote, NoteReader, bar_tokens, jam_midi
 
@@ -129,6 +130,9 @@ class LiveSession:
                 raise FieldError("chords", "steer answers; the accompaniment follows the player")
         self.cp, self.s, self.steering, self.sampling = copilot, settings, steering, sampling
         self.timesig = st.id[metre]
+        # The decoding step is traced here, once per model, not at the first answer (where
+        # its ~0.1-0.5 s would delay the first note).
+        fast_step(copilot.model, RWKVState.zeros(copilot.model.config, 1))
         self.generator = sampling.generator()
         self.player: list[list[float]] = []  # [onset, off or nan, pitch, velocity] in beats
         self.copilot: list[LiveNote] = []  # the copilot's notes that sounded (or will)
