@@ -30,9 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pianomuse.model import RWKV7, RWKV7Config  # noqa: E402
 from pianomuse.model.wkv import fla_available, wkv7_chunked, wkv7_reference  # noqa: E402
 from pianomuse.train.config import load_preset  # noqa: E402
-from pianomuse.train.evaluate import autocast, masked_loss_sum  # noqa: E402
-from pianomuse.train.schedule import make_optimizer  # noqa: E402
-from train_speed import VOCAB, flops_per_token, matmul_peak  # noqa: E402  (a sibling script)
+from train_speed import VOCAB, measure  # noqa: E402  (a sibling script)
 
 ROOT = Path(__file__).resolve().parent.parent
 TOLERANCE = {"fp32": 2e-3, "bf16": 5e-2}  # relative error (norm of the difference / norm)
@@ -76,35 +74,6 @@ def parity(fast, slow, dtype: torch.dtype, device: torch.device, T: int = 512) -
     for n, gf, gs in zip("rwkvab", grads["fast"], grads["slow"], strict=True):
         errors[f"d{n}"] = rel(gf, gs)
     return errors
-
-
-def train_speed(preset: str, backend: str, precision: str, steps: int, device: torch.device):
-    p = load_preset(preset)
-    cfg = RWKV7Config(VOCAB, p["n_layer"], p["n_embd"], p["head_size"], wkv_backend=backend)
-    B, T = p["batch_size"], p["max_seq_len"]
-    torch.manual_seed(0)
-    model = RWKV7(cfg).to(device)
-    opt = make_optimizer(model, 1e-3, 0.1, (0.9, 0.99), 1e-8)
-    idx = torch.randint(0, VOCAB, (B, T + 1), device=device)
-    mask = torch.ones(B, T, device=device)
-
-    def step() -> None:
-        with autocast(device, precision):
-            logits = model(idx[:, :-1])
-        (masked_loss_sum(logits, idx[:, 1:], mask) / (B * T)).backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        torch.cuda.synchronize()
-
-    step()
-    times = []
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
-    tps = B * T / sorted(times)[len(times) // 2]
-    peak = matmul_peak(torch.bfloat16 if precision == "bf16" else torch.float32, device)
-    return {"tokens_per_s": tps, "mfu": tps * flops_per_token(cfg) / peak, "batch": [B, T]}
 
 
 @torch.inference_mode()
@@ -185,7 +154,7 @@ def main() -> None:
         for preset in ("small", "base"):
             for backend in backends:
                 for prec in ("fp32", "bf16"):
-                    r = train_speed(preset, backend, prec, args.steps, device)
+                    r = measure(preset, backend, prec, args.steps, device)
                     report[f"train_{preset}_{backend}_{prec}"] = r
                     print(
                         f"train {preset:<5} {backend:<7} {prec}: {r['tokens_per_s']:>10,.0f} "

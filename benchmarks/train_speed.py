@@ -48,18 +48,18 @@ def flops_per_token(cfg: RWKV7Config) -> float:
     return 6 * matmul + 3 * wkv
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--preset", default="small")
-    ap.add_argument("--steps", type=int, default=5)
-    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
-    ap.add_argument("--backend", default="chunked")
-    ap.add_argument("--batch-size", type=int, default=None)
-    args = ap.parse_args()
-    p = load_preset(args.preset)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    cfg = RWKV7Config(VOCAB, p["n_layer"], p["n_embd"], p["head_size"], wkv_backend=args.backend)
-    B, T = args.batch_size or p["batch_size"], p["max_seq_len"]
+def measure(
+    preset: str,
+    backend: str,
+    precision: str,
+    steps: int,
+    device: torch.device,
+    batch_size: int | None = None,
+) -> dict:
+    """Median step time, training tokens/s and MFU of a preset (random data, AdamW)."""
+    p = load_preset(preset)
+    cfg = RWKV7Config(VOCAB, p["n_layer"], p["n_embd"], p["head_size"], wkv_backend=backend)
+    B, T = batch_size or p["batch_size"], p["max_seq_len"]
     torch.manual_seed(0)
     model = RWKV7(cfg).to(device)
     opt = make_optimizer(model, 1e-3, 0.1, (0.9, 0.99), 1e-8)
@@ -67,7 +67,7 @@ def main() -> None:
     mask = torch.ones(B, T, device=device)
 
     def step() -> None:
-        with autocast(device, args.precision):
+        with autocast(device, precision):
             logits = model(idx[:, :-1])
         loss = masked_loss_sum(logits, idx[:, 1:], mask) / (B * T)
         loss.backward()
@@ -78,26 +78,48 @@ def main() -> None:
 
     step()  # warm-up
     times = []
-    for _ in range(args.steps):
+    for _ in range(steps):
         t = time.perf_counter()
         step()
         times.append(time.perf_counter() - t)
     dt = sorted(times)[len(times) // 2]
     tps = B * T / dt
     fpt = flops_per_token(cfg)
-    peak = matmul_peak(torch.bfloat16 if args.precision == "bf16" else torch.float32, device)
+    peak = matmul_peak(torch.bfloat16 if precision == "bf16" else torch.float32, device)
+    return {
+        "params": sum(q.numel() for q in model.parameters()),
+        "batch": [B, T],
+        "step_s": dt,
+        "tokens_per_s": tps,
+        "flops_per_token": fpt,
+        "peak": peak,
+        "mfu": tps * fpt / peak,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--preset", default="small")
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    ap.add_argument("--backend", default="chunked")
+    ap.add_argument("--batch-size", type=int, default=None)
+    args = ap.parse_args()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    r = measure(args.preset, args.backend, args.precision, args.steps, device, args.batch_size)
+    (B, T), tps, fpt, peak = r["batch"], r["tokens_per_s"], r["flops_per_token"], r["peak"]
     print(
         f"device {device}, threads {torch.get_num_threads()}, preset {args.preset}, "
-        f"{sum(q.numel() for q in model.parameters()) / 1e6:.2f}M params, B={B} T={T}, "
+        f"{r['params'] / 1e6:.2f}M params, B={B} T={T}, "
         f"{args.precision}, wkv {args.backend}"
     )
     print(f"{'measure':<28} {'value':>14}")
-    print(f"{'step time (median)':<28} {dt:>13.3f}s")
+    print(f"{'step time (median)':<28} {r['step_s']:>13.3f}s")
     print(f"{'training tokens/s':<28} {tps:>14,.0f}")
     print(f"{'model GFLOP per token':<28} {fpt / 1e9:>14.4f}")
     print(f"{'achieved GFLOP/s':<28} {tps * fpt / 1e9:>14.1f}")
     print(f"{'matmul peak GFLOP/s':<28} {peak / 1e9:>14.1f}")
-    print(f"{'MFU (achieved / peak)':<28} {tps * fpt / peak:>14.1%}")
+    print(f"{'MFU (achieved / peak)':<28} {r['mfu']:>14.1%}")
 
 
 if __name__ == "__main__":
