@@ -12,6 +12,7 @@ here sleeps or reads a clock, so every behaviour can be replayed exactly.
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -104,7 +105,6 @@ class _Answer:
     reader: NoteReader
     notes: list[LiveNote] = field(default_factory=list)  # written so far (session beats)
     done: bool = False
-    cancelled_at: float | None = None  # beats
 
 
 class LiveSession:
@@ -153,7 +153,7 @@ class LiveSession:
             "bars_absorbed": 0,
             "answers": 0,
             "cancelled": 0,
-            "absorb_ms": [],
+            "absorb_ms": deque(maxlen=4096),  # the cost of each bar read, the latest ones
         }
 
     # ----- the clock -------------------------------------------------------------------
