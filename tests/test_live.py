@@ -385,3 +385,13 @@ def test_a_pedal_asks_at_once_and_the_tempo_follows_midi_clock(copilot):
                 self.sent += 1
 
     assert follow_clock(ClockPort("daw"), listen_s=1.2) == pytest.approx(96, rel=0.05)
+
+
+def test_a_key_struck_again_without_its_note_off_does_not_hold_the_answer(copilot):
+    """A keyboard that sends two note-ons for one key and one note-off (a lost message): the
+    first note ends where the second begins, no key stays down, and the answer comes."""
+    s = LiveSession(copilot, LiveSettings(bpm=BPM, bars=1), sampling=Sampling(seed=7))
+    events = [(0.5, "on", 60, 90), (1.0, "on", 60, 90), (1.4, "off", 60, 0)]
+    outs = drive(s, events, until=6.0)
+    assert [n[1] for n in s.player] == [2.0, 2.8]  # beats: ended by the second strike
+    assert s.status["answers"] == 1 and any(o.kind == "note" for o in outs)

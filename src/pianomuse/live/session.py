@@ -31,7 +31,7 @@ from pianomuse.limits import TOKENS_PER_BAR
 from pianomuse.model import RWKVState
 from pianomuse.model.traced import fast_step
 from pianomuse.tokenizer import Kind
-from pianomuse.tokenizer.live import LiveNote, NoteReader, bar_tokens, jam_midi
+from pianomuse.tokenizer.live import WINDOW_BARS, LiveNote, NoteReader, bar_tokens, jam_midi
 
 # answer: call and response; accompany: an accompaniment under the player's melody, bar by bar
 MODES = ("answer", "accompany")
@@ -135,6 +135,7 @@ class LiveSession:
         fast_step(copilot.model, RWKVState.zeros(copilot.model.config, 1))
         self.generator = sampling.generator()
         self.player: list[list[float]] = []  # [onset, off or nan, pitch, velocity] in beats
+        self.down: dict[int, list[float]] = {}  # key -> its note in `player`, while held
         self.copilot: list[LiveNote] = []  # the copilot's notes that sounded (or will)
         self.fed = 0  # bars in the state
         self.ids: list[int] = []  # every token in the state, in order
@@ -143,6 +144,8 @@ class LiveSession:
         self.answer: _Answer | None = None
         self.asked = False  # a trigger key or message: answer at the next chance
         self.answered = -np.inf  # beats: the player's notes before this have had an answer
+        self.fresh = False  # the player has struck a key since the last answer began
+        self.fresh_off = -np.inf  # beats: the last release of those keys
         self.job: Iterator[list[Out]] | None = None  # the accompaniment being written
         self.given: dict[int, list[int]] = {}  # session bar -> its accompaniment's tokens
         self.planned = -1  # the last session bar whose accompaniment is written or under way
@@ -192,24 +195,28 @@ class LiveSession:
             self.status["dropped"] += 1
             return []
         self.recent.append(t)
-        self.player.append([self.beats(t), np.nan, pitch, min(int(velocity), 127)])
+        self._release(t, pitch)  # struck again without a note-off: the old note ends here
+        note = [self.beats(t), np.nan, pitch, min(int(velocity), 127)]
+        self.player.append(note)
+        self.down[pitch] = note
+        self.fresh = True
         return self._cancel(t)
 
     def note_off(self, t: float, pitch: int) -> None:
-        if not self._in_order(t):
-            return
-        for n in reversed(self.player):
-            if n[2] == pitch and np.isnan(n[1]):
-                n[1] = max(self.beats(t), n[0] + 1e-3)
-                return
+        if self._in_order(t):
+            self._release(t, pitch)
+
+    def _release(self, t: float, pitch: int) -> None:
+        note = self.down.pop(pitch, None)
+        if note is not None:
+            note[1] = max(self.beats(t), note[0] + 1e-3)
+            if note[0] >= self.answered:
+                self.fresh_off = max(self.fresh_off, note[1])
 
     def trigger(self, t: float) -> None:
         """Ask for an answer now (a pedal, a key or a button), silence or not."""
         if self._in_order(t):
             self.asked = True
-
-    def _held(self) -> bool:
-        return any(np.isnan(n[1]) for n in self.player)
 
     # ----- the copilot -----------------------------------------------------------------
     def poll(self, t: float, budget_s: float = 0.02) -> list[Out]:
@@ -234,10 +241,9 @@ class LiveSession:
         return out
 
     def _wants_answer(self, now: float) -> bool:
-        played = [n for n in self.player if n[0] >= self.answered]
-        if not played or self._held():
+        if not self.fresh or self.down:
             return self.asked and bool(self.player)
-        silent = now - max(n[1] for n in played)
+        silent = now - self.fresh_off
         return self.asked or silent >= self.s.silence_bars * self.s.bar_beats
 
     def _start_answer(self, t: float) -> None:
@@ -245,6 +251,7 @@ class LiveSession:
         # The first bar line far enough ahead for the first notes to be written in time.
         start = int(np.ceil(self.beats(t + self.s.lead_s) / self.s.bar_beats - 1e-9))
         self.answered = self.beats(t)
+        self.fresh, self.fresh_off = False, -np.inf
         # The bars up to the answer go into a fork of the state: they are silent until it
         # starts (or the player comes back, and the answer is dropped).
         state, logits, ids = self._feed(
@@ -382,27 +389,35 @@ class LiveSession:
         if a is None:
             return []
         now = self.beats(t)
-        kept = []
-        for n in self.copilot:
-            if n in a.notes and n.onset >= now:
-                continue
-            if n in a.notes and n.onset + n.duration > now:
-                n = LiveNote(n.onset, now - n.onset, n.pitch, n.velocity)
-            kept.append(n)
-        self.copilot = kept
+        # The answer's notes are the last of the copilot's (an answer ends or is cut before
+        # the next begins): those before `now` stay, cut at `now`.
+        earlier = self.copilot[: len(self.copilot) - len(a.notes)]
+        heard = [
+            LiveNote(n.onset, min(n.duration, now - n.onset), n.pitch, n.velocity)
+            for n in a.notes
+            if n.onset < now
+        ]
+        self.copilot = earlier + heard
         self.answer = None
         self.status["cancelled"] += counted
         return [Out("cancel", t)]
 
     # ----- the state -------------------------------------------------------------------
-    def _tracks(self, until: float) -> dict[str, list[LiveNote]]:
-        """What sounded before `until` (beats), as the model reads it: one piano."""
+    def _tracks(self, lo: float, hi: float) -> dict[str, list[LiveNote]]:
+        """The notes struck in [lo, hi) (beats), as the model reads them: one piano, or a
+        melody and its accompaniment; times from the first played bar, a key still down
+        lasting until `hi`."""
+        origin = self._first_bar() * self.s.bar_beats
         player = [
-            LiveNote(on, (until if np.isnan(off) else off) - on, int(p), int(v))
+            LiveNote(on - origin, (hi if np.isnan(off) else off) - on, int(p), int(v))
             for on, off, p, v in self.player
-            if on < until
+            if lo <= on < hi
         ]
-        copilot = [n for n in self.copilot if n.onset < until]
+        copilot = [
+            LiveNote(n.onset - origin, n.duration, n.pitch, n.velocity)
+            for n in self.copilot
+            if lo <= n.onset < hi
+        ]
         if self.s.mode == "accompany":
             return {"Melody": player, "Accompaniment": copilot}
         return {"Piano": player + copilot}
@@ -415,21 +430,13 @@ class LiveSession:
         ids: list[int],
     ) -> tuple[RWKVState, torch.Tensor, list[int]]:
         """The state after `bars` (session bars from the first played one) are read."""
-        first = self._first_bar()
+        first, bb = self._first_bar(), self.s.bar_beats
         for b in bars:
-            until = (b + 1) * self.s.bar_beats
-            tracks = self._tracks(until)
-            shifted = {
-                k: [
-                    LiveNote(n.onset - first * self.s.bar_beats, n.duration, n.pitch, n.velocity)
-                    for n in v
-                    if n.onset >= first * self.s.bar_beats
-                ]
-                for k, v in tracks.items()
-            }
+            # Only the bars the encoder reads for this one (`bar_tokens`), not the history.
+            lo = max(b - WINDOW_BARS, first) * bb
             new = bar_tokens(
                 self.cp.tok,
-                shifted,
+                self._tracks(lo, (b + 1) * bb),
                 b - first,
                 qpm=self.s.bpm,
                 metre=self.s.time_signature,
@@ -453,7 +460,7 @@ class LiveSession:
         b = first + self.fed
         while (b + 1) * self.s.bar_beats <= now:
             end = (b + 1) * self.s.bar_beats
-            held = any(np.isnan(n[1]) and n[0] < end for n in self.player)
+            held = any(n[0] < end for n in self.down.values())
             if held and now < end + self.s.bar_beats and self.s.mode == "answer":
                 # A key of this bar is still down: wait (a bar at most) for its length. Playing
                 # along cannot wait: the note is read as lasting until now.
