@@ -310,6 +310,13 @@ def _steering(
     )
 
 
+def _ranges(
+    all_: str | None, melody: str | None, accompaniment: str | None, bass: str | None
+) -> dict[str, str | None]:
+    """The range options as `Steering.parse` takes them."""
+    return {"all": all_, "melody": melody, "accompaniment": accompaniment, "bass": bass}
+
+
 def _sampling(temperature: float, top_p: float | None, top_k: int | None, seed: int) -> Any:
     """The sampling settings, built once here and passed whole."""
     from pianomuse.generate.sampling import Sampling
@@ -522,12 +529,7 @@ def complete(
     if bars is None and max_new_tokens is None:
         bars = 8
     sampling = _sampling(temperature, top_p, top_k, seed)
-    ranges = {
-        "all": range_,
-        "melody": melody_range,
-        "accompaniment": accompaniment_range,
-        "bass": bass_range,
-    }
+    ranges = _ranges(range_, melody_range, accompaniment_range, bass_range)
     steering = _steering(chords, key, scale, chromatic, ranges, density)
     parts = steering.chords is not None
     result = Copilot(_model_path(model, parts), device=device).complete(
@@ -576,12 +578,7 @@ def infill(
 
     i, j = _bar_range(bars)
     sampling = _sampling(temperature, top_p, top_k, seed)
-    ranges = {
-        "all": range_,
-        "melody": melody_range,
-        "accompaniment": accompaniment_range,
-        "bass": bass_range,
-    }
+    ranges = _ranges(range_, melody_range, accompaniment_range, bass_range)
     steering = _steering(chords, key, scale, chromatic, ranges, density)
     parts = steering.chords is not None
     result = Copilot(_model_path(model, parts), device=device).infill(

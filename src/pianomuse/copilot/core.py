@@ -27,10 +27,10 @@ from pianomuse.generate.grammar import (
     BassLine,
     ChordPlan,
     Constraint,
+    GivenBlock,
     Grammar,
     KeysFree,
     OnePart,
-    Script,
 )
 from pianomuse.generate.sampling import Sampling
 from pianomuse.harmony import Chord
@@ -233,11 +233,11 @@ class Copilot:
             "suffix_last_bar": prompt.suffix_end,
         }
         metres = [int(m) for m in st.bar_metres(piece.ids)[i:j]]
-        part = WRITES[write] if write is not None else -1
-        extra, plan = self._steer(steering, prompt.ids, metres, context, part=part)
         if write is None:
-            extra = _planned(plan) + extra + self._bass_line(steering, plan, n_gap)
+            extra = self.constraints(steering, prompt.ids, metres, context)
         else:
+            part = WRITES[write]
+            extra, plan = self._steer(steering, prompt.ids, metres, context, part=part)
             # The given part is written out ahead of the model in every bar, the bar's chords
             # in its block (the song's own, or those asked for); where it rests, the chords
             # go in the new part's block.
@@ -246,7 +246,7 @@ class Copilot:
             script = self._given_blocks(piece, i, j, given=1 - part, plan=plan)
             loose = [[] if script[k] else bar for k, bar in enumerate(plan)]
             bass = self._bass_line(steering, plan, n_gap, write=part)
-            extra = [ChordPlan(loose), *extra, *bass, OnePart(part), Script(script)]
+            extra = [ChordPlan(loose), *extra, *bass, OnePart(part), GivenBlock(script)]
             context["write"] = write
         g = self._grammar(piece, span, metres, close_id=st.id["FIM_End"], extra=extra)
         return self._generate(
@@ -297,9 +297,8 @@ class Copilot:
         span = Span("sketch", 0, bars, 0)
         context = {"bars": bars, "write": write, "tempo": qpm}
         metres = [st.id["TimeSig_4/4"]] * bars
-        extra, plan = self._steer(steering, prompt, metres, context, part=WRITES[write])
-        bass = self._bass_line(steering, plan, bars, write=WRITES[write])
-        extra = _planned(plan) + extra + bass + [OnePart(WRITES[write])]
+        extra = self.constraints(steering, prompt, metres, context, part=WRITES[write])
+        extra.append(OnePart(WRITES[write]))
         g = self._grammar(piece, span, metres, close_id=st.id["FIM_End"], extra=extra, parts=True)
         return self._generate(
             piece,
@@ -335,19 +334,24 @@ class Copilot:
         st = self.tok.structure
         if parts is None:  # write parts if the piece has them
             parts = bool((st.kinds(piece.ids) == Kind.PART).any())
-        constraints = [keys, *(extra or [])]  # a Script decides last
+        constraints = [keys, *(extra or [])]  # a GivenBlock decides last
         return Grammar(
             st, ppb, metres, span.bars, close_id=close_id, constraints=constraints, parts=parts
         )
 
     def constraints(
-        self, steering: Steering, prompt: np.ndarray, metres: list[int], context: dict
+        self,
+        steering: Steering,
+        prompt: np.ndarray,
+        metres: list[int],
+        context: dict,
+        part: int = -1,
     ) -> list[Constraint]:
         """Every constraint of `steering` on new bars of `metres` (TimeSig ids) written
-        after `prompt`, chords and bass line included; the density asked goes into
-        `context`."""
-        extra, plan = self._steer(steering, prompt, metres, context)
-        return _planned(plan) + extra + self._bass_line(steering, plan, len(metres))
+        after `prompt`, chords and bass line included (of `part` alone when one part is
+        written); the density asked goes into `context`."""
+        extra, plan = self._steer(steering, prompt, metres, context, part=part)
+        return _planned(plan) + extra + self._bass_line(steering, plan, len(metres), write=part)
 
     def _steer(
         self,

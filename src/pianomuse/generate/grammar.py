@@ -249,7 +249,7 @@ class ChordPlan(Constraint):
             queue = row.state.get("chord_queue") or [
                 t for _, ids in self._pending(row)[:1] for t in ids
             ]
-            if queue:  # else a chord not of the plan (a given block's, see `Script`)
+            if queue:  # else a chord not of the plan (a given block's, see `GivenBlock`)
                 row.state["chord_queue"] = queue[1:]
                 if not queue[1:]:
                     row.state["chord_i"] = row.state.get("chord_i", 0) + 1
@@ -258,54 +258,30 @@ class ChordPlan(Constraint):
         row.state["chord_at"] = pending[0][0] if pending else None
 
 
-class Script(Constraint):
-    """Given blocks, exactly: `blocks[k]` is the token sequence (from its Part token) that
-    opens new bar k; the rest of the bar (the other part's block) is free. Writing an
-    accompaniment to a given melody, or a melody over a given accompaniment. It decides
+class GivenBlock(Constraint):
+    """Given blocks, exactly: `blocks[k]` is the token sequence (from its Part token) of one
+    part of new bar k, or empty; the bar's other block is the model's. With `opens` the
+    given block opens the bar (an accompaniment written to a given melody, a melody over a
+    given accompaniment). Without, the model may write its block first; once the given Part
+    is taken its block follows token for token, and the bar cannot end without it (a live
+    accompaniment already sounding in a bar whose melody is still to be guessed). It decides
     alone where it forces a token: put it last among the constraints."""
 
-    def __init__(self, blocks: Sequence[Sequence[int]]):
+    def __init__(self, blocks: Sequence[Sequence[int]], *, opens: bool = True):
         self.blocks = [list(b) for b in blocks]
-
-    def narrow(self, g: Grammar, row: Row, mask: np.ndarray) -> None:
-        block = self.blocks[row.bar] if 0 <= row.bar < len(self.blocks) else []
-        i = row.state.get("script_i", 0)
-        if i < len(block) and (i > 0 or row.last == Kind.TIMESIG):
-            mask[:] = g.only(block[i])
-        elif block and i == len(block) and row.part == g.value[block[0]]:
-            # The given block is whole: the other part's block, or the bar's end.
-            mask &= g.of_kind[Kind.PART] | g.only(g.bar_id) | g.only(g.close_id)
-
-    def advance(self, g: Grammar, row: Row, token: int) -> None:
-        if g.st.kind[token] == Kind.BAR:
-            row.state["script_i"] = 0
-            return
-        block = self.blocks[row.bar] if 0 <= row.bar < len(self.blocks) else []
-        i = row.state.get("script_i", 0)
-        if i < len(block) and token == block[i]:
-            row.state["script_i"] = i + 1
-
-
-class GivenBlock(Constraint):
-    """A given block wherever the bar puts it: `blocks[k]` is the token sequence (from its
-    Part token) of one part of new bar k, or empty. The model writes the bar's other block
-    as it likes, before or after; once the given Part is taken, its block follows token for
-    token, and the bar cannot end without it. (A live accompaniment already playing in a
-    bar whose melody is still to be guessed.) Put it last among the constraints."""
-
-    def __init__(self, blocks: Sequence[Sequence[int]]):
-        self.blocks = [list(b) for b in blocks]
+        self.opens = opens
 
     def narrow(self, g: Grammar, row: Row, mask: np.ndarray) -> None:
         block = self.blocks[row.bar] if 0 <= row.bar < len(self.blocks) else []
         i = row.state.get("given_i", 0)
         if not block:
             return
-        if 0 < i < len(block):
+        if 0 < i < len(block) or (i == 0 and self.opens and row.last == Kind.TIMESIG):
             mask[:] = g.only(block[i])
-        elif i == 0:  # still to come: the bar stays open, and no other block may take its part
+        elif i == 0 and not self.opens:  # still to come: the bar stays open
             mask &= ~(g.only(g.bar_id) | g.only(g.close_id))
-        elif row.part == g.value[block[0]]:  # written whole: another block, or the bar's end
+        elif i == len(block) and row.part == g.value[block[0]]:
+            # The given block is whole: the other part's block, or the bar's end.
             mask &= g.of_kind[Kind.PART] | g.only(g.bar_id) | g.only(g.close_id)
 
     def advance(self, g: Grammar, row: Row, token: int) -> None:

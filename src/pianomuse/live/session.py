@@ -349,7 +349,7 @@ class LiveSession:
         extra, _ = self.steering.constraints(
             positions_per_beat=ppb, context_density=density, part=1
         )
-        given = GivenBlock([self.given.get(k + 1, []), []])
+        given = GivenBlock([self.given.get(k + 1, []), []], opens=False)
         grammar = Grammar(st, ppb, [self.timesig], 2, constraints=[*extra, given], parts=True)
         assert self.state is not None and self.logits is not None
         tokens = stream_tokens(

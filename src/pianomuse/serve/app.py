@@ -44,6 +44,7 @@ from pianomuse.serve.schemas import (
     SamplingIn,
     StatusOut,
     SteeringIn,
+    problem_line,
 )
 from pianomuse.serve.views import generation_out, piece_view
 from pianomuse.tokenizer import Piece
@@ -114,9 +115,7 @@ def create_app(copilot: Copilot, limits: ServeLimits) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(_: Request, e: RequestValidationError) -> JSONResponse:
-        first = e.errors()[0] if e.errors() else {"loc": (), "msg": "invalid request"}
-        where = ".".join(str(x) for x in first.get("loc", ()) if x != "body")
-        return JSONResponse({"detail": f"{where}: {first['msg']}".lstrip(": ")}, 422)
+        return JSONResponse({"detail": problem_line(e.errors())}, 422)
 
     @app.exception_handler(Busy)
     async def busy(_: Request, e: Busy) -> JSONResponse:

@@ -26,7 +26,7 @@ from pianomuse.copilot.steering import Steering
 from pianomuse.errors import UserError
 from pianomuse.generate.sampling import Sampling
 from pianomuse.live import LiveSession, LiveSettings, Out
-from pianomuse.serve.schemas import SteeringIn
+from pianomuse.serve.schemas import SteeringIn, problem_line
 
 
 class LiveStart(SteeringIn):
@@ -97,8 +97,7 @@ async def _start(ws: WebSocket, copilot: Copilot) -> LiveSession | None:
         sampling = Sampling(temperature=body.temperature, seed=body.seed)
         session = LiveSession(copilot, settings, steering=steering, sampling=sampling)
     except ValidationError as e:
-        err = e.errors()[0]
-        await _error(ws, f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}")
+        await _error(ws, problem_line(e.errors()))
         await ws.close()
         return None
     except (UserError, ValueError) as e:  # a bad setting, or not JSON
@@ -115,8 +114,7 @@ async def _jam(ws: WebSocket, session: LiveSession) -> None:
             event = LiveEvent.model_validate(await _receive(ws))
         except ValidationError as e:
             session.status["dropped"] += 1
-            err = e.errors()[0]
-            await _error(ws, f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}")
+            await _error(ws, problem_line(e.errors()))
             continue
         except ValueError as e:
             session.status["dropped"] += 1

@@ -125,3 +125,11 @@ class StatusOut(BaseModel):
     waiting: int = Field(description="Requests waiting behind it.")
     progress: float = Field(description="Share of the running request done, 0-1.")
     limits: Limits
+
+
+def problem_line(errors: list[dict]) -> str:
+    """The first validation error as one line, "field: problem" (the request's "body" left
+    out of the field's path)."""
+    first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
+    where = ".".join(str(x) for x in first.get("loc", ()) if x != "body")
+    return f"{where}: {first['msg']}".lstrip(": ")
