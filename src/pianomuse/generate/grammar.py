@@ -395,8 +395,9 @@ class BassLine(Constraint):
         self.part, self.low, self.high = part, low, high
         self._starts: np.ndarray | None = None  # (S,) span starts from the first new bar
 
-    def _layout(self, g: Grammar) -> tuple[np.ndarray, np.ndarray]:
-        """Every span's start (grid steps from the first new bar) and pitch class."""
+    def _layout(self, g: Grammar) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every span's start, pitch class and end (grid steps from the first new bar; the
+        last runs on)."""
         if self._starts is None:
             starts, pcs, at = [], [], 0
             for k, bar in enumerate(self.spans):
@@ -404,7 +405,8 @@ class BassLine(Constraint):
                 pcs += [pc for _, pc in bar]
                 at += g.bar_steps(k)
             self._starts, self._pcs = np.array(starts, dtype=np.int64), np.array(pcs)
-        return self._starts, self._pcs
+            self._ends = np.append(self._starts[1:], np.iinfo(np.int64).max)
+        return self._starts, self._pcs, self._ends
 
     def _mine(self, g: Grammar, row: Row) -> bool:
         return self.part < 0 or not g.parts or row.part == self.part
@@ -415,7 +417,7 @@ class BassLine(Constraint):
     def narrow(self, g: Grammar, row: Row, mask: np.ndarray) -> None:
         if row.bar < 0 or row.bar >= len(self.spans):
             return
-        starts, pcs = self._layout(g)
+        starts, pcs, ends = self._layout(g)
         played = row.state.setdefault("bass", {})  # span index -> its lowest note so far
         if self._mine(g, row) and row.position >= 0:
             i = self._span(g, row.now)
@@ -435,8 +437,8 @@ class BassLine(Constraint):
         # bass, and the bar (or, in the part's block, the block) not closed before it.
         bar_end = row.bar_start + row.bar_len
         first = max(self._span(g, row.bar_start + max(row.position, 0)), 0)
-        ends = np.append(starts[1:], np.iinfo(np.int64).max)
-        missing = [s for s in range(first, len(starts)) if starts[s] < bar_end and s not in played]
+        in_bar = int(np.searchsorted(starts, bar_end))  # spans starting before the bar's end
+        missing = [s for s in range(first, in_bar) if s not in played]
         if not missing:
             return
         closing = g.only(g.bar_id) | g.only(g.close_id)
