@@ -113,8 +113,8 @@ def test_prefill_is_one_parallel_call(copilot, monkeypatch):
         calls["prefill"].append(tuple(idx.shape))
         return real_prefill(idx, state)
 
-    def fast_step(model_, state):
-        inner = real_fast(model_, state)
+    def fast_step(model_, state, precision):
+        inner = real_fast(model_, state, precision)
 
         def counted(tok, st):
             calls["step"] += 1
@@ -261,6 +261,13 @@ def test_bad_input_is_one_line_and_leaves_nothing(trained_model, tmp_path):
         ["complete", str(POP909 / "001" / "001.mid"), "--model", str(trained_model), "--bars", "0"],
     )
     assert r.exit_code == 1 and "--bars" in r.output
+    r = runner.invoke(
+        app,
+        ["complete", str(POP909 / "001" / "001.mid"), "--model", str(trained_model),
+         "--precision", "int4"],
+    )  # fmt: skip
+    assert r.exit_code == 1 and "--precision" in r.output and "int8" in r.output
+    assert len(r.output.strip().splitlines()) == 1
 
 
 def test_no_default_model_message(tmp_path, monkeypatch):

@@ -42,6 +42,7 @@ from pianomuse.limits import (
     TOKENS_PER_BAR,
 )
 from pianomuse.model import RWKV7, load_model
+from pianomuse.model.quant import DEFAULT_PRECISION, PRECISIONS
 from pianomuse.tokenizer import Kind, MidiSource, Piece, Tokenizer, blank_piece, load_score
 from pianomuse.tokenizer.compose import (
     NEVER,
@@ -83,7 +84,11 @@ class Copilot:
         tokenizer: Tokenizer | None = None,
         device: str | torch.device | None = None,
         max_context_tokens: int | None = None,
+        precision: str = DEFAULT_PRECISION,
     ):
+        if precision not in PRECISIONS:
+            raise FieldError("precision", f"is one of {', '.join(PRECISIONS)}, not {precision!r}")
+        self.precision = precision  # weights of the decoding step on a CPU (`model.quant`)
         if isinstance(model, RWKV7):
             self.model_info: dict[str, Any] = {"model": "in-memory"}
         else:
@@ -505,6 +510,7 @@ class Copilot:
             bars=span.bars,
             max_new_tokens=budget,
             progress=progress,
+            precision=self.precision,
         )
         qpm = piece.qpm_at(span.start_tick)
         out = []

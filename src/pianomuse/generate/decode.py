@@ -17,6 +17,7 @@ import torch
 from pianomuse.generate.grammar import Grammar
 from pianomuse.generate.sampling import Sampling, sample
 from pianomuse.model import RWKV7, RWKVState
+from pianomuse.model.quant import DEFAULT_PRECISION
 from pianomuse.model.traced import fast_step
 
 
@@ -50,6 +51,7 @@ def continue_tokens(
     bars: int | None = None,
     max_new_tokens: int = 4096,
     progress: Callable[[float], None] | None = None,
+    precision: str = DEFAULT_PRECISION,
 ) -> tuple[list[Continuation], DecodeStats]:
     """K continuations of `context` (token ids, starting with its header).
 
@@ -57,6 +59,7 @@ def continue_tokens(
     open the next one is dropped); `max_new_tokens` caps the length (with a grammar, the cap
     closes the open bars instead of cutting a note). `progress`, if given, is called after
     every step with the share of the work done (bars written, or tokens without `bars`).
+    `precision` picks the weights of the step on a CPU (`fast_step`); the prefill is fp32.
     """
     device = next(model.parameters()).device
     gen = sampling.generator()
@@ -65,7 +68,7 @@ def continue_tokens(
     logits, state = model.prefill(idx)
     last = logits[:, -1].expand(candidates, -1)  # [K, V]
     state = state.expand(candidates)
-    step = fast_step(model, state)
+    step = fast_step(model, state, precision)
     t1 = time.perf_counter()
     rows = grammar.start(candidates) if grammar is not None else None
     out: list[list[int]] = [[] for _ in range(candidates)]
@@ -117,6 +120,7 @@ def stream_tokens(
     generator: torch.Generator,
     sampling: Sampling,
     max_new_tokens: int,
+    precision: str = DEFAULT_PRECISION,
 ) -> Iterator[int]:
     """One candidate's tokens, one at a time as each is sampled, from the model's `logits`
     [1, V] and `state` after its context,
@@ -124,7 +128,7 @@ def stream_tokens(
     `continue_tokens` is the batched twin (the same tokens for one candidate and one seed).
     """
     rows = grammar.start(1)
-    step = fast_step(model, state)
+    step = fast_step(model, state, precision)
     budget = max_new_tokens - (2 * grammar.bars + 2 if grammar.bars else 0)
     last = logits
     for t in range(max_new_tokens + 1):

@@ -132,7 +132,7 @@ class LiveSession:
         self.timesig = st.id[metre]
         # The decoding step is traced here, once per model, not at the first answer (where
         # its ~0.1-0.5 s would delay the first note).
-        fast_step(copilot.model, RWKVState.zeros(copilot.model.config, 1))
+        fast_step(copilot.model, RWKVState.zeros(copilot.model.config, 1), copilot.precision)
         self.generator = sampling.generator()
         self.player: list[list[float]] = []  # [onset, off or nan, pitch, velocity] in beats
         self.down: dict[int, list[float]] = {}  # key -> its note in `player`, while held
@@ -278,6 +278,7 @@ class LiveSession:
             generator=self.generator,
             sampling=self.sampling,
             max_new_tokens=self.s.bars * TOKENS_PER_BAR,
+            precision=self.cp.precision,
         )
         self.answer = _Answer(start, tokens, NoteReader(self.cp.tok))
         self.status["answers"] += 1
@@ -360,6 +361,7 @@ class LiveSession:
             generator=self.generator,
             sampling=self.sampling,
             max_new_tokens=2 * TOKENS_PER_BAR,
+            precision=self.cp.precision,
         )
         reader = NoteReader(self.cp.tok)
         origin = (k + 1) * self.s.bar_beats

@@ -82,10 +82,11 @@ class TimeMix(nn.Module):
         xa = torch.addcmul(x, xx, self.x_a.view(-1))
         xg = torch.addcmul(x, xx, self.x_g.view(-1))
 
-        # F.linear rather than module calls: the one-token path is dominated by per-call cost.
-        r = F.linear(xr, self.receptance.weight)
-        k = F.linear(xk, self.key.weight)
-        v = F.linear(xv, self.value.weight)
+        # Module calls, so that a quantised copy (`pianomuse.model.quant`) can swap the
+        # projections; the traced step (`model.traced`) removes their per-call cost.
+        r = self.receptance(xr)
+        k = self.key(xk)
+        v = self.value(xv)
         # Decay in fp32 whatever autocast does: w0 is O(1..6) and bf16 would quantise the decay.
         z = self.w0.view(-1).float() + (torch.tanh(xw @ self.w1) @ self.w2).float()
         log_w = -_LOG_DECAY_SCALE * torch.sigmoid(z)
@@ -117,7 +118,7 @@ class TimeMix(nn.Module):
         # Bonus: the current token's own (r . k) per head, weighted by r_k, times its value.
         rk = (r * k * self.r_k.view(-1)).view(*lead, h, n).sum(dim=-1, keepdim=True)  # [..,H,1]
         y = y + (rk * v.view(*lead, h, n)).view(*lead, h * n)  # [..,H,N] -> [.., C]
-        return F.linear(y * g, self.output.weight)
+        return self.output(y * g)
 
     def forward(
         self, x: Tensor, shift: Tensor, state: Tensor | None, v_first: Tensor | None
@@ -175,8 +176,8 @@ class ChannelMix(nn.Module):
 
     def forward(self, x: Tensor, xx: Tensor, idx: Tensor) -> Tensor:
         """x, xx = x_{t-1} - x_t: [..., C]; idx: the token ids [...] (used by DeepEmbed)."""
-        k = torch.relu(F.linear(torch.addcmul(x, xx, self.x_k.view(-1)), self.key.weight))
-        out = F.linear(k.square(), self.value.weight)
+        k = torch.relu(self.key(torch.addcmul(x, xx, self.x_k.view(-1))))
+        out = self.value(k.square())
         if self.enn is not None:
             out = out * self.enn(idx)
         return out
@@ -284,7 +285,7 @@ class RWKV7(nn.Module):
         for i, block in enumerate(self.blocks):
             x, st, v_first = block.step(x, state.layer(i), v_first, tok, inplace)
             layers.append(st)
-        logits = F.linear(_layer_norm(self.ln_out, x), self.head.weight)
+        logits = self.head(_layer_norm(self.ln_out, x))
         return logits, state if inplace else RWKVState.from_layers(layers)
 
     def _sequence(self, idx: Tensor, state: RWKVState | None) -> tuple[Tensor, RWKVState]:

@@ -8,7 +8,8 @@ It has no control flow of its own to lose: every branch in the step depends on t
 index and the config, never on the data.
 
 `RWKV7.step` is the twin (tests compare logits and state); `fast_step` falls back to it
-when tracing fails, and decoding takes `fast_step(model)`.
+when tracing fails, and decoding takes `fast_step(model, state, precision)`, by default
+the graph of the int8 copy (`model.quant`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from pianomuse.model.quant import DEFAULT_PRECISION, check_precision, quantize_int8
 from pianomuse.model.rwkv7 import RWKV7
 from pianomuse.model.state import RWKVState
 
@@ -70,17 +72,31 @@ def trace_step(model: RWKV7, state: RWKVState) -> Step:
     return step
 
 
-def fast_step(model: RWKV7, state: RWKVState) -> Step:
-    """The fastest one-token step for `model` on this machine: the traced graph on a CPU
-    (recorded once per model and kept on it), the eager step elsewhere or if tracing fails.
-    Either returns a new state and leaves the given one as it was."""
+def fast_step(model: RWKV7, state: RWKVState, precision: str = DEFAULT_PRECISION) -> Step:
+    """The fastest one-token step for `model` on this machine: on a CPU the traced graph of
+    the model with `precision` weights ("int8": `quantize_int8`'s copy; "fp32": the model's
+    own), recorded once per model and precision and kept on the model until its weights
+    change; the eager step on other devices or if tracing fails. Every step returns a new
+    state and leaves the given one as it was."""
+    check_precision(precision)
     if next(model.parameters()).device.type != "cpu":
         return lambda tok, st: model.step(tok, st)
-    step = model.__dict__.get("_traced_step")
+    # In-place updates (an optimizer step, a load) bump a tensor's version: a cached graph of
+    # older weights is never run.
+    version = sum(p._version for p in model.parameters())
+    cache = model.__dict__.setdefault("_traced_steps", {})
+    if precision in cache and cache[precision][0] == version:
+        return cache[precision][1]
+    step = None
+    if precision == "int8":
+        try:
+            step = trace_step(quantize_int8(model), state)
+        except Exception:  # noqa: BLE001 - no int8 kernel on this CPU or torch: fp32
+            step = None
     if step is None:
         try:
             step = trace_step(model, state)
         except Exception:  # noqa: BLE001 - an op the tracer cannot record: the eager twin
             step = lambda tok, st: model.step(tok, st)  # noqa: E731
-        model.__dict__["_traced_step"] = step
+    cache[precision] = (version, step)
     return step
