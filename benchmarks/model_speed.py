@@ -8,11 +8,13 @@ Prints one table: each row a workload, the baseline and our time side by side, a
 1. WKV-7 forward + backward, B=4, T=1024, H=4, N=64: `wkv7_chunked` vs `wkv7_reference`.
 2. Prefill of 1024 tokens, 6 layers x 256 wide: `RWKV7.prefill` vs `rwkv` package forward.
 3. Decoding one token at a time: the step decoding runs (`fast_step`: the traced graph on a
-   CPU) vs its eager twin `RWKV7.step` and vs the `rwkv` package's one-token forward, and 8
+   CPU, of the int8 copy by default, `pianomuse.model.quant`) vs the fp32 graph, its eager
+   twin `RWKV7.step` and the `rwkv` package's one-token forward ("cpu fp32"), and 8
    candidates decoded as one batch vs one (aggregate tokens/s).
 
 A second table gives the time of the model's weight matmuls alone for the same workloads: no
-fp32 implementation of the model can be faster, so baseline / that time bounds every ratio.
+implementation with those weights can be faster, so baseline / that time bounds every ratio.
+What int8 weights cost in loss is measured on real songs by `benchmarks/quant_quality.py`.
 """
 
 from __future__ import annotations
@@ -28,9 +30,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from pianomuse.model import RWKV7, RWKV7Config, save_official
+from pianomuse.model.quant import DEFAULT_PRECISION, PRECISIONS, quantize_int8
 from pianomuse.model.traced import fast_step
 from pianomuse.model.wkv import wkv7_chunked, wkv7_reference
 
@@ -118,14 +120,22 @@ def bench_decode(model: RWKV7, ref, repeats: int, n_tok: int = 64) -> list[tuple
     _, state = model.prefill(prompt)
     _, their_state0 = ref.forward(prompt[0].tolist(), None)
 
-    t0 = time.perf_counter()
-    step = fast_step(model, state)  # what decoding runs: the traced step on a CPU
-    print(f"tracing the one-token step (once per model): {time.perf_counter() - t0:.2f} s")
+    steps = {}
+    for precision in PRECISIONS:  # what decoding runs: the traced step of each precision
+        t0 = time.perf_counter()
+        steps[precision] = fast_step(model, state, precision)
+        print(f"first call of fast_step ({precision}: quantising, tracing, warming up; once "
+              f"per model): {time.perf_counter() - t0:.2f} s")  # fmt: skip
 
-    def ours_one() -> None:
-        s = state.clone()  # both sides copy the prompt state once per run
-        for t in range(n_tok):
-            _, s = step(toks[t : t + 1], s)
+    def ours(precision: str, batch: int) -> Callable[[], None]:
+        step, start = steps[precision], state.expand(batch)
+
+        def run() -> None:
+            s = start.clone()  # every side copies the prompt state once per run
+            for t in range(n_tok):
+                _, s = step(toks[t : t + 1].expand(batch), s)
+
+        return run
 
     def eager_one() -> None:
         s = state.clone()
@@ -137,44 +147,41 @@ def bench_decode(model: RWKV7, ref, repeats: int, n_tok: int = 64) -> list[tuple
         for t in toks.tolist():
             _, s = ref.forward([t], s)
 
-    batch_state = state.expand(8)
-
-    def ours_batch() -> None:
-        s = batch_state.clone()
-        for t in range(n_tok):
-            _, s = step(toks[t : t + 1].expand(8), s)
-
     t_eager = timeit(eager_one, repeats)
-    t_ours = timeit(ours_one, repeats)
+    t32 = timeit(ours("fp32", 1), repeats)
+    t8 = timeit(ours(DEFAULT_PRECISION, 1), repeats)
     t_theirs = timeit(theirs_one, repeats)
-    t_batch = timeit(ours_batch, repeats)
+    t_batch = timeit(ours(DEFAULT_PRECISION, 8), repeats)
     # Aggregate tokens/s of 8 candidates in one batch vs one: 8 * t_one / t_batch.
     return [
-        ("decode B=1: traced step vs its eager twin", "RWKV7.step eager", t_eager / n_tok,
-         t_ours / n_tok, 1.0),
-        ("decode 1 token/step, B=1 (per token)", "rwkv pkg forward", t_theirs / n_tok,
-         t_ours / n_tok, 2.0),
-        ("decode B=8 vs B=1, aggregate tok/s", "same step, B=1", t_ours / n_tok,
-         t_batch / n_tok / 8, 6.0),
+        ("decode B=1: traced fp32 step vs eager twin", "RWKV7.step eager", t_eager / n_tok,
+         t32 / n_tok, 1.0),
+        ("decode B=1 per token, fp32 weights", "rwkv pkg forward", t_theirs / n_tok,
+         t32 / n_tok, 0.0),
+        (f"decode B=1 per token, {DEFAULT_PRECISION} (default)", "rwkv pkg forward",
+         t_theirs / n_tok, t8 / n_tok, 2.0),
+        (f"decode B=8 vs B=1, aggregate tok/s, {DEFAULT_PRECISION}", "same step, B=1",
+         t8 / n_tok, t_batch / n_tok / 8, 6.0),
     ]  # fmt: skip
 
 
 @torch.inference_mode()
-def matmul_floor(model: RWKV7, rows: int, repeats: int) -> float:
-    """Time of every weight matmul of one pass over `rows` token positions, nothing else."""
-    linears = [model.head.weight]
+def matmul_floor(model: RWKV7, rows: int, repeats: int, precision: str = "fp32") -> float:
+    """Time of every weight matmul of one pass over `rows` token positions, nothing else:
+    the projections (fp32, or the int8 copy's `Int8Linear`s) and the fp32 LoRAs."""
+    source = model if precision == "fp32" else quantize_int8(model)
+    linears = [source.head]
     loras = []
-    for block in model.blocks:
+    for block in source.blocks:
         att, ffn = block.att, block.ffn
-        linears += [att.receptance.weight, att.key.weight, att.value.weight, att.output.weight]
-        linears += [ffn.key.weight, ffn.value.weight]
+        linears += [att.receptance, att.key, att.value, att.output, ffn.key, ffn.value]
         loras += [p for name, p in att.named_parameters(recurse=False) if name[-1] in "12"]
-    lin_in = [torch.randn(rows, w.shape[1]) for w in linears]  # Linear weight: [out, in]
+    lin_in = [torch.randn(rows, lin.in_features) for lin in linears]
     lora_in = [torch.randn(rows, w.shape[0]) for w in loras]  # LoRA weight: [in, out]
 
     def run() -> None:
-        for x, w in zip(lin_in, linears, strict=True):
-            F.linear(x, w)
+        for x, lin in zip(lin_in, linears, strict=True):
+            lin(x)
         for x, w in zip(lora_in, loras, strict=True):
             x @ w
 
@@ -198,7 +205,8 @@ def main() -> None:
         ref = load_rwkv_package(model, Path(tmp))
         rows += bench_prefill(model, ref, args.repeats)
         rows += bench_decode(model, ref, args.repeats)
-    floors = {n: matmul_floor(model, n, args.repeats * 4) for n in (1024, 1, 8)}
+    floors = {(n, p): matmul_floor(model, n, args.repeats * 4, p)
+              for n, p in ((1024, "fp32"), (1, "fp32"), (1, "int8"), (8, "int8"))}  # fmt: skip
 
     print(f"\ntorch {torch.__version__}, {platform.processor() or platform.machine()}, "
           f"{args.threads} thread(s), median of {args.repeats}")  # fmt: skip
@@ -207,19 +215,22 @@ def main() -> None:
     for name, base_name, base, ours, target in rows:
         ratio = base / ours
         ok = "yes" if ratio >= target else "NO"
+        target_s = f"{target:6.0f}x" if target else "      -"
         print(f"{name:44} {base_name:18} {fmt_time(base):>12} {fmt_time(ours):>12} "
-              f"{ratio:6.1f}x {target:6.0f}x  {ok}")  # fmt: skip
+              f"{ratio:6.1f}x {target_s}  {ok if target else ''}")  # fmt: skip
 
-    prefill, decode, batch = rows[-4], rows[-2], rows[-1]
-    print("\nweight matmuls alone (a floor for any fp32 implementation) and the bound they set")
+    prefill, dec32, dec8, batch = rows[-5], rows[-3], rows[-2], rows[-1]
+    print("\nweight matmuls alone (a floor for any implementation of those weights) and the "
+          "bound they set")  # fmt: skip
     print(f"{'workload':44} {'matmuls t':>12} {'ours t':>12} {'bound on ratio':>16}")
     bounds = [
-        (prefill[0], floors[1024], prefill[3], prefill[2] / floors[1024]),
-        (decode[0], floors[1], decode[3], decode[2] / floors[1]),
-        (batch[0], floors[8] / 8, batch[3], batch[2] / (floors[8] / 8)),
+        (prefill, floors[1024, "fp32"]),
+        (dec32, floors[1, "fp32"]),
+        (dec8, floors[1, "int8"]),
+        (batch, floors[8, "int8"] / 8),
     ]
-    for name, floor, ours, bound in bounds:
-        print(f"{name:44} {fmt_time(floor):>12} {fmt_time(ours):>12} {bound:15.1f}x")
+    for (name, _, base, ours, _), floor in bounds:
+        print(f"{name:44} {fmt_time(floor):>12} {fmt_time(ours):>12} {base / floor:15.1f}x")
 
 
 if __name__ == "__main__":
