@@ -298,6 +298,9 @@ def test_the_accompaniment_plays_along_bar_by_bar(copilot):
     bars = sorted({int(o.time // BAR_S) for o in outs})
     assert bars[0] == first + 2 and set(bars) <= {b + 2 for b in played}
     assert len(bars) >= 4
+    # It never drops out: every bar it wrote has notes, and every one of them sounded.
+    written = sorted(k for k in s.given if k >= first + 2)
+    assert written == list(range(first + 2, written[-1] + 1)) and set(written) == set(bars)
     st = copilot.tok.structure
     ids = np.asarray(s.ids)
     assert set(st.value[ids[st.kinds(ids) == Kind.PART]].tolist()) == {0, 1}

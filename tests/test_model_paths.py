@@ -297,27 +297,30 @@ def test_config_validation_and_round_trip():
 @pytest.mark.parametrize("deep_embed", [False, True])
 def test_traced_step_is_the_eager_steps_twin(deep_embed):
     """The TorchScript graph of the one-token step (recorded at batch 1) gives the eager
-    step's logits and state, token after token, at batch 1 and at batch 8; the given state
-    is left as it was."""
+    step's logits and state, token after token, at batch 1 and at batch 8; like the eager
+    step with `inplace=True` it overwrites the state it is given and returns it, and
+    recording it leaves the state it was recorded on as it was."""
     from pianomuse.model.traced import trace_step
 
     model = random_model(tiny_config(deep_embed=deep_embed)).eval()
     g = torch.Generator().manual_seed(3)
     with torch.inference_mode():
         _, state = model.prefill(torch.randint(0, 40, (1, 20), generator=g))
+        recorded_on = state.clone()
         traced = trace_step(model, state)
+        for a, b in zip(state.wkv, recorded_on.wkv, strict=True):
+            assert torch.equal(a, b)
         for batch in (1, 8):
             eager_st = state.expand(batch)
             fast_st = eager_st.clone()
-            before = fast_st.clone()
             for _ in range(6):
                 tok = torch.randint(0, 40, (batch,), generator=g)
                 want, eager_st = model.step(tok, eager_st)
                 got, new = traced(tok, fast_st)
                 for name in ("att_shift", "wkv", "ffn_shift"):
-                    for a, b in zip(getattr(before, name), getattr(fast_st, name), strict=True):
-                        assert torch.equal(a, b)  # the given state is untouched
-                fast_st, before = new, new.clone()
+                    for a, b in zip(getattr(new, name), getattr(fast_st, name), strict=True):
+                        assert a.data_ptr() == b.data_ptr()  # overwritten and returned
+                fast_st = new
                 assert rel_err(got, want) < 1e-6
                 for name in ("att_shift", "wkv", "ffn_shift"):
                     for a, b in zip(getattr(fast_st, name), getattr(eager_st, name), strict=True):

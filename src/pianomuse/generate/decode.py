@@ -129,6 +129,7 @@ def stream_tokens(
     """
     rows = grammar.start(1)
     step = fast_step(model, state, precision)
+    state = state.clone()  # the step overwrites its state: the caller's stays as it was
     budget = max_new_tokens - (2 * grammar.bars + 2 if grammar.bars else 0)
     last = logits
     for t in range(max_new_tokens + 1):

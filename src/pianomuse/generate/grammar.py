@@ -372,6 +372,26 @@ class Density(Constraint):
             row.state["notes"] = row.state.get("notes", 0) + 1
 
 
+class Plays(Constraint):
+    """`part` plays at least one note in new bar `bar`: the bar cannot end before (while the
+    grammar leaves another way on). A live accompaniment that falls silent for a bar would
+    otherwise be the context of the next, and a small model then keeps silent."""
+
+    def __init__(self, part: int, bar: int):
+        self.part, self.bar = part, bar
+
+    def narrow(self, g: Grammar, row: Row, mask: np.ndarray) -> None:
+        if row.bar != self.bar or row.state.get("plays", False):
+            return
+        closing = g.only(g.bar_id) | g.only(g.close_id)
+        if (mask & ~closing).any():
+            mask &= ~closing
+
+    def advance(self, g: Grammar, row: Row, token: int) -> None:
+        if row.bar == self.bar and row.part == self.part and g.st.kind[token] == Kind.PITCH:
+            row.state["plays"] = True
+
+
 class BassLine(Constraint):
     """A bass under the harmony, in the bass part's block (`part`: 1 the accompaniment, -1
     every note of a piece without parts). `spans[k]` lists (position, pitch class) of new bar

@@ -25,7 +25,7 @@ from pianomuse.copilot.core import DEFAULT_SAMPLING, NO_STEERING
 from pianomuse.copilot.steering import Steering
 from pianomuse.errors import FieldError
 from pianomuse.generate.decode import stream_tokens
-from pianomuse.generate.grammar import GivenBlock, Grammar
+from pianomuse.generate.grammar import GivenBlock, Grammar, Plays
 from pianomuse.generate.sampling import Sampling
 from pianomuse.limits import TOKENS_PER_BAR
 from pianomuse.model import RWKVState
@@ -351,7 +351,10 @@ class LiveSession:
             positions_per_beat=ppb, context_density=density, part=1
         )
         given = GivenBlock([self.given.get(k + 1, []), []], opens=False)
-        grammar = Grammar(st, ppb, [self.timesig], 2, constraints=[*extra, given], parts=True)
+        plays = Plays(part=1, bar=1)  # the accompaniment never drops out for a bar
+        grammar = Grammar(
+            st, ppb, [self.timesig], 2, constraints=[*extra, plays, given], parts=True
+        )
         assert self.state is not None and self.logits is not None
         tokens = stream_tokens(
             self.cp.model,
