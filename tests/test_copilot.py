@@ -106,7 +106,8 @@ def test_prefill_is_one_parallel_call(copilot, monkeypatch):
     import pianomuse.generate.decode as decode
 
     calls = {"prefill": [], "step": 0}
-    model = copilot.model
+    model = decode.inference_model(copilot.model, copilot.precision)  # the int8 copy
+    assert model is not copilot.model
     real_prefill, real_fast = model.prefill, decode.fast_step
 
     def prefill(idx, state=None):

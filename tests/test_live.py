@@ -7,9 +7,11 @@ import pytest
 import torch
 
 from conftest import aligned_song
+from model_fixtures import rel_err
 from pianomuse.copilot import Copilot, Sampling
 from pianomuse.errors import FieldError
 from pianomuse.live import LiveSession, LiveSettings
+from pianomuse.model.quant import inference_model
 from pianomuse.tokenizer import Kind, load_score, notes_in_beats
 from pianomuse.tokenizer.live import LiveNote, live_score
 
@@ -20,6 +22,11 @@ BAR_S = 2.0
 @pytest.fixture(scope="module")
 def copilot(trained_model):
     return Copilot(trained_model)
+
+
+def runner(copilot: Copilot):
+    """The model the copilot's inference runs (by default its int8 copy on a CPU)."""
+    return inference_model(copilot.model, copilot.precision)
 
 
 def phrase(bars: int, first_bar: int = 0) -> list[tuple[float, str, int, int]]:
@@ -61,9 +68,13 @@ def drive(
     return outs
 
 
-def test_bars_fed_one_at_a_time_equal_one_prefill(copilot):
+@pytest.mark.parametrize("precision, tol", [("fp32", 1e-4), ("int8", 2e-3)])
+def test_bars_fed_one_at_a_time_equal_one_prefill(trained_model, precision, tol):
     """Each bar goes into the state once as it ends; the state then equals one prefill of
-    the same tokens, and the tokens are the encoder's for the whole phrase."""
+    the same tokens, and the tokens are the encoder's for the whole phrase. (With int8
+    weights the prefill's bf16 matmul rounds its output, and where the rounding falls
+    depends on how many rows it is given: one bar or the phrase.)"""
+    copilot = Copilot(trained_model, precision=precision)
     s = LiveSession(copilot, LiveSettings(bpm=BPM, silence_bars=4))
     events = phrase(6, first_bar=1)  # after a bar of count-in
     drive(s, events, until=7 * BAR_S + 0.1)
@@ -72,11 +83,11 @@ def test_bars_fed_one_at_a_time_equal_one_prefill(copilot):
     whole = copilot.tok.encode(live_score({"Piano": player}, BPM, (4, 4)))
     assert s.ids == whole.tolist()
     with torch.inference_mode():
-        logits, state = copilot.model.prefill(torch.tensor([s.ids]))
-    assert torch.allclose(s.logits, logits[:, -1], atol=1e-4)
+        logits, state = runner(copilot).prefill(torch.tensor([s.ids]))
+    assert rel_err(s.logits, logits[:, -1]) < tol
     for name in ("att_shift", "wkv", "ffn_shift"):
         for a, b in zip(getattr(s.state, name), getattr(state, name), strict=True):
-            assert torch.allclose(a, b, atol=1e-4), name
+            assert rel_err(a, b) < tol, name
 
 
 def test_the_answer_starts_on_a_bar_line_and_stops_when_the_player_resumes(copilot):
@@ -180,7 +191,7 @@ def test_streamed_tokens_are_the_batched_decoders_for_one_candidate(copilot):
         max_new_tokens=400,
     )
     with torch.inference_mode():
-        logits, state = copilot.model.prefill(torch.as_tensor(ids)[None])
+        logits, state = runner(copilot).prefill(torch.as_tensor(ids)[None])
     streamed = stream_tokens(
         copilot.model,
         logits[:, -1],
@@ -305,8 +316,8 @@ def test_the_accompaniment_plays_along_bar_by_bar(copilot):
     ids = np.asarray(s.ids)
     assert set(st.value[ids[st.kinds(ids) == Kind.PART]].tolist()) == {0, 1}
     with torch.inference_mode():
-        logits, _ = copilot.model.prefill(torch.tensor([s.ids]))
-    assert torch.allclose(s.logits, logits[:, -1], atol=1e-4)
+        logits, _ = runner(copilot).prefill(torch.tensor([s.ids]))
+    assert rel_err(s.logits, logits[:, -1]) < 2e-3  # int8: see the test of bars fed
     jam = load_score(s.stop(20.0))
     assert len(jam.tracks[1].notes) == len(outs)
     from pianomuse.cli import default_model

@@ -91,13 +91,14 @@ def test_fast_step_caches_per_precision_and_retraces_new_weights():
 
 def test_int8_falls_back_to_fp32_when_the_kernel_is_missing(monkeypatch):
     """Where no int8 kernel runs (another CPU, an older torch), decoding takes the fp32 graph."""
-    import pianomuse.model.traced as traced
+    import pianomuse.model.quant as quant
 
-    def refuse(model):
+    def refuse(*args):
         raise RuntimeError("no int8 kernel")
 
-    monkeypatch.setattr(traced, "quantize_int8", refuse)
+    monkeypatch.setattr(quant.torch.ops.aten, "_weight_int8pack_mm", refuse)
     model = random_model(tiny_config()).eval()
+    assert quant.inference_model(model, "int8") is model
     with torch.inference_mode():
         _, state = model.prefill(torch.arange(10)[None])
         step = fast_step(model, state, "int8")

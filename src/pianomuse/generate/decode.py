@@ -17,7 +17,7 @@ import torch
 from pianomuse.generate.grammar import Grammar
 from pianomuse.generate.sampling import Sampling, sample
 from pianomuse.model import RWKV7, RWKVState
-from pianomuse.model.quant import DEFAULT_PRECISION
+from pianomuse.model.quant import DEFAULT_PRECISION, inference_model
 from pianomuse.model.traced import fast_step
 
 
@@ -59,13 +59,13 @@ def continue_tokens(
     open the next one is dropped); `max_new_tokens` caps the length (with a grammar, the cap
     closes the open bars instead of cutting a note). `progress`, if given, is called after
     every step with the share of the work done (bars written, or tokens without `bars`).
-    `precision` picks the weights of the step on a CPU (`fast_step`); the prefill is fp32.
+    `precision` picks the weights on a CPU (`inference_model`, `fast_step`).
     """
     device = next(model.parameters()).device
     gen = sampling.generator()
     t0 = time.perf_counter()
     idx = torch.as_tensor(np.asarray(context), dtype=torch.long, device=device)[None]  # [1, T]
-    logits, state = model.prefill(idx)
+    logits, state = inference_model(model, precision).prefill(idx)
     last = logits[:, -1].expand(candidates, -1)  # [K, V]
     state = state.expand(candidates)
     step = fast_step(model, state, precision)

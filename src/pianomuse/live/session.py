@@ -29,6 +29,7 @@ from pianomuse.generate.grammar import GivenBlock, Grammar, Plays
 from pianomuse.generate.sampling import Sampling
 from pianomuse.limits import TOKENS_PER_BAR
 from pianomuse.model import RWKVState
+from pianomuse.model.quant import inference_model
 from pianomuse.model.traced import fast_step
 from pianomuse.tokenizer import Kind
 from pianomuse.tokenizer.live import WINDOW_BARS, LiveNote, NoteReader, bar_tokens, jam_midi
@@ -132,6 +133,7 @@ class LiveSession:
         self.timesig = st.id[metre]
         # The decoding step is traced here, once per model, not at the first answer (where
         # its ~0.1-0.5 s would delay the first note).
+        self.runner = inference_model(copilot.model, copilot.precision)
         fast_step(copilot.model, RWKVState.zeros(copilot.model.config, 1), copilot.precision)
         self.generator = sampling.generator()
         self.player: list[list[float]] = []  # [onset, off or nan, pitch, velocity] in beats
@@ -448,7 +450,7 @@ class LiveSession:
             )
             x = torch.as_tensor(new, dtype=torch.long)[None]  # [1, T]
             with torch.inference_mode():
-                out, state = self.cp.model.prefill(x, state)  # a new state; `state` stays
+                out, state = self.runner.prefill(x, state)  # a new state; `state` stays
             logits = out[:, -1]
             ids += new.tolist()
         assert state is not None and logits is not None

@@ -1,4 +1,4 @@
-"""Int8 weights for decoding on a CPU: a copy of the model whose projections read a quarter
+"""Int8 weights for inference on a CPU: a copy of the model whose projections read a quarter
 of the bytes.
 
 One token at batch 1 multiplies a single row by every weight matrix, so its cost is reading
@@ -8,8 +8,18 @@ here, the fp32 matmuls alone take 2.6 ms a token and the same matmuls with int8 
 scheme of weight-only int8 in gpt-fast and of llama.cpp's Q8_0, which changes a language
 model's loss by a fraction of a percent (ours: see `benchmarks/model_speed.py`).
 
+Many rows at once (a prefill) are the opposite case: arithmetic, not bytes, is the cost,
+and the int8 kernel, which widens every weight for every row, is slower there than a bf16
+matmul (measured for the 6 x 256 model's projections: the same at 12 rows, 1.5x slower at
+32). So each projection also holds the same weights in bf16 (9.5 MB more for that model)
+and takes them on the sequence path ([B, T, C] inputs: training's forward and the prefill),
+keeping the int8 kernel for the one-token step ([B, C]): the bf16 matmul is 2x the fp32
+one on a CPU with bf16 dot products, and its weights are the int8 ones (rounded to bf16
+once more). The kernel is chosen by the path, not by the row count, so that a prefill gives
+the same numbers whether its tokens come in one call or bar by bar (the live copilot).
+
 Only the `nn.Linear` projections are quantised. Everything that the recurrence's numerics
-depend on (the decay, its LoRA, GroupNorm, the WKV state) stays in fp32. The kernel takes
+depend on (the decay, its LoRA, GroupNorm, the WKV state) stays in fp32. Both kernels take
 bf16 activations, so the rows entering and leaving a projection are rounded to bf16.
 
 The twin is `Int8Linear.reference`: the same int8 weights multiplied in fp32 by `F.linear`.
@@ -18,15 +28,20 @@ The twin is `Int8Linear.reference`: the same int8 weights multiplied in fp32 by 
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pianomuse.model.rwkv7 import RWKV7
+from pianomuse.model.state import RWKVState
+
+T = TypeVar("T")
 
 PRECISIONS = ("fp32", "int8")  # weights of the one-token step on a CPU
-DEFAULT_PRECISION = "int8"  # the loss moves < 0.5 % (model_speed.py), decoding 2-3x faster
+DEFAULT_PRECISION = "int8"  # held-out bits +0.005 % (quant_quality.py); decoding 2x faster
 
 
 class Int8Linear(nn.Module):
@@ -43,12 +58,17 @@ class Int8Linear(nn.Module):
         self.out_features, self.in_features = w.shape
         self.register_buffer("qweight", q.to(torch.int8))
         self.register_buffer("scale", scale)
+        self.register_buffer("bf16_weight", self.dequantized().to(torch.bfloat16), persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        """x [..., in] fp32 -> [..., out] fp32 through PyTorch's int8 weight-only kernel."""
+        """x [B, in] (the step) or [B, T, in] (a sequence) fp32 -> [..., out] fp32: PyTorch's
+        int8 weight-only kernel for the step's few rows, a bf16 matmul for a sequence's many."""
         lead = x.shape[:-1]
         rows = x.reshape(-1, self.in_features).to(torch.bfloat16)  # [..., in] -> [M, in]
-        y = torch.ops.aten._weight_int8pack_mm(rows, self.qweight, self.scale)  # [M, out]
+        if x.dim() == 2:
+            y = torch.ops.aten._weight_int8pack_mm(rows, self.qweight, self.scale)  # [M, out]
+        else:
+            y = F.linear(rows, self.bf16_weight)
         return y.view(*lead, self.out_features).to(x.dtype)
 
     def dequantized(self) -> Tensor:
@@ -61,14 +81,48 @@ class Int8Linear(nn.Module):
 
 
 def quantize_int8(model: RWKV7) -> RWKV7:
-    """A copy of `model` (on the CPU) whose every `nn.Linear` is an `Int8Linear`; the model
-    itself is left as it was."""
+    """A copy of `model` (on the CPU) whose every `nn.Linear` in the blocks is an
+    `Int8Linear`; the model itself is left as it was. The head stays fp32: its logits are
+    what sampling and the ranking of candidates read (both kernels round their output to
+    bf16), and it is 2 % of the weights (391 x 256 against 6 x 786k)."""
     out = copy.deepcopy(model).cpu().eval()
-    for module in list(out.modules()):
+    out.__dict__.pop("_inference_cache", None)  # graphs and copies of the original
+    for module in list(out.blocks.modules()):
         for name, child in list(module.named_children()):
             if isinstance(child, nn.Linear):
                 setattr(module, name, Int8Linear(child))
     return out
+
+
+def cached_on(model: RWKV7, key: str, build: Callable[[], T]) -> T:
+    """`build()` once per model and key, kept on the model (outside its state dict) until its
+    weights change: in-place updates (an optimizer step, a load) bump a tensor's version, so
+    a copy or graph of older weights is never used."""
+    version = sum(p._version for p in model.parameters())
+    cache = model.__dict__.setdefault("_inference_cache", {})
+    if key not in cache or cache[key][0] != version:
+        cache[key] = (version, build())
+    return cache[key][1]
+
+
+def inference_model(model: RWKV7, precision: str) -> RWKV7:
+    """The model that inference at `precision` runs: with "int8" on a CPU, its int8 copy
+    (made once); the model itself for "fp32", on other devices, or where the int8 kernel
+    does not run (another CPU, an older torch)."""
+    check_precision(precision)
+    if precision == "fp32" or next(model.parameters()).device.type != "cpu":
+        return model
+
+    def build() -> RWKV7:
+        try:
+            quant = quantize_int8(model)
+            with torch.inference_mode():  # the kernel is tried once here, not mid-answer
+                quant.step(torch.zeros(1, dtype=torch.long), RWKVState.zeros(quant.config, 1))
+            return quant
+        except Exception:  # noqa: BLE001 - no int8 kernel here: the fp32 model
+            return model
+
+    return cached_on(model, "int8", build)
 
 
 def check_precision(precision: str) -> str:

@@ -20,7 +20,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from pianomuse.model.quant import DEFAULT_PRECISION, check_precision, quantize_int8
+from pianomuse.model.quant import DEFAULT_PRECISION, cached_on, inference_model
 from pianomuse.model.rwkv7 import RWKV7
 from pianomuse.model.state import RWKVState
 
@@ -76,34 +76,22 @@ def trace_step(model: RWKV7, state: RWKVState) -> Step:
 
 def fast_step(model: RWKV7, state: RWKVState, precision: str = DEFAULT_PRECISION) -> Step:
     """The fastest one-token step for `model` on this machine: on a CPU the traced graph of
-    the model with `precision` weights ("int8": `quantize_int8`'s copy; "fp32": the model's
-    own), recorded once per model and precision and kept on the model until its weights
-    change; the eager step on other devices or if tracing fails. `state` only gives the
-    shapes to record (it is left as it was).
+    `inference_model(model, precision)` (with "int8", the int8 copy), recorded once per
+    model and precision and kept until the weights change; the eager step on other devices
+    or if tracing fails. `state` only gives the shapes to record (it is left as it was).
 
     Every step overwrites the state it is given and returns it (as `model.step(...,
     inplace=True)`): at batch 4 a new state a token costs 20 % of the step (measured; its
     1.5 MB are fresh memory every time). Decoding loops own their state; clone one to keep
     it."""
-    check_precision(precision)
+    runner = inference_model(model, precision)
     if next(model.parameters()).device.type != "cpu":
-        return lambda tok, st: model.step(tok, st, inplace=True)
-    # In-place updates (an optimizer step, a load) bump a tensor's version: a cached graph of
-    # older weights is never run.
-    version = sum(p._version for p in model.parameters())
-    cache = model.__dict__.setdefault("_traced_steps", {})
-    if precision in cache and cache[precision][0] == version:
-        return cache[precision][1]
-    step = None
-    if precision == "int8":
+        return lambda tok, st: runner.step(tok, st, inplace=True)
+
+    def build() -> Step:
         try:
-            step = trace_step(quantize_int8(model), state)
-        except Exception:  # noqa: BLE001 - no int8 kernel on this CPU or torch: fp32
-            step = None
-    if step is None:
-        try:
-            step = trace_step(model, state)
+            return trace_step(runner, state)
         except Exception:  # noqa: BLE001 - an op the tracer cannot record: the eager twin
-            step = lambda tok, st: model.step(tok, st, inplace=True)  # noqa: E731
-    cache[precision] = (version, step)
-    return step
+            return lambda tok, st: runner.step(tok, st, inplace=True)
+
+    return cached_on(model, f"step_{precision}", build)
