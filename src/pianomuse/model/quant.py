@@ -96,9 +96,10 @@ def quantize_int8(model: RWKV7) -> RWKV7:
 
 def cached_on(model: RWKV7, key: str, build: Callable[[], T]) -> T:
     """`build()` once per model and key, kept on the model (outside its state dict) until its
-    weights change: in-place updates (an optimizer step, a load) bump a tensor's version, so
-    a copy or graph of older weights is never used."""
-    version = sum(p._version for p in model.parameters())
+    weights change: in-place updates (an optimizer step, a load) bump a tensor's version and
+    a replaced parameter is another tensor, so a copy or graph of older weights is never
+    used."""
+    version = tuple((id(p), p._version) for p in model.parameters())
     cache = model.__dict__.setdefault("_inference_cache", {})
     if key not in cache or cache[key][0] != version:
         cache[key] = (version, build())
