@@ -31,8 +31,21 @@ from pianomuse.model.traced import fast_step
 from pianomuse.tokenizer import Tokenizer
 
 
+def stepped(model, idx: torch.Tensor) -> torch.Tensor:
+    """Logits [1, T, V] of decoding's path: the traced int8 step, token by token."""
+    state = RWKVState.zeros(model.config, 1)
+    step = fast_step(model, state, "int8")
+    rows = []
+    for t in range(idx.shape[1]):
+        logits, state = step(idx[:, t], state)
+        rows.append(logits)
+    return torch.stack(rows, dim=1)
+
+
 @torch.inference_mode()
-def compare(model, quant, stream: SampleStream, windows: int, batch: int = 4) -> dict:
+def compare(model, int8_logits, stream: SampleStream, windows: int, batch: int) -> dict:
+    """Bits, KL and top-token agreement of `model` (fp32) and `int8_logits(idx)` over the
+    first `windows` windows of `stream`, `batch` at a time."""
     pad = stream.shards.tokenizer.pad_id
     n = min(windows, len(stream.items(0)))
     sums = {"fp32": 0.0, "int8": 0.0, "kl": 0.0, "agree": 0.0, "tokens": 0.0}
@@ -40,33 +53,7 @@ def compare(model, quant, stream: SampleStream, windows: int, batch: int = 4) ->
         b = collate([stream.sample(0, i) for i in range(start, min(start + batch, n))], pad)
         idx, tgt, mask = b["idx"], b["targets"], b["mask"].bool()
         lp32 = model(idx).log_softmax(-1)[mask]  # [tokens, V]
-        lp8 = quant(idx).log_softmax(-1)[mask]
-        t = tgt[mask]
-        sums["fp32"] -= float(lp32.gather(-1, t[:, None]).sum())
-        sums["int8"] -= float(lp8.gather(-1, t[:, None]).sum())
-        sums["kl"] += float((lp32.exp() * (lp32 - lp8)).sum())
-        sums["agree"] += float((lp32.argmax(-1) == lp8.argmax(-1)).sum())
-        sums["tokens"] += float(t.numel())
-    tokens = sums.pop("tokens")
-    return {k: v / tokens for k, v in sums.items()} | {"tokens": tokens}
-
-
-@torch.inference_mode()
-def compare_steps(model, stream: SampleStream, windows: int) -> dict:
-    """The same comparison for decoding's path: the traced int8 step, token by token."""
-    pad = stream.shards.tokenizer.pad_id
-    sums = {"fp32": 0.0, "int8": 0.0, "kl": 0.0, "agree": 0.0, "tokens": 0.0}
-    for i in range(min(windows, len(stream.items(0)))):
-        b = collate([stream.sample(0, i)], pad)
-        idx, tgt, mask = b["idx"], b["targets"], b["mask"].bool()
-        lp32 = model(idx).log_softmax(-1)[mask]  # [tokens, V]
-        state = RWKVState.zeros(model.config, 1)
-        step = fast_step(model, state, "int8")
-        rows = []
-        for t in range(idx.shape[1]):
-            logits, state = step(idx[:, t], state)
-            rows.append(logits)
-        lp8 = torch.stack(rows, dim=1).log_softmax(-1)[mask]
+        lp8 = int8_logits(idx).log_softmax(-1)[mask]
         t = tgt[mask]
         sums["fp32"] -= float(lp32.gather(-1, t[:, None]).sum())
         sums["int8"] -= float(lp8.gather(-1, t[:, None]).sum())
@@ -101,8 +88,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         prepared = resolve_data(args.data, Path(tmp), val_fraction=0.1, tokenizer=tok)
         stream = SampleStream(TokenShards(prepared, "val"), 1024)
-        seq = compare(model, quant, stream, args.windows)
-        steps = compare_steps(model, stream, args.step_windows)
+        seq = compare(model, quant, stream, args.windows, batch=4)
+        steps = compare(model, lambda idx: stepped(model, idx), stream, args.step_windows, 1)
     print(f"model {path.name}, held-out windows of 1,024 tokens, {args.threads} thread(s)")
     print(f"{'path (int8 kernel)':34} {'tokens':>8} {'fp32 bits':>11} {'int8 bits':>11} "
           f"{'change':>11} {'KL nats/tok':>12} {'same top':>11}")  # fmt: skip
