@@ -1,12 +1,15 @@
 """Training throughput of a preset and its model-FLOPs utilisation (MFU).
 
     uv run python benchmarks/train_speed.py [--preset small] [--steps 5] [--precision fp32]
+    uv run --extra baseline python benchmarks/train_speed.py --gpt2   # GPT-2 side by side
 
 The machine's matmul peak is measured in the same run (a large fp32/bf16 matmul on all
 threads), so MFU = model FLOPs/s of a full training step (forward, backward, AdamW) divided by
 that peak. Model FLOPs per token: 6 x the matmul parameters (forward 2, backward 4) plus the
 WKV recurrence, ~10 N^2 per head and layer forward (decay, low-rank, outer-product updates
-and the readout), x3 with the backward.
+and the readout), x3 with the backward. With --gpt2, a Hugging Face GPT-2 of the same size
+(`baseline_gpt2.gpt2`: the width that matches the parameters, positions aside) is timed on
+the same batch, loss and optimizer in the same process, and the ratio of tokens/s printed.
 """
 
 from __future__ import annotations
@@ -48,20 +51,11 @@ def flops_per_token(cfg: RWKV7Config) -> float:
     return 6 * matmul + 3 * wkv
 
 
-def measure(
-    preset: str,
-    backend: str,
-    precision: str,
-    steps: int,
-    device: torch.device,
-    batch_size: int | None = None,
-) -> dict:
-    """Median step time, training tokens/s and MFU of a preset (random data, AdamW)."""
-    p = load_preset(preset)
-    cfg = RWKV7Config(VOCAB, p["n_layer"], p["n_embd"], p["head_size"], wkv_backend=backend)
-    B, T = batch_size or p["batch_size"], p["max_seq_len"]
-    torch.manual_seed(0)
-    model = RWKV7(cfg).to(device)
+def step_time(
+    model: torch.nn.Module, B: int, T: int, precision: str, steps: int, device: torch.device
+) -> float:
+    """Median seconds of a full training step of `model` (idx [B, T] -> logits [B, T, V]):
+    forward, loss, backward, AdamW with the project's grouping, on random tokens."""
     opt = make_optimizer(model, 1e-3, 0.1, (0.9, 0.99), 1e-8)
     idx = torch.randint(0, VOCAB, (B, T + 1), device=device)
     mask = torch.ones(B, T, device=device)
@@ -82,7 +76,24 @@ def measure(
         t = time.perf_counter()
         step()
         times.append(time.perf_counter() - t)
-    dt = sorted(times)[len(times) // 2]
+    return sorted(times)[len(times) // 2]
+
+
+def measure(
+    preset: str,
+    backend: str,
+    precision: str,
+    steps: int,
+    device: torch.device,
+    batch_size: int | None = None,
+) -> dict:
+    """Median step time, training tokens/s and MFU of a preset (random data, AdamW)."""
+    p = load_preset(preset)
+    cfg = RWKV7Config(VOCAB, p["n_layer"], p["n_embd"], p["head_size"], wkv_backend=backend)
+    B, T = batch_size or p["batch_size"], p["max_seq_len"]
+    torch.manual_seed(0)
+    model = RWKV7(cfg).to(device)
+    dt = step_time(model, B, T, precision, steps, device)
     tps = B * T / dt
     fpt = flops_per_token(cfg)
     peak = matmul_peak(torch.bfloat16 if precision == "bf16" else torch.float32, device)
@@ -104,6 +115,11 @@ def main() -> None:
     ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     ap.add_argument("--backend", default="chunked")
     ap.add_argument("--batch-size", type=int, default=None)
+    ap.add_argument(
+        "--gpt2",
+        action="store_true",
+        help="also time a GPT-2 of the same size side by side (needs --extra baseline)",
+    )
     args = ap.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     r = measure(args.preset, args.backend, args.precision, args.steps, device, args.batch_size)
@@ -120,6 +136,20 @@ def main() -> None:
     print(f"{'achieved GFLOP/s':<28} {tps * fpt / 1e9:>14.1f}")
     print(f"{'matmul peak GFLOP/s':<28} {peak / 1e9:>14.1f}")
     print(f"{'MFU (achieved / peak)':<28} {r['mfu']:>14.1%}")
+    if args.gpt2:
+        from baseline_gpt2 import Wrapped, gpt2  # a script beside this one
+
+        p = load_preset(args.preset)
+        torch.manual_seed(0)
+        base = Wrapped(gpt2(VOCAB, r["params"], p["n_layer"])).to(device)
+        n = (
+            sum(q.numel() for q in base.parameters() if q.ndim == 2)
+            - base.m.transformer.wpe.weight.numel()
+        )
+        g = B * T / step_time(base, B, T, args.precision, args.steps, device)
+        print(f"{'GPT-2 same size tokens/s':<28} {g:>14,.0f}   ({n / 1e6:.2f}M matrix params "
+              f"besides positions)")  # fmt: skip
+        print(f"{'RWKV-7 / GPT-2 tokens/s':<28} {tps / g:>14.2f}x")
 
 
 if __name__ == "__main__":
