@@ -351,3 +351,23 @@ def test_decoding_falls_back_to_the_eager_step(model, monkeypatch):
     assert run() == fast and len(fast) == 40
     steps = model.__dict__["_inference_cache"]
     assert steps["step_int8"][1].__name__ == "<lambda>"  # the eager twin ran
+
+
+def test_fused_relu_square_is_its_plain_twin():
+    """The FFN's relu^2 with its one-line backward gives autograd's values and gradients
+    (zeros and negatives included), in fp32 and under bf16 autocast's dtype."""
+    from pianomuse.model.rwkv7 import relu_square, relu_square_reference
+
+    g = torch.Generator().manual_seed(5)
+    for dtype in (torch.float32, torch.bfloat16):
+        x = torch.randn(3, 7, 16, generator=g).to(dtype)
+        x[0, 0, :4] = 0.0
+        grad = torch.randn(3, 7, 16, generator=g).to(dtype)
+        a, b = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+        ya, yb = relu_square(a), relu_square_reference(b)
+        ya.backward(grad)
+        yb.backward(grad)
+        assert ya.grad_fn is not None and type(ya.grad_fn).__name__ == "_ReluSquareBackward"
+        assert torch.equal(ya, yb) and ya.dtype == dtype
+        assert torch.allclose(a.grad, b.grad, rtol=1e-2 if dtype == torch.bfloat16 else 1e-6)
+        assert (a.grad[x <= 0] == 0).all()

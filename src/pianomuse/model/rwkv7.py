@@ -16,6 +16,7 @@ D LoRA rank.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -161,6 +162,35 @@ class TimeMix(nn.Module):
         return out, new_state, v_first
 
 
+class _ReluSquare(torch.autograd.Function):
+    """relu(x)^2 with the one-line derivative 2 relu(x): autograd's relu then square keeps
+    two backward nodes (threshold, then pow, which re-derives x^1 * 2 in several passes over
+    the [B, T, F] activations); measured, the FFN's backward was 16 % of a training step."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor) -> Tensor:
+        r = torch.relu(x)
+        ctx.save_for_backward(r)
+        return r * r
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tensor:
+        (r,) = ctx.saved_tensors
+        return torch.mul(grad, r).mul_(2.0)
+
+
+def relu_square_reference(x: Tensor) -> Tensor:
+    """The plain twin of `relu_square`, and what runs without gradients (and in traces)."""
+    return torch.relu(x).square()
+
+
+def relu_square(x: Tensor) -> Tensor:
+    """relu(x)^2, with a fused backward when a gradient is wanted."""
+    if torch.is_grad_enabled() and x.requires_grad:
+        return _ReluSquare.apply(x)
+    return relu_square_reference(x)
+
+
 class ChannelMix(nn.Module):
     """RWKV-7 channel mixing (relu^2 MLP with token shift), with optional DeepEmbed."""
 
@@ -176,8 +206,7 @@ class ChannelMix(nn.Module):
 
     def forward(self, x: Tensor, xx: Tensor, idx: Tensor) -> Tensor:
         """x, xx = x_{t-1} - x_t: [..., C]; idx: the token ids [...] (used by DeepEmbed)."""
-        k = torch.relu(self.key(torch.addcmul(x, xx, self.x_k.view(-1))))
-        out = self.value(k.square())
+        out = self.value(relu_square(self.key(torch.addcmul(x, xx, self.x_k.view(-1)))))
         if self.enn is not None:
             out = out * self.enn(idx)
         return out
