@@ -51,32 +51,45 @@ def flops_per_token(cfg: RWKV7Config) -> float:
     return 6 * matmul + 3 * wkv
 
 
-def step_time(
-    model: torch.nn.Module, B: int, T: int, precision: str, steps: int, device: torch.device
-) -> float:
-    """Median seconds of a full training step of `model` (idx [B, T] -> logits [B, T, V]):
-    forward, loss, backward, AdamW with the project's grouping, on random tokens."""
-    opt = make_optimizer(model, 1e-3, 0.1, (0.9, 0.99), 1e-8)
+def step_times(
+    models: list[torch.nn.Module],
+    B: int,
+    T: int,
+    precision: str,
+    steps: int,
+    device: torch.device,
+) -> list[float]:
+    """Median seconds of a full training step of each model (idx [B, T] -> logits [B, T, V]):
+    forward, loss, backward, AdamW with the project's grouping, on random tokens. The models'
+    steps take turns, so a shared machine's changing load falls on all of them alike."""
     idx = torch.randint(0, VOCAB, (B, T + 1), device=device)
     mask = torch.ones(B, T, device=device)
 
-    def step() -> None:
-        with autocast(device, precision):
-            logits = model(idx[:, :-1])
-        loss = masked_loss_sum(logits, idx[:, 1:], mask) / (B * T)
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+    def make_step(model: torch.nn.Module):
+        opt = make_optimizer(model, 1e-3, 0.1, (0.9, 0.99), 1e-8)
 
-    step()  # warm-up
-    times = []
+        def step() -> None:
+            with autocast(device, precision):
+                logits = model(idx[:, :-1])
+            loss = masked_loss_sum(logits, idx[:, 1:], mask) / (B * T)
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+
+        return step
+
+    runs = [make_step(m) for m in models]
+    for step in runs:
+        step()  # warm-up
+    times: list[list[float]] = [[] for _ in runs]
     for _ in range(steps):
-        t = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t)
-    return sorted(times)[len(times) // 2]
+        for step, ts in zip(runs, times, strict=True):
+            t = time.perf_counter()
+            step()
+            ts.append(time.perf_counter() - t)
+    return [sorted(ts)[len(ts) // 2] for ts in times]
 
 
 def measure(
@@ -86,26 +99,43 @@ def measure(
     steps: int,
     device: torch.device,
     batch_size: int | None = None,
+    gpt2: bool = False,
 ) -> dict:
-    """Median step time, training tokens/s and MFU of a preset (random data, AdamW)."""
+    """Median step time, training tokens/s and MFU of a preset (random data, AdamW); with
+    `gpt2`, also the tokens/s of a GPT-2 of the same size, timed in turns with it."""
     p = load_preset(preset)
     cfg = RWKV7Config(VOCAB, p["n_layer"], p["n_embd"], p["head_size"], wkv_backend=backend)
     B, T = batch_size or p["batch_size"], p["max_seq_len"]
     torch.manual_seed(0)
     model = RWKV7(cfg).to(device)
-    dt = step_time(model, B, T, precision, steps, device)
-    tps = B * T / dt
+    params = sum(q.numel() for q in model.parameters())
+    models: list[torch.nn.Module] = [model]
+    if gpt2:
+        from baseline_gpt2 import Wrapped  # a script beside this one
+        from baseline_gpt2 import gpt2 as make_gpt2
+
+        torch.manual_seed(0)
+        models.append(Wrapped(make_gpt2(VOCAB, params, p["n_layer"])).to(device))
+    dts = step_times(models, B, T, precision, steps, device)
+    tps = B * T / dts[0]
     fpt = flops_per_token(cfg)
     peak = matmul_peak(torch.bfloat16 if precision == "bf16" else torch.float32, device)
-    return {
-        "params": sum(q.numel() for q in model.parameters()),
+    out = {
+        "params": params,
         "batch": [B, T],
-        "step_s": dt,
+        "step_s": dts[0],
         "tokens_per_s": tps,
         "flops_per_token": fpt,
         "peak": peak,
         "mfu": tps * fpt / peak,
     }
+    if gpt2:
+        base = models[1]
+        out["gpt2_params"] = sum(q.numel() for q in base.parameters()) - (
+            base.m.transformer.wpe.weight.numel()
+        )
+        out["gpt2_tokens_per_s"] = B * T / dts[1]
+    return out
 
 
 def main() -> None:
@@ -122,7 +152,9 @@ def main() -> None:
     )
     args = ap.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    r = measure(args.preset, args.backend, args.precision, args.steps, device, args.batch_size)
+    r = measure(
+        args.preset, args.backend, args.precision, args.steps, device, args.batch_size, args.gpt2
+    )
     (B, T), tps, fpt, peak = r["batch"], r["tokens_per_s"], r["flops_per_token"], r["peak"]
     print(
         f"device {device}, threads {torch.get_num_threads()}, preset {args.preset}, "
@@ -137,18 +169,9 @@ def main() -> None:
     print(f"{'matmul peak GFLOP/s':<28} {peak / 1e9:>14.1f}")
     print(f"{'MFU (achieved / peak)':<28} {r['mfu']:>14.1%}")
     if args.gpt2:
-        from baseline_gpt2 import Wrapped, gpt2  # a script beside this one
-
-        p = load_preset(args.preset)
-        torch.manual_seed(0)
-        base = Wrapped(gpt2(VOCAB, r["params"], p["n_layer"])).to(device)
-        n = (
-            sum(q.numel() for q in base.parameters() if q.ndim == 2)
-            - base.m.transformer.wpe.weight.numel()
-        )
-        g = B * T / step_time(base, B, T, args.precision, args.steps, device)
-        print(f"{'GPT-2 same size tokens/s':<28} {g:>14,.0f}   ({n / 1e6:.2f}M matrix params "
-              f"besides positions)")  # fmt: skip
+        g = r["gpt2_tokens_per_s"]
+        print(f"{'GPT-2 same size tokens/s':<28} {g:>14,.0f}   ({r['gpt2_params'] / 1e6:.2f}M "
+              f"params besides positions)")  # fmt: skip
         print(f"{'RWKV-7 / GPT-2 tokens/s':<28} {tps / g:>14.2f}x")
 
 
