@@ -761,7 +761,9 @@ def serve(
         except OSError as e:
             raise UserError(f"cannot listen on {host}:{port} ({e.strerror}); try --port") from None
     model = _model_path(model, parts=True)  # the page steers by chords and accompanies
-    asgi = web_app(Copilot(model, device=device, precision=precision), limits, hosts)
+    copilot = Copilot(model, device=device, precision=precision)
+    copilot.warm_up()  # the first user does not wait for the int8 copy and the traced step
+    asgi = web_app(copilot, limits, hosts)
     shown = f"[{host}]" if ":" in host else host
     typer.echo(f"Piano Muse is at http://{shown}:{port}/ (model {model.name}; Ctrl-C stops it)")
     serve_forever(asgi, host, port)

@@ -30,7 +30,6 @@ from pianomuse.generate.sampling import Sampling
 from pianomuse.limits import TOKENS_PER_BAR
 from pianomuse.model import RWKVState
 from pianomuse.model.quant import inference_model
-from pianomuse.model.traced import fast_step
 from pianomuse.tokenizer import Kind
 from pianomuse.tokenizer.live import WINDOW_BARS, LiveNote, NoteReader, bar_tokens, jam_midi
 
@@ -131,10 +130,10 @@ class LiveSession:
                 raise FieldError("chords", "steer answers; the accompaniment follows the player")
         self.cp, self.s, self.steering, self.sampling = copilot, settings, steering, sampling
         self.timesig = st.id[metre]
-        # The decoding step is traced here, once per model, not at the first answer (where
-        # its ~0.1-0.5 s would delay the first note).
+        # The int8 copy and the traced step are made here (once per model), not at the first
+        # answer, where their ~0.3-0.5 s would delay the first note.
+        copilot.warm_up()
         self.runner = inference_model(copilot.model, copilot.precision)
-        fast_step(copilot.model, RWKVState.zeros(copilot.model.config, 1), copilot.precision)
         self.generator = sampling.generator()
         self.player: list[list[float]] = []  # [onset, off or nan, pitch, velocity] in beats
         self.down: dict[int, list[float]] = {}  # key -> its note in `player`, while held
