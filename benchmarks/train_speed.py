@@ -58,10 +58,12 @@ def step_times(
     precision: str,
     steps: int,
     device: torch.device,
-) -> list[float]:
+    warmups: int = 1,
+) -> tuple[list[float], float]:
     """Median seconds of a full training step of each model (idx [B, T] -> logits [B, T, V]):
     forward, loss, backward, AdamW with the project's grouping, on random tokens. The models'
-    steps take turns, so a shared machine's changing load falls on all of them alike."""
+    steps take turns, so a shared machine's changing load falls on all of them alike. Also
+    returns the seconds of the warm-up steps (which compile a compiled model)."""
     idx = torch.randint(0, VOCAB, (B, T + 1), device=device)
     mask = torch.ones(B, T, device=device)
 
@@ -81,15 +83,18 @@ def step_times(
         return step
 
     runs = [make_step(m) for m in models]
+    t0 = time.perf_counter()
     for step in runs:
-        step()  # warm-up
+        for _ in range(warmups):  # warm-up (and compiling, for a compiled model)
+            step()
+    warm = time.perf_counter() - t0
     times: list[list[float]] = [[] for _ in runs]
     for _ in range(steps):
         for step, ts in zip(runs, times, strict=True):
             t = time.perf_counter()
             step()
             ts.append(time.perf_counter() - t)
-    return [sorted(ts)[len(ts) // 2] for ts in times]
+    return [sorted(ts)[len(ts) // 2] for ts in times], warm
 
 
 def measure(
@@ -100,9 +105,12 @@ def measure(
     device: torch.device,
     batch_size: int | None = None,
     gpt2: bool = False,
+    compile_: str = "none",
 ) -> dict:
     """Median step time, training tokens/s and MFU of a preset (random data, AdamW); with
-    `gpt2`, also the tokens/s of a GPT-2 of the same size, timed in turns with it."""
+    `gpt2`, also the tokens/s of a GPT-2 of the same size, timed in turns with it. `compile_`
+    ("rwkv" or "both") runs those models' steps through torch.compile (as `train
+    --compile` does); the compile time is reported, not counted in the steps."""
     p = load_preset(preset)
     cfg = RWKV7Config(VOCAB, p["n_layer"], p["n_embd"], p["head_size"], wkv_backend=backend)
     B, T = batch_size or p["batch_size"], p["max_seq_len"]
@@ -116,7 +124,9 @@ def measure(
 
         torch.manual_seed(0)
         models.append(Wrapped(make_gpt2(VOCAB, params, p["n_layer"])).to(device))
-    dts = step_times(models, B, T, precision, steps, device)
+    compiled = models[: 1 if compile_ == "rwkv" else len(models)] if compile_ != "none" else []
+    models = [torch.compile(m) if m in compiled else m for m in models]
+    dts, warm = step_times(models, B, T, precision, steps, device, warmups=2 if compiled else 1)
     tps = B * T / dts[0]
     fpt = flops_per_token(cfg)
     peak = matmul_peak(torch.bfloat16 if precision == "bf16" else torch.float32, device)
@@ -128,9 +138,11 @@ def measure(
         "flops_per_token": fpt,
         "peak": peak,
         "mfu": tps * fpt / peak,
+        "compile": compile_,
+        "warm_up_s": warm,
     }
     if gpt2:
-        base = models[1]
+        base = getattr(models[1], "_orig_mod", models[1])
         out["gpt2_params"] = sum(q.numel() for q in base.parameters()) - (
             base.m.transformer.wpe.weight.numel()
         )
@@ -145,6 +157,7 @@ def main() -> None:
     ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     ap.add_argument("--backend", default="chunked")
     ap.add_argument("--batch-size", type=int, default=None)
+    ap.add_argument("--compile", default="none", choices=["none", "rwkv", "both"])
     ap.add_argument(
         "--gpt2",
         action="store_true",
@@ -153,14 +166,17 @@ def main() -> None:
     args = ap.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     r = measure(
-        args.preset, args.backend, args.precision, args.steps, device, args.batch_size, args.gpt2
-    )
+        args.preset, args.backend, args.precision, args.steps, device, args.batch_size, args.gpt2,
+        args.compile,
+    )  # fmt: skip
     (B, T), tps, fpt, peak = r["batch"], r["tokens_per_s"], r["flops_per_token"], r["peak"]
     print(
         f"device {device}, threads {torch.get_num_threads()}, preset {args.preset}, "
         f"{r['params'] / 1e6:.2f}M params, B={B} T={T}, "
-        f"{args.precision}, wkv {args.backend}"
+        f"{args.precision}, wkv {args.backend}, torch.compile: {args.compile}"
     )
+    if args.compile != "none":
+        print(f"warm-up steps, compiling included: {r['warm_up_s']:.0f} s (not counted)")
     print(f"{'measure':<28} {'value':>14}")
     print(f"{'step time (median)':<28} {r['step_s']:>13.3f}s")
     print(f"{'training tokens/s':<28} {tps:>14,.0f}")

@@ -318,3 +318,33 @@ def test_options_are_checked_before_any_work(tmp_path, option, message):
     assert r.exit_code == 1 and message in r.output, r.output
     assert "Traceback" not in r.output and len(r.output.strip().splitlines()) == 1
     assert not (out / "data").exists()  # nothing was prepared
+
+
+def test_compiled_training_is_the_eager_twin(prepared, tmp_path):
+    """`--compile` trains the same run: the same losses step by step and the same weights
+    after three steps, within float reassociation (torch.compile fuses and reorders)."""
+    eager, compiled = tmp_path / "eager", tmp_path / "compiled"
+    train(cfg(prepared, eager, max_steps=3, eval_every=3, save_every=3))
+    train(cfg(prepared, compiled, max_steps=3, eval_every=3, save_every=3, compile_model=True))
+    losses = [
+        [r["loss"] for r in read_metrics(run / "metrics.jsonl") if "loss" in r]
+        for run in (eager, compiled)
+    ]
+    assert len(losses[0]) == 3 and np.allclose(losses[0], losses[1], rtol=1e-4)
+    a, b = load_file(eager / "last.safetensors"), load_file(compiled / "last.safetensors")
+    for k in a:
+        assert torch.allclose(a[k], b[k], rtol=1e-3, atol=1e-5), k
+
+
+def test_compile_without_a_compiler_is_one_line(tmp_path, monkeypatch):
+    import pianomuse.train.config as config
+
+    monkeypatch.setattr(config.shutil, "which", lambda name: None)
+    out = tmp_path / "run"
+    r = CliRunner().invoke(
+        app,
+        ["train", "--data-path", str(DATA), "--output-dir", str(out), "--compile", "--device",
+         "cpu"],
+    )  # fmt: skip
+    assert r.exit_code == 1 and "--compile on a CPU needs a C++ compiler" in r.output
+    assert len(r.output.strip().splitlines()) == 1 and not (out / "data").exists()

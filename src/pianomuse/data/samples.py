@@ -220,13 +220,15 @@ def pair(
     return context, song[bars[split_bar] : bars[end_bar]].copy()
 
 
-def collate(samples: list[Sample], pad_id: int) -> dict[str, torch.Tensor]:
+def collate(
+    samples: list[Sample], pad_id: int, length: int | None = None
+) -> dict[str, torch.Tensor]:
     """Pad a list of samples into model inputs, targets and a loss mask.
 
     Returns idx (B, T) inputs, targets (B, T) next tokens and mask (B, T) float, where T is
-    the longest sample minus one; padding has mask 0.
+    the longest sample minus one, or at least `length`; padding has mask 0.
     """
-    T1 = max(len(s.ids) for s in samples)
+    T1 = max(max(len(s.ids) for s in samples), (length or 0) + 1)
     ids = np.full((len(samples), T1), pad_id, dtype=np.int64)
     mask = np.zeros((len(samples), T1), dtype=bool)
     for b, s in enumerate(samples):

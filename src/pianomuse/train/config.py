@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import shutil
 from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
@@ -60,6 +61,7 @@ class TrainConfig:
     adam_eps: float = 1e-8  # AdamW epsilon
     grad_clip: float = 1.0  # max global gradient norm (0 = off)
     precision: str = "fp32"  # fp32 | bf16 (autocast; WKV state and decay stay fp32)
+    compile_model: bool = False  # torch.compile the training forward (CPU: needs a C++ compiler)
     seed: int = 0  # seeds the initialisation and the order of the data
     # bookkeeping
     eval_every: int = 25  # steps between validations
@@ -98,6 +100,12 @@ class TrainConfig:
         if not 0 <= self.seed <= MAX_SEED:
             raise FieldError("seed", f"must be in 0..{MAX_SEED}")
         on_cuda = resolve_device(self.device).type == "cuda"
+        if (
+            self.compile_model
+            and not on_cuda
+            and not any(shutil.which(c) for c in ("g++", "clang++", "c++"))
+        ):
+            raise UserError("--compile on a CPU needs a C++ compiler (g++ or clang++)")
         if self.model.wkv_backend == "fla" and not (on_cuda and fla_available()):
             raise UserError("--wkv-backend fla needs a CUDA device and flash-linear-attention")
         if self.pretrained_model is not None and not Path(self.pretrained_model).is_file():

