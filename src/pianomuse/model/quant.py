@@ -5,8 +5,8 @@ One token at batch 1 multiplies a single row by every weight matrix, so its cost
 the weights (19 MB in fp32 for the 6 x 256 model) from memory, not the arithmetic: measured
 here, the fp32 matmuls alone take 2.6 ms a token and the same matmuls with int8 weights
 0.4 ms. Each output row of a weight keeps its own scale (symmetric, max |w| -> 127), the
-scheme of weight-only int8 in gpt-fast and of llama.cpp's Q8_0, which changes a language
-model's loss by a fraction of a percent (ours: see `benchmarks/model_speed.py`).
+scheme of weight-only int8 in gpt-fast and of llama.cpp's Q8_0. Ours moves held-out bits
+per token by +0.005 % (`benchmarks/quant_quality.py`).
 
 Many rows at once (a prefill) are the opposite case: arithmetic, not bytes, is the cost,
 and the int8 kernel, which widens every weight for every row, is slower there than a bf16
@@ -40,7 +40,7 @@ from pianomuse.model.state import RWKVState
 
 T = TypeVar("T")
 
-PRECISIONS = ("fp32", "int8")  # weights of the one-token step on a CPU
+PRECISIONS = ("fp32", "int8")  # the weights inference runs on a CPU
 DEFAULT_PRECISION = "int8"  # held-out bits +0.005 % (quant_quality.py); decoding 2x faster
 
 
