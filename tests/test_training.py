@@ -348,3 +348,13 @@ def test_compile_without_a_compiler_is_one_line(tmp_path, monkeypatch):
     )  # fmt: skip
     assert r.exit_code == 1 and "--compile on a CPU needs a C++ compiler" in r.output
     assert len(r.output.strip().splitlines()) == 1 and not (out / "data").exists()
+
+
+def test_each_precision_option_says_what_it_takes():
+    """`train --precision` is the training's arithmetic; `complete --precision` the weights
+    inference runs on: two options of one name, each with its own help."""
+    runner = CliRunner()
+    train_help = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "200"}).output
+    complete_help = runner.invoke(app, ["complete", "--help"], env={"COLUMNS": "200"}).output
+    assert "fp32 or bf16" in train_help and "int8" not in train_help
+    assert "Weights inference runs on a CPU: int8" in complete_help

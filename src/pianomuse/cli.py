@@ -256,9 +256,9 @@ TopPOpt = Annotated[float | None, Opt("--top-p", "--top_p", help="Nucleus sampli
 TopKOpt = Annotated[int | None, Opt("--top-k", "--top_k", help="Keep the k most likely tokens.")]
 SeedOpt = Annotated[int, Opt(help="Random seed: the same seed gives the same MIDI.")]
 DeviceOpt = Annotated[str, Opt(help="cpu, cuda, cuda:N or auto.")]
-PrecisionOpt = Annotated[
+InferencePrecisionOpt = Annotated[
     str,
-    Opt(help="Weights of the decoding step on a CPU: int8 (2-3x faster, the default) or fp32."),
+    Opt(help="Weights inference runs on a CPU: int8 (decoding 2-3x faster, the default) or fp32."),
 ]
 ChordsOpt = Annotated[
     str | None,
@@ -524,7 +524,7 @@ def complete(
     bass_range: BassRangeOpt = None,
     density: DensityOpt = None,
     device: DeviceOpt = "cpu",
-    precision: PrecisionOpt = "int8",
+    precision: InferencePrecisionOpt = "int8",
 ) -> None:
     """Continue a piano MIDI file by N bars, K candidates at once.
 
@@ -580,7 +580,7 @@ def infill(
     bass_range: BassRangeOpt = None,
     density: DensityOpt = None,
     device: DeviceOpt = "cpu",
-    precision: PrecisionOpt = "int8",
+    precision: InferencePrecisionOpt = "int8",
 ) -> None:
     """Rewrite bars I..J of a piece so that they lead into what follows.
 
@@ -632,7 +632,7 @@ def arrange(
     bass_range: BassRangeOpt = None,
     density: DensityOpt = None,
     device: DeviceOpt = "cpu",
-    precision: PrecisionOpt = "int8",
+    precision: InferencePrecisionOpt = "int8",
 ) -> None:
     """Keep one part of a piece note for note and write the other for some bars.
 
@@ -729,7 +729,7 @@ def serve(
     port: Annotated[int, Opt(help="TCP port.")] = 8000,
     model: ModelOpt = None,
     device: DeviceOpt = "cpu",
-    precision: PrecisionOpt = "int8",
+    precision: InferencePrecisionOpt = "int8",
     queue: Annotated[int, Opt(help="Requests that may wait behind the running one.")] = 4,
     max_candidates: Annotated[int, Opt("--max-candidates", help="Candidates per request.")] = 8,
     max_bars: Annotated[int, Opt("--max-bars", help="Bars per continuation.")] = 32,
@@ -817,7 +817,7 @@ def live(
     chords: ChordsOpt = None,
     key: KeyOpt = None,
     density: DensityOpt = None,
-    precision: PrecisionOpt = "int8",
+    precision: InferencePrecisionOpt = "int8",
 ) -> None:
     """Jam with the copilot through MIDI ports: play a phrase, stop, and it answers in time.
 
