@@ -73,3 +73,20 @@ def header_kinds(st, ids) -> list:
     first block (tokenizer v2)."""
     k = [x for x in st.kinds(ids[:5]).tolist() if x != 11]  # 11: Kind.PART
     return k[:4]
+
+
+@pytest.fixture(scope="module")
+def server(trained_model):
+    """A real `pianomuse serve` of the trained test model, one per test module that asks
+    (test_serve_browser.py serves the bundled model instead, with its own fixture)."""
+    from test_serve_browser import serve
+
+    yield from serve("--model", str(trained_model))
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    """Headless Chromium with its own downloads folder, one per test module that asks."""
+    from test_serve_browser import chromium
+
+    yield from chromium(tmp_path_factory.mktemp("downloads"))

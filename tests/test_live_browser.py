@@ -4,10 +4,8 @@ downloaded with both parts. A picture of the panel goes to test-artifacts/live_p
 
 from __future__ import annotations
 
-import pytest
-
 from pianomuse.tokenizer import load_score
-from test_serve_browser import ARTIFACTS, COUNT_COLOUR, chromium, pytestmark, serve  # noqa: F401
+from test_serve_browser import ARTIFACTS, COUNT_COLOUR, pytestmark  # noqa: F401 - the skip mark
 from test_serve_steering_browser import _fill, _severe, _wait
 
 PLAYER_INK, COPILOT_INK = (0x5B, 0x6B, 0x8C), (0xE0, 0x68, 0x3A)
@@ -20,16 +18,6 @@ pitches.forEach((p, k) => {
   setTimeout(() => liveNoteOff(p), 250 * k + 200);
 });
 """
-
-
-@pytest.fixture(scope="module")
-def server(trained_model):
-    yield from serve("--model", str(trained_model))
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    yield from chromium(tmp_path_factory.mktemp("downloads"))
 
 
 def test_a_phrase_played_live_gets_an_answer_drawn_heard_and_saved(server, browser):

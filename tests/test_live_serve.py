@@ -9,12 +9,6 @@ import pytest
 
 from pianomuse.tokenizer import load_score
 from test_live import phrase
-from test_serve_browser import serve
-
-
-@pytest.fixture(scope="module")
-def server(trained_model):
-    yield from serve("--model", str(trained_model))
 
 
 def _connect(server: str, **kw):

@@ -82,11 +82,6 @@ def serve(*args: str):
     proc.wait(timeout=30)
 
 
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    yield from chromium(tmp_path_factory.mktemp("downloads"))
-
-
 def chromium(downloads: Path):
     """Headless Chromium saving downloads to `downloads`: yields the driver, quits after."""
     from selenium import webdriver

@@ -14,7 +14,7 @@ import pytest
 
 from pianomuse.tokenizer import load_score, notes_in_beats
 from serve_helpers import midi_b64, post
-from test_serve_browser import CHROMIUM, DRIVER, _wait, chromium, serve
+from test_serve_browser import CHROMIUM, DRIVER, _wait
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "pop909_099_opening.mid"
@@ -40,16 +40,6 @@ pytestmark = pytest.mark.skipif(
     reason="needs Chromium and chromedriver (.ci/run installs the Debian packages "
     "chromium and chromium-driver)",
 )
-
-
-@pytest.fixture(scope="module")
-def server(trained_model):
-    yield from serve("--model", str(trained_model))
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    yield from chromium(tmp_path_factory.mktemp("downloads"))
 
 
 def _open(d, server, midi: Path) -> None:

@@ -28,17 +28,23 @@ def _chords(score) -> list[tuple[float, Chord]]:
     ]
 
 
-def test_given_chords_are_written_exactly(copilot):
-    steering = Steering(chords="Am | F:2 G/B:2")
-    song = aligned_song("001")  # 4/4
+def steered_4_bars(copilot, song, steering):
+    """Four new bars after `song`, three candidates, for seeds 0-2 (hot sampling, so that
+    only the rules keep them in line)."""
     for seed in range(3):
-        r = copilot.complete(
+        yield copilot.complete(
             song,
             bars=4,
             candidates=3,
             steering=steering,
             sampling=Sampling(seed=seed, temperature=1.3),
         )
+
+
+def test_given_chords_are_written_exactly(copilot):
+    steering = Steering(chords="Am | F:2 G/B:2")
+    song = aligned_song("001")  # 4/4
+    for r in steered_4_bars(copilot, song, steering):
         want = [(0.0, "A:min"), (4.0, "F:maj"), (6.0, "G:maj/B")]
         want = want + [(t + 8.0, c) for t, c in want]  # repeated as needed
         for c in r.candidates:
@@ -214,14 +220,7 @@ def test_the_bass_plays_each_chords_bass_inside_its_range(copilot):
     steering = Steering(chords="C G/B:2 Am:2 | F Dm/A", ranges=(("bass", "E2", "E3"),))
     bass_pcs = [0, 11, 9, 5, 9]
     starts = [0.0, 4.0, 6.0, 8.0, 12.0, 16.0]
-    for seed in range(3):
-        r = copilot.complete(
-            song,
-            bars=4,
-            candidates=3,
-            steering=steering,
-            sampling=Sampling(seed=seed, temperature=1.3),
-        )
+    for r in steered_4_bars(copilot, song, steering):
         for c in r.candidates:
             assert copilot.tok.tokens_errors(c.tokens) == 0.0
             spans = [(starts[k], starts[k + 1]) for k in range(5)]

@@ -257,7 +257,7 @@ TopKOpt = Annotated[int | None, Opt("--top-k", "--top_k", help="Keep the k most 
 SeedOpt = Annotated[int, Opt(help="Random seed: the same seed gives the same MIDI.")]
 DeviceOpt = Annotated[str, Opt(help="cpu, cuda, cuda:N or auto.")]
 InferencePrecisionOpt = Annotated[
-    str,
+    str | None,
     Opt(help="Weights inference runs on a CPU: int8 (decoding 2-3x faster, the default) or fp32."),
 ]
 ChordsOpt = Annotated[
@@ -524,7 +524,7 @@ def complete(
     bass_range: BassRangeOpt = None,
     density: DensityOpt = None,
     device: DeviceOpt = "cpu",
-    precision: InferencePrecisionOpt = "int8",
+    precision: InferencePrecisionOpt = None,
 ) -> None:
     """Continue a piano MIDI file by N bars, K candidates at once.
 
@@ -580,7 +580,7 @@ def infill(
     bass_range: BassRangeOpt = None,
     density: DensityOpt = None,
     device: DeviceOpt = "cpu",
-    precision: InferencePrecisionOpt = "int8",
+    precision: InferencePrecisionOpt = None,
 ) -> None:
     """Rewrite bars I..J of a piece so that they lead into what follows.
 
@@ -632,7 +632,7 @@ def arrange(
     bass_range: BassRangeOpt = None,
     density: DensityOpt = None,
     device: DeviceOpt = "cpu",
-    precision: InferencePrecisionOpt = "int8",
+    precision: InferencePrecisionOpt = None,
 ) -> None:
     """Keep one part of a piece note for note and write the other for some bars.
 
@@ -729,7 +729,7 @@ def serve(
     port: Annotated[int, Opt(help="TCP port.")] = 8000,
     model: ModelOpt = None,
     device: DeviceOpt = "cpu",
-    precision: InferencePrecisionOpt = "int8",
+    precision: InferencePrecisionOpt = None,
     queue: Annotated[int, Opt(help="Requests that may wait behind the running one.")] = 4,
     max_candidates: Annotated[int, Opt("--max-candidates", help="Candidates per request.")] = 8,
     max_bars: Annotated[int, Opt("--max-bars", help="Bars per continuation.")] = 32,
@@ -817,7 +817,7 @@ def live(
     chords: ChordsOpt = None,
     key: KeyOpt = None,
     density: DensityOpt = None,
-    precision: InferencePrecisionOpt = "int8",
+    precision: InferencePrecisionOpt = None,
 ) -> None:
     """Jam with the copilot through MIDI ports: play a phrase, stop, and it answers in time.
 
@@ -827,6 +827,8 @@ def live(
     instead, bar by bar from your third bar (a model with parts). Ctrl-C ends the jam and
     saves it (you and the copilot as two tracks).
     """
+    from dataclasses import replace
+
     from pianomuse.atomic import write_bytes_atomic
     from pianomuse.copilot import Copilot
     from pianomuse.live import LiveSession, LiveSettings
@@ -847,18 +849,15 @@ def live(
             tempo = float(bpm)
         except ValueError:
             raise FieldError("bpm", f"takes beats a minute or 'clock', not {bpm!r}") from None
-        LiveSettings(bpm=tempo, metre=metre, bars=bars, silence_bars=silence_bars, mode=mode)
+    # Every setting is checked before a port opens; with 'clock' the tempo comes after.
+    settings = LiveSettings(
+        metre=metre, bars=bars, silence_bars=silence_bars, trigger_note=trigger_note, mode=mode
+    )
+    if tempo is not None:
+        settings = replace(settings, bpm=tempo)
     inport, outport = midi.open_ports(in_, out, virtual)
     if tempo is None:
-        tempo = midi.follow_clock(inport)
-    settings = LiveSettings(
-        bpm=tempo,
-        metre=metre,
-        bars=bars,
-        silence_bars=silence_bars,
-        trigger_note=trigger_note,
-        mode=mode,
-    )
+        settings = replace(settings, bpm=midi.follow_clock(inport))
     session = LiveSession(
         Copilot(
             _model_path(model, parts=mode == "accompany" or chords is not None),
@@ -868,7 +867,7 @@ def live(
         steering=steering,
         sampling=sampling,
     )
-    typer.echo(f"Jamming at {tempo:.0f} bpm in {metre}; Ctrl-C ends and saves {jam}")
+    typer.echo(f"Jamming at {settings.bpm:.0f} bpm in {metre}; Ctrl-C ends and saves {jam}")
     data = midi.play(
         session,
         inport,

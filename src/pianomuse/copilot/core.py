@@ -42,7 +42,7 @@ from pianomuse.limits import (
     TOKENS_PER_BAR,
 )
 from pianomuse.model import RWKV7, RWKVState, load_model
-from pianomuse.model.quant import DEFAULT_PRECISION, PRECISIONS
+from pianomuse.model.quant import check_precision
 from pianomuse.model.traced import fast_step
 from pianomuse.tokenizer import Kind, MidiSource, Piece, Tokenizer, blank_piece, load_score
 from pianomuse.tokenizer.compose import (
@@ -85,11 +85,10 @@ class Copilot:
         tokenizer: Tokenizer | None = None,
         device: str | torch.device | None = None,
         max_context_tokens: int | None = None,
-        precision: str = DEFAULT_PRECISION,
+        precision: str | None = None,
     ):
-        if precision not in PRECISIONS:
-            raise FieldError("precision", f"is one of {', '.join(PRECISIONS)}, not {precision!r}")
-        self.precision = precision  # weights of the decoding step on a CPU (`model.quant`)
+        # The weights inference runs on a CPU (`model.quant`); None: the default (int8).
+        self.precision = check_precision(precision)
         if isinstance(model, RWKV7):
             self.model_info: dict[str, Any] = {"model": "in-memory"}
         else:

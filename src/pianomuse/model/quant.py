@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from pianomuse.errors import FieldError
 from pianomuse.model.rwkv7 import RWKV7
 from pianomuse.model.state import RWKVState
 
@@ -126,7 +127,11 @@ def inference_model(model: RWKV7, precision: str) -> RWKV7:
     return cached_on(model, "int8", build)
 
 
-def check_precision(precision: str) -> str:
+def check_precision(precision: str | None) -> str:
+    """`precision` if it is one of `PRECISIONS`, the default for None; else one line naming
+    the field (a `ValueError`)."""
+    if precision is None:
+        return DEFAULT_PRECISION
     if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+        raise FieldError("precision", f"is one of {', '.join(PRECISIONS)}, not {precision!r}")
     return precision

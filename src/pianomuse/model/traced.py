@@ -85,13 +85,17 @@ def fast_step(model: RWKV7, state: RWKVState, precision: str = DEFAULT_PRECISION
     1.5 MB are fresh memory every time). Decoding loops own their state; clone one to keep
     it."""
     runner = inference_model(model, precision)
+
+    def eager(tok: Tensor, st: RWKVState) -> tuple[Tensor, RWKVState]:
+        return runner.step(tok, st, inplace=True)
+
     if next(model.parameters()).device.type != "cpu":
-        return lambda tok, st: runner.step(tok, st, inplace=True)
+        return eager
 
     def build() -> Step:
         try:
             return trace_step(runner, state)
         except Exception:  # noqa: BLE001 - an op the tracer cannot record: the eager twin
-            return lambda tok, st: runner.step(tok, st, inplace=True)
+            return eager
 
     return cached_on(model, f"step_{precision}", build)
