@@ -295,6 +295,64 @@ def test_config_validation_and_round_trip():
 
 
 @pytest.mark.parametrize("deep_embed", [False, True])
+@torch.no_grad()
+def test_padded_prefill_is_each_rows_own_prefill(deep_embed):
+    """A right-padded batch (`lengths`) leaves every row in the state of a prefill of its
+    own tokens, from any state, with that prefill's last logits: the padding never reaches
+    the state. `last_only` gives the last row of the full logits; bad lengths are refused."""
+    model = random_model(tiny_config(deep_embed=deep_embed)).eval()
+    g = torch.Generator().manual_seed(5)
+    _, start = model.prefill(torch.randint(0, 40, (3, 9), generator=g))
+    idx = torch.randint(0, 40, (3, 45), generator=g)
+    lengths = torch.tensor([45, 33, 1])  # all of it, across a chunk boundary, one token
+    got, state = model.prefill(idx, start, lengths=lengths, last_only=True)
+    assert got.shape == (3, 40)
+    for b, n in enumerate(lengths.tolist()):
+        want, want_st = model.prefill(idx[b : b + 1, :n], start.select([b]))
+        assert rel_err(got[b], want[0, -1]) < 1e-5
+        assert_states_close(state.select([b]), want_st, tol=1e-5)
+    full, full_st = model.prefill(idx, start)
+    last, last_st = model.prefill(idx, start, last_only=True)
+    assert rel_err(last, full[:, -1]) < 1e-5
+    assert_states_close(last_st, full_st, tol=0.0)
+    for bad in ([45, 0, 3], [46, 1, 1], [4, 4]):
+        with pytest.raises(ValueError, match="lengths"):
+            model.prefill(idx, lengths=torch.tensor(bad))
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_traced_bar_prefill_is_the_eager_prefills_twin(precision):
+    """`fast_prefill` (graphs of padded lengths) gives the eager prefill's last logits and
+    state for lengths at, inside and past a bucket, past the traced ones (the eager twin
+    runs), from a state it leaves as it was and from none; it takes the batch it was made
+    for only."""
+    from pianomuse.model.quant import inference_model
+    from pianomuse.model.traced import PREFILL_BUCKET, PREFILL_TRACED_MAX, fast_prefill
+
+    model = random_model(tiny_config()).eval()
+    runner = inference_model(model, precision)
+    g = torch.Generator().manual_seed(6)
+    prefill = fast_prefill(model, precision)
+    graphs = [v[1] for k, v in model.__dict__["_inference_cache"].items() if "prefill" in k]
+    assert len(graphs) == PREFILL_TRACED_MAX // PREFILL_BUCKET
+    assert {f.__name__ for f in graphs} == {"prefill"}  # traced, not the eager fallback
+    with torch.inference_mode():
+        _, start = model.prefill(torch.randint(0, 40, (1, 12), generator=g))
+        kept = start.clone()
+        for n in (1, PREFILL_BUCKET, PREFILL_BUCKET + 1, 45, PREFILL_TRACED_MAX + 3):
+            idx = torch.randint(0, 40, (1, n), generator=g)
+            for st in (start, None):
+                got, got_st = prefill(idx, st)
+                want, want_st = runner.prefill(idx, st)
+                assert got.shape == (1, 40)
+                assert rel_err(got, want[:, -1]) < 1e-5
+                assert_states_close(got_st, want_st, tol=1e-5)
+        assert_states_close(start, kept, tol=0.0)
+        with pytest.raises(ValueError, match="rows"):
+            prefill(torch.zeros(2, 5, dtype=torch.long), None)
+
+
+@pytest.mark.parametrize("deep_embed", [False, True])
 def test_traced_step_is_the_eager_steps_twin(deep_embed):
     """The TorchScript graph of the one-token step (recorded at batch 1) gives the eager
     step's logits and state, token after token, at batch 1 and at batch 8; like the eager

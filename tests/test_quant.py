@@ -66,6 +66,26 @@ def test_int8_step_traced_and_eager_agree_and_follow_fp32():
         assert 0 < kl < 1e-3
 
 
+def test_int8_hidden_layer_in_bf16_is_the_fp32_detour_to_the_bit():
+    """The channel mix's hidden layer kept in bf16 gives the numbers of the fp32 detour
+    (bf16 output widened, relu^2 in fp32, rounded again by the next projection), on the
+    sequence path and the step's."""
+    import copy
+
+    quant = quantize_int8(random_model(tiny_config()).eval())
+    detour = copy.deepcopy(quant)
+    for block in detour.blocks:
+        assert block.ffn.key.out_dtype == torch.bfloat16
+        block.ffn.key.out_dtype = None
+    g = torch.Generator().manual_seed(2)
+    with torch.inference_mode():
+        idx = torch.randint(0, 40, (2, 30), generator=g)
+        (a, sa), (b, sb) = quant.prefill(idx), detour.prefill(idx)
+        assert torch.equal(a, b) and all(map(torch.equal, sa.wkv, sb.wkv))
+        tok = idx[:, -1]
+        assert torch.equal(quant.step(tok, sa)[0], detour.step(tok, sb)[0])
+
+
 def test_fast_step_caches_per_precision_and_retraces_new_weights():
     """One graph per precision is kept on the model; after the weights change (an optimizer
     step, a load), the next call records a new one, whose logits follow the new weights."""

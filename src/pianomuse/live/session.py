@@ -29,7 +29,7 @@ from pianomuse.generate.grammar import GivenBlock, Grammar, Plays
 from pianomuse.generate.sampling import Sampling
 from pianomuse.limits import TOKENS_PER_BAR
 from pianomuse.model import RWKVState
-from pianomuse.model.quant import inference_model
+from pianomuse.model.traced import fast_prefill
 from pianomuse.tokenizer import Kind
 from pianomuse.tokenizer.live import WINDOW_BARS, LiveNote, NoteReader, bar_tokens, jam_midi
 
@@ -130,10 +130,10 @@ class LiveSession:
                 raise FieldError("chords", "steer answers; the accompaniment follows the player")
         self.cp, self.s, self.steering, self.sampling = copilot, settings, steering, sampling
         self.timesig = st.id[metre]
-        # The int8 copy and the traced step are made here (once per model), not at the first
-        # answer, where their ~0.3-0.5 s would delay the first note.
+        # The int8 copy and the traced step and bar prefills are made here (once per model),
+        # not at the first bar or answer, where they would delay the first note by seconds.
         copilot.warm_up()
-        self.runner = inference_model(copilot.model, copilot.precision)
+        self.prefill = fast_prefill(copilot.model, copilot.precision)
         self.generator = sampling.generator()
         self.player: list[list[float]] = []  # [onset, off or nan, pitch, velocity] in beats
         self.down: dict[int, list[float]] = {}  # key -> its note in `player`, while held
@@ -449,8 +449,7 @@ class LiveSession:
             )
             x = torch.as_tensor(new, dtype=torch.long)[None]  # [1, T]
             with torch.inference_mode():
-                out, state = self.runner.prefill(x, state)  # a new state; `state` stays
-            logits = out[:, -1]
+                logits, state = self.prefill(x, state)  # a new state; `state` stays
             ids += new.tolist()
         assert state is not None and logits is not None
         return state, logits, ids

@@ -1,7 +1,8 @@
 """RWKV-7 ("x070") language model: one definition, three execution paths.
 
 * ``model(idx)``: logits for training, no state.
-* ``model.prefill(idx, state)``: all logits and the state after the last token (chunk-parallel).
+* ``model.prefill(idx, state)``: all logits and the state after the last token (chunk-parallel);
+  with ``lengths`` a right-padded batch, with ``last_only`` the last token's logits alone.
 * ``model.step(tok, state)``: one token per sequence, O(1) recurrent update.
 
 The three share every projection (`TimeMix._mix`, `TimeMix._out`); only the WKV recurrence
@@ -16,6 +17,7 @@ D LoRA rank.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -122,14 +124,24 @@ class TimeMix(nn.Module):
         return self.output(y * g)
 
     def forward(
-        self, x: Tensor, shift: Tensor, state: Tensor | None, v_first: Tensor | None
+        self,
+        x: Tensor,
+        shift: Tensor,
+        state: Tensor | None,
+        v_first: Tensor | None,
+        keep: Tensor | None = None,
     ) -> tuple[Tensor, Tensor, Tensor]:
-        """Sequence path. x [B,T,C], shift [B,C] (input before x[:,0]), state [B,H,N,N] or None.
+        """Sequence path. x [B,T,C], shift [B,C] (input before x[:,0]), state [B,H,N,N] or None,
+        keep [B,T,1] (1 for a token, 0 for padding) or None.
 
         Returns (out [B,T,C], new state [B,H,N,N] fp32, v_first [B,T,C])."""
         bsz, seq, c = x.shape
         h, n = self.n_head, self.head_size
         r, log_w, k, v, a, b, g, v_first = self._mix(x, _shifted(x, shift) - x, v_first)
+        if keep is not None:
+            # A padding step leaves the state as it was: decay 1 (log w = 0), no v k^T and no
+            # (S a) b^T. Its outputs are meaningless and never read.
+            log_w, k, a = log_w * keep, k * keep.to(k.dtype), a * keep.to(a.dtype)
 
         def heads(t: Tensor) -> Tensor:
             return t.view(bsz, seq, h, n)  # [B,T,C] -> [B,T,H,N]
@@ -232,18 +244,35 @@ class Block(nn.Module):
         self.ffn = ChannelMix(config)
 
     def forward(
-        self, x: Tensor, st: LayerState, v_first: Tensor | None, idx: Tensor
+        self,
+        x: Tensor,
+        st: LayerState,
+        v_first: Tensor | None,
+        idx: Tensor,
+        pad: Padding | None = None,
+        last_only: bool = False,
     ) -> tuple[Tensor, LayerState, Tensor]:
         """Sequence path: x [B,T,C], idx [B,T] -> (x [B,T,C], the layer's state after the
-        last token, v_first [B,T,C])."""
+        last token (each row's last with `pad`), v_first [B,T,C]). With `last_only` the
+        output x is the last token's alone, [B,1,C]."""
         if self.layer_id == 0:
             x = self.ln0(x)
         xa = self.ln1(x)
-        dx, wkv, v_first = self.att(xa, st.att_shift, st.wkv, v_first)
+        dx, wkv, v_first = self.att(
+            xa, st.att_shift, st.wkv, v_first, None if pad is None else pad.keep
+        )
         x = x + dx
         xf = self.ln2(x)
-        x = x + self.ffn(xf, _shifted(xf, st.ffn_shift) - xf, idx)
-        out = LayerState(xa[:, -1].to(st.att_shift.dtype), wkv, xf[:, -1].to(st.ffn_shift.dtype))
+        att_shift, ffn_shift = _last(xa, pad), _last(xf, pad)
+        if last_only:
+            # Only the last token's output is read: the channel mix runs on its row alone,
+            # kept [B,1,C] so that it takes the sequence path's kernels like the others.
+            xf_last, prev = ffn_shift[:, None], _last(_shifted(xf, st.ffn_shift), pad)[:, None]
+            tok = _last(idx, pad)[:, None]  # [B,1]
+            x = _last(x, pad)[:, None] + self.ffn(xf_last, prev - xf_last, tok)
+        else:
+            x = x + self.ffn(xf, _shifted(xf, st.ffn_shift) - xf, idx)
+        out = LayerState(att_shift.to(st.att_shift.dtype), wkv, ffn_shift.to(st.ffn_shift.dtype))
         return x, out, v_first
 
     def step(
@@ -264,6 +293,29 @@ class Block(nn.Module):
             return x, LayerState(st.att_shift, wkv, st.ffn_shift), v_first
         out = LayerState(xa.to(st.att_shift.dtype), wkv, xf.to(st.ffn_shift.dtype))
         return x, out, v_first
+
+
+@dataclass(frozen=True)
+class Padding:
+    """Where the tokens of a right-padded batch end: row b holds lengths[b] tokens, then
+    padding that the state never sees."""
+
+    keep: Tensor  # [B,T,1] fp32: 1 for a token, 0 for padding
+    last: Tensor  # [B] long: the position of each row's last token
+    rows: Tensor  # [B] long: 0..B-1, to pick one position per row
+
+    @classmethod
+    def of(cls, lengths: Tensor, seq: int) -> Padding:
+        """lengths [B] (each in 1..seq) for a batch of `seq` positions."""
+        pos = torch.arange(seq, device=lengths.device)
+        keep = (pos[None, :] < lengths[:, None]).to(torch.float32)[..., None]  # [B,T,1]
+        rows = torch.arange(lengths.shape[0], device=lengths.device)
+        return cls(keep, lengths.long() - 1, rows)
+
+
+def _last(x: Tensor, pad: Padding | None) -> Tensor:
+    """x [B,T,...] at each row's last token -> [B,...]."""
+    return x[:, -1] if pad is None else x[pad.rows, pad.last]
 
 
 def _shifted(x: Tensor, last: Tensor) -> Tensor:
@@ -293,11 +345,31 @@ class RWKV7(nn.Module):
         """idx [B,T] -> logits [B,T,V] (training path, zero initial state)."""
         return self._sequence(idx, None)[0]
 
-    def prefill(self, idx: Tensor, state: RWKVState | None = None) -> tuple[Tensor, RWKVState]:
-        """idx [B,T] -> (logits [B,T,V], state after idx[:, -1]); chunk-parallel over T."""
+    def prefill(
+        self,
+        idx: Tensor,
+        state: RWKVState | None = None,
+        *,
+        lengths: Tensor | None = None,
+        last_only: bool = False,
+    ) -> tuple[Tensor, RWKVState]:
+        """idx [B,T] -> (logits [B,T,V], state after idx[:, -1]); chunk-parallel over T.
+
+        With `lengths` [B], row b is its first lengths[b] tokens followed by padding: the
+        state is the one after its last token, and its logits past that are meaningless.
+        With `last_only`, the logits are those of each row's last token alone, [B,V] (the
+        head and final norm then run on B rows instead of B*T)."""
         if state is not None and state.batch_size != idx.shape[0]:
             raise ValueError(f"state batch {state.batch_size} != idx batch {idx.shape[0]}")
-        return self._sequence(idx, state)
+        pad = None
+        if lengths is not None:
+            if not torch.jit.is_tracing() and (
+                lengths.shape != idx.shape[:1]
+                or bool((lengths < 1).any() | (lengths > idx.shape[1]).any())
+            ):
+                raise ValueError(f"lengths must be [B] in 1..{idx.shape[1]}, got {lengths}")
+            pad = Padding.of(lengths, idx.shape[1])
+        return self._sequence(idx, state, pad=pad, last_only=last_only)
 
     def step(
         self, tok: Tensor, state: RWKVState, inplace: bool = False
@@ -318,7 +390,14 @@ class RWKV7(nn.Module):
         logits = self.head(_layer_norm(self.ln_out, x))
         return logits, state if inplace else RWKVState.from_layers(layers)
 
-    def _sequence(self, idx: Tensor, state: RWKVState | None) -> tuple[Tensor, RWKVState]:
+    def _sequence(
+        self,
+        idx: Tensor,
+        state: RWKVState | None,
+        *,
+        pad: Padding | None = None,
+        last_only: bool = False,
+    ) -> tuple[Tensor, RWKVState]:
         bsz, seq = idx.shape
         if seq == 0:
             raise ValueError("idx must hold at least one token")
@@ -331,8 +410,11 @@ class RWKV7(nn.Module):
             st = state.layer(i)
             if fresh:  # no WKV state yet: the backends start from zeros without reading one
                 st = LayerState(st.att_shift, None, st.ffn_shift)
-            x, st, v_first = block(x, st, v_first, idx)
+            last_block = last_only and i == self.config.n_layer - 1
+            x, st, v_first = block(x, st, v_first, idx, pad, last_block)
             layers.append(st)
+        if last_only:
+            x = x[:, 0]  # the last block gave the last token alone: [B,1,C] -> [B,C]
         logits = self.head(self.ln_out(x))
         return logits, RWKVState.from_layers(layers)
 

@@ -68,7 +68,7 @@ def _to_chunks(x: Tensor, n_chunk: int, length: int, dtype: torch.dtype) -> Tens
     Chunk-major and contiguous, so every op is batched over (NC, B, H) on dense memory and the
     loop over chunks takes chunk c as a free view. A zero-padded step (log w = 0 means decay 1,
     and zero r, k, v, a, b) leaves the state unchanged."""
-    bsz, seq, n_head, head = x.shape
+    bsz, seq, n_head, head = (int(d) for d in x.shape)
     full, rest = divmod(seq, length)
     make = x.new_empty if seq == n_chunk * length else x.new_zeros
     out = make((n_chunk, bsz, n_head, length, head), dtype=dtype)
@@ -100,7 +100,7 @@ def wkv7_chunked(
     chunks. See the project's WKV7 math notes for the derivation.
     """
     in_dtype = r.dtype
-    bsz, seq, n_head, head = r.shape
+    bsz, seq, n_head, head = (int(d) for d in r.shape)
     dt = _compute_dtype(in_dtype)
     length = chunk_len
     n_chunk = max(1, math.ceil(seq / length))
