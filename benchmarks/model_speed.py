@@ -6,8 +6,10 @@ Prints one table: each row a workload, the baseline and our time side by side, a
 (baseline time / our time, higher is better) next to its target:
 
 1. WKV-7 forward + backward, B=4, T=1024, H=4, N=64: `wkv7_chunked` vs `wkv7_reference`.
-2. Prefill of 1024 tokens, 6 layers x 256 wide: the prefill inference runs (the int8 copy's,
-   bf16 matmuls) and `RWKV7.prefill` in fp32 vs the `rwkv` package's forward.
+2. Prefill of 1024 tokens, 6 layers x 256 wide, to the last token's logits and the state
+   (what decoding needs): the prefill inference runs (the int8 copy's, bf16 matmuls) and
+   `RWKV7.prefill` in fp32 vs the `rwkv` package's forward, both with `last_only` /
+   `full_output=False`.
 3. Decoding one token at a time: the step decoding runs (`fast_step`: the traced graph on a
    CPU, of the int8 copy by default, `pianomuse.model.quant`) vs the fp32 graph, its eager
    twin `RWKV7.step` and the `rwkv` package's one-token forward ("cpu fp32"), and 8
@@ -110,9 +112,9 @@ def load_rwkv_package(model: RWKV7, folder: Path):
 def bench_prefill(model: RWKV7, ref, repeats: int) -> list[tuple]:
     tokens = torch.randint(0, VOCAB, (1, 1024), generator=torch.Generator().manual_seed(1))
     quant = inference_model(model, DEFAULT_PRECISION)
-    ours = timeit(lambda: quant.prefill(tokens), repeats)
-    ours32 = timeit(lambda: model.prefill(tokens), repeats)
-    theirs = timeit(lambda: ref.forward(tokens[0].tolist(), None, full_output=True), 2)
+    ours = timeit(lambda: quant.prefill(tokens, last_only=True), repeats)
+    ours32 = timeit(lambda: model.prefill(tokens, last_only=True), repeats)
+    theirs = timeit(lambda: ref.forward(tokens[0].tolist(), None, full_output=False), 2)
     return [
         ("prefill 1024 tok, 6x256, fp32 weights", "rwkv pkg forward", theirs, ours32, 0.0),
         (f"prefill 1024 tok, 6x256, {DEFAULT_PRECISION} (default)", "rwkv pkg forward", theirs,
@@ -176,16 +178,26 @@ def bench_decode(model: RWKV7, ref, repeats: int, n_tok: int = 64) -> list[tuple
 def matmul_floor(model: RWKV7, rows: int, repeats: int, precision: str = "fp32") -> float:
     """Time of every weight matmul of one pass over `rows` token positions, nothing else:
     the projections (fp32, or the int8 copy's `Int8Linear`s: the int8 kernel for up to 8
-    rows, as in a step, the bf16 matmul of a sequence above) and the fp32 LoRAs."""
+    rows, as in a step, the bf16 matmul of a sequence above) and the fp32 LoRAs. A sequence
+    needs the head and the last channel mix for its last token only (as a prefill to the
+    last token's logits)."""
     source = model if precision == "fp32" else quantize_int8(model)
-    linears = [source.head]
-    loras = []
+    last = source.blocks[-1].ffn
+    once = [source.head, last.key, last.value]  # on one row of a sequence, on all of a step
+    linears, loras = list(once), []
     for block in source.blocks:
         att, ffn = block.att, block.ffn
-        linears += [att.receptance, att.key, att.value, att.output, ffn.key, ffn.value]
+        linears += [att.receptance, att.key, att.value, att.output]
+        linears += [ffn.key, ffn.value] if ffn is not last else []
         loras += [p for name, p in att.named_parameters(recurse=False) if name[-1] in "12"]
-    shape = (rows,) if rows <= 8 else (1, rows)  # [B, in] a step, [B, T, in] a sequence
-    lin_in = [torch.randn(*shape, lin.in_features) for lin in linears]
+    step = rows <= 8
+
+    def shape(lin: torch.nn.Module) -> tuple[int, ...]:
+        if step:
+            return (rows, lin.in_features)  # [B, in]
+        return (1, 1 if lin in once else rows, lin.in_features)  # [B, T, in]
+
+    lin_in = [torch.randn(*shape(lin)) for lin in linears]
     lora_in = [torch.randn(rows, w.shape[0]) for w in loras]  # LoRA weight: [in, out]
 
     def run() -> None:

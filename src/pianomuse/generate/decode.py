@@ -65,8 +65,8 @@ def continue_tokens(
     gen = sampling.generator()
     t0 = time.perf_counter()
     idx = torch.as_tensor(np.asarray(context), dtype=torch.long, device=device)[None]  # [1, T]
-    logits, state = inference_model(model, precision).prefill(idx)
-    last = logits[:, -1].expand(candidates, -1)  # [K, V]
+    logits, state = inference_model(model, precision).prefill(idx, last_only=True)
+    last = logits.expand(candidates, -1)  # [1, V] -> [K, V]
     state = state.expand(candidates)
     step = fast_step(model, state, precision)
     t1 = time.perf_counter()
