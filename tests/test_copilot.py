@@ -110,9 +110,9 @@ def test_prefill_is_one_parallel_call(copilot, monkeypatch):
     assert model is not copilot.model
     real_prefill, real_fast = model.prefill, decode.fast_step
 
-    def prefill(idx, state=None):
+    def prefill(idx, state=None, **how):
         calls["prefill"].append(tuple(idx.shape))
-        return real_prefill(idx, state)
+        return real_prefill(idx, state, **how)
 
     def fast_step(model_, state, precision):
         inner = real_fast(model_, state, precision)
