@@ -117,7 +117,7 @@ def main() -> None:
     ap.add_argument("--model", type=Path, default=None)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--bpm", type=float, default=96.0)
-    ap.add_argument("--phrase-bars", type=int, default=4)
+    ap.add_argument("--phrase-bars", type=int, default=8)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     model = args.model or default_model()
