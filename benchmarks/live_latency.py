@@ -7,6 +7,8 @@ baseline that reads the whole history again at the trigger.
 
 The player's phrase: the opening of examples/pop909_099_opening.mid, played at --bpm.
 Targets (issue: live copilot): first note <= 100 ms, no note late, a bar absorbed <= 20 ms.
+Last, a long jam (--jam-bars, 400 by default) shows whether absorbing a bar grows with the
+history.
 """
 
 from __future__ import annotations
@@ -112,12 +114,34 @@ def twin_rows(cp: Copilot, ids: list[int], repeats: int = 7) -> None:
     )
 
 
+def long_jam(cp: Copilot, bpm: float, bars: int) -> None:
+    """A jam of `bars` bars of 16 notes (seeded random pitches): the cost of absorbing a
+    bar at its start and at its end (it must not grow with the history)."""
+    s = LiveSession(cp, LiveSettings(bpm=bpm, silence_bars=8))
+    bar_s = 4 * 60 / bpm
+    rng = np.random.default_rng(0)
+    for bar in range(bars):
+        for j in range(16):
+            on = (bar + j / 16) * bar_s
+            pitch = int(rng.integers(48, 84))
+            s.note_on(on, pitch, 80)
+            s.note_off(on + 0.1, pitch)
+        s.poll((bar + 0.99) * bar_s)
+    a = np.array(s.status["absorb_ms"])
+    k = min(50, len(a) // 2)
+    print(
+        f"a jam of {bars} bars ({len(s.player)} notes): absorbing a bar, median of the first "
+        f"{k} {np.median(a[:k]):.1f} ms, of the last {k} {np.median(a[-k:]):.1f} ms"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", type=Path, default=None)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--bpm", type=float, default=96.0)
     ap.add_argument("--phrase-bars", type=int, default=8)
+    ap.add_argument("--jam-bars", type=int, default=400, help="0: no long jam")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     model = args.model or default_model()
@@ -177,6 +201,9 @@ def main() -> None:
             f"{bars:>4} bars{'':<4}{whole:>25.1f} ms{np.median(a):>21.1f} ms"
             f"{whole / np.median(a):>7.1f}x"
         )
+    if args.jam_bars:
+        print()
+        long_jam(cp, args.bpm, args.jam_bars)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ here sleeps or reads a clock, so every behaviour can be replayed exactly.
 
 from __future__ import annotations
 
+import bisect
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -320,7 +321,7 @@ class LiveSession:
         state, start the one two bars on (the next bar already has its own)."""
         last = self._first_bar() + self.fed - 1  # the last bar in the state
         bb = self.s.bar_beats
-        played = any(last * bb <= n[0] < (last + 1) * bb for n in self.player)
+        played = any(n[0] < (last + 1) * bb for n in self._player_from(last * bb))
         if self.job is None and self.fed and last + 2 > self.planned and played:
             self.planned = last + 2
             self.job = self._accompany(last)
@@ -345,7 +346,7 @@ class LiveSession:
         lo = max(k - 3, self._first_bar()) * bb
         hi = (k + 1) * bb
         recent = [n for n in self.copilot if lo <= n.onset < hi] or [
-            n for n in self.player if lo <= n[0] < hi
+            n for n in self._player_from(lo) if n[0] < hi
         ]
         density = max(len(recent) / (hi - lo) * bb, 1.0)
         extra, _ = self.steering.constraints(
@@ -409,6 +410,12 @@ class LiveSession:
         return [Out("cancel", t)]
 
     # ----- the state -------------------------------------------------------------------
+    def _player_from(self, lo: float) -> list[list[float]]:
+        """The player's notes struck at `lo` (beats) or later. They are kept in the order
+        they were struck (`_in_order`), so a bar's window is found by bisection: a bar costs
+        the same after an hour's jam as in the first minute."""
+        return self.player[bisect.bisect_left(self.player, lo, key=lambda n: n[0]) :]
+
     def _tracks(self, lo: float, hi: float) -> dict[str, list[LiveNote]]:
         """The notes struck in [lo, hi) (beats), as the model reads them: one piano, or a
         melody and its accompaniment; times from the first played bar, a key still down
@@ -416,8 +423,8 @@ class LiveSession:
         origin = self._first_bar() * self.s.bar_beats
         player = [
             LiveNote(on - origin, (hi if np.isnan(off) else off) - on, int(p), int(v))
-            for on, off, p, v in self.player
-            if lo <= on < hi
+            for on, off, p, v in self._player_from(lo)
+            if on < hi
         ]
         copilot = [
             LiveNote(n.onset - origin, n.duration, n.pitch, n.velocity)
