@@ -13,8 +13,9 @@ when tracing fails, and decoding takes `fast_step(model, state, precision)`, by 
 the graph of the int8 copy (`model.quant`).
 
 `fast_prefill` does the same for the prefill of a few dozen tokens, a bar that a live
-player has just played: there too the interpreter costs a third of the time (measured for
-96 tokens on two threads: 27-36 ms eager, 16-19 ms traced). A graph holds the shapes it was
+player has just played: there too the interpreter costs a good share of the time (measured
+side by side on the bars of a live phrase, 21-80 tokens, two threads: the graphs take 1.4-1.6x
+less time than the eager prefill; `benchmarks/live_latency.py`). A graph holds the shapes it was
 recorded on, so the tokens are padded to a multiple of `PREFILL_BUCKET`, one graph per
 multiple, and the padding is masked out of the state (`RWKV7.prefill(lengths=...)`, its
 twin being the prefill of the tokens alone).
@@ -154,6 +155,8 @@ def trace_prefill(model: RWKV7, batch: int, length: int) -> Prefill:
                                          *zeros.ffn_shift))  # fmt: skip
 
     def prefill(idx: Tensor, state: RWKVState | None) -> tuple[Tensor, RWKVState]:
+        if idx.shape[1] > length:
+            raise ValueError(f"this prefill takes {length} tokens at most, not {idx.shape[1]}")
         state = state or RWKVState.zeros(model.config, batch)
         lengths = torch.full((batch,), idx.shape[1], dtype=torch.long)
         padded = F.pad(idx, (0, length - idx.shape[1]))  # [B,T] -> [B,length]
