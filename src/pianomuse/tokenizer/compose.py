@@ -17,6 +17,7 @@ lowest channel the file does not use, so its program change cannot re-voice the 
 
 from __future__ import annotations
 
+import functools
 import io
 
 import mido
@@ -180,9 +181,11 @@ def _smf_layout(data: bytes) -> tuple[bytes, list[bytes]] | None:
     return header, chunks
 
 
-def _free_channels(data: bytes) -> list[int]:
+@functools.lru_cache(maxsize=16)
+def _free_channels(data: bytes) -> tuple[int, ...]:
     """The MIDI channels (not the drum channel 10) that the file does not use, lowest
-    first."""
+    first. Kept for the last files: every candidate of one answer extends the same file,
+    and mido reads a 4-minute song in ~60 ms (measured), a tenth of `complete`'s time."""
     try:
         used = {
             msg.channel
@@ -192,7 +195,7 @@ def _free_channels(data: bytes) -> list[int]:
         }
     except Exception:  # mido is stricter than symusic about odd files; assume the worst
         used = set(range(16))
-    return [c for c in range(16) if c != 9 and c not in used]
+    return tuple(c for c in range(16) if c != 9 and c not in used)
 
 
 def _track_chunk(
