@@ -19,6 +19,7 @@ import time
 
 import torch
 
+from pianomuse.allocator import keep_freed_memory
 from pianomuse.model import RWKV7, RWKV7Config
 from pianomuse.train.config import load_preset
 from pianomuse.train.evaluate import autocast, masked_loss_sum
@@ -159,12 +160,19 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=None)
     ap.add_argument("--compile", default="none", choices=["none", "rwkv", "both"])
     ap.add_argument(
+        "--glibc-default",
+        action="store_true",
+        help="leave the C allocator as it is (`pianomuse train` keeps freed memory on a CPU)",
+    )
+    ap.add_argument(
         "--gpt2",
         action="store_true",
         help="also time a GPT-2 of the same size side by side (needs --extra baseline)",
     )
     args = ap.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    # As `pianomuse train` does; process-wide, so GPT-2 side by side runs under it too.
+    kept = device.type == "cpu" and not args.glibc_default and keep_freed_memory()
     r = measure(
         args.preset, args.backend, args.precision, args.steps, device, args.batch_size, args.gpt2,
         args.compile,
@@ -173,7 +181,8 @@ def main() -> None:
     print(
         f"device {device}, threads {torch.get_num_threads()}, preset {args.preset}, "
         f"{r['params'] / 1e6:.2f}M params, B={B} T={T}, "
-        f"{args.precision}, wkv {args.backend}, torch.compile: {args.compile}"
+        f"{args.precision}, wkv {args.backend}, torch.compile: {args.compile}, "
+        f"freed memory kept: {'yes' if kept else 'no'}"
     )
     if args.compile != "none":
         print(f"warm-up steps, compiling included: {r['warm_up_s']:.0f} s (not counted)")

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from pianomuse import distributed
+from pianomuse.allocator import keep_freed_memory
 from pianomuse.data.prepare import resolve_data
 from pianomuse.data.samples import SampleStream, collate
 from pianomuse.data.shards import TokenShards
@@ -323,8 +324,11 @@ class Trainer:
 
 
 def train(cfg: TrainConfig, on_step: Callable[[int], None] | None = None) -> dict[str, Any]:
-    """Run `cfg` to the end (the function behind `pianomuse train`)."""
+    """Run `cfg` to the end (the function behind `pianomuse train`). On a CPU, the process
+    keeps the memory that a step frees for the next step (`allocator`)."""
     d = distributed.setup(cfg.device)
+    if d.device.type == "cpu":
+        keep_freed_memory()
     try:
         return Trainer(cfg, d, on_step).run()
     finally:
