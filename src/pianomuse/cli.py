@@ -769,7 +769,8 @@ def serve(
             raise UserError(f"cannot listen on {host}:{port} ({e.strerror}); try --port") from None
     model = _model_path(model, parts=True)  # the page steers by chords and accompanies
     copilot = Copilot(model, device=device, precision=precision)
-    copilot.warm_up()  # the first user does not wait for the int8 copy and the traced step
+    typer.echo("Getting the model ready (a few seconds)...")
+    copilot.warm_up()  # no user waits for the int8 copy or the traced graphs
     asgi = web_app(copilot, limits, hosts)
     shown = f"[{host}]" if ":" in host else host
     typer.echo(f"Piano Muse is at http://{shown}:{port}/ (model {model.name}; Ctrl-C stops it)")
@@ -858,6 +859,7 @@ def live(
     inport, outport = midi.open_ports(in_, out, virtual)
     if tempo is None:
         settings = replace(settings, bpm=midi.follow_clock(inport))
+    typer.echo("Getting the model ready (a few seconds)...")
     session = LiveSession(
         Copilot(
             _model_path(model, parts=mode == "accompany" or chords is not None),
