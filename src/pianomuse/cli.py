@@ -769,8 +769,7 @@ def serve(
             raise UserError(f"cannot listen on {host}:{port} ({e.strerror}); try --port") from None
     model = _model_path(model, parts=True)  # the page steers by chords and accompanies
     copilot = Copilot(model, device=device, precision=precision)
-    typer.echo("Getting the model ready (a few seconds)...")
-    copilot.warm_up()  # no user waits for the int8 copy or the traced graphs
+    copilot.warm_up()  # the first user does not wait for the int8 copy and the traced step
     asgi = web_app(copilot, limits, hosts)
     shown = f"[{host}]" if ":" in host else host
     typer.echo(f"Piano Muse is at http://{shown}:{port}/ (model {model.name}; Ctrl-C stops it)")

@@ -43,7 +43,7 @@ from pianomuse.limits import (
 )
 from pianomuse.model import RWKV7, RWKVState, load_model
 from pianomuse.model.quant import check_precision
-from pianomuse.model.traced import fast_prefill, fast_step
+from pianomuse.model.traced import fast_step
 from pianomuse.tokenizer import Kind, MidiSource, Piece, Tokenizer, blank_piece, load_score
 from pianomuse.tokenizer.compose import (
     NEVER,
@@ -115,14 +115,13 @@ class Copilot:
         self.max_context_tokens = int(max_context_tokens or trained or DEFAULT_CONTEXT_TOKENS)
 
     def warm_up(self) -> None:
-        """Make what the first generation or live bar would otherwise make on its way (on a
-        CPU: the int8 copy of the model, the traced step, ~0.3-0.5 s, and the traced bar
-        prefills, ~3 s for the 6 x 256 model): a server calls this before its first user, a
-        live session before its first note."""
+        """Make what the first generation would otherwise make on its way (on a CPU: the
+        int8 copy of the model and the traced step, ~0.3-0.5 s): a server calls this before
+        its first user, a live session before its first note (which also makes its bar
+        prefills, `LiveSession`)."""
         with torch.inference_mode():
             fast_step(self.model, RWKVState.zeros(self.model.config, 1, device=self.device),
                       self.precision)  # fmt: skip
-        fast_prefill(self.model, self.precision)
 
     def read(
         self, midi: MidiSource | Piece, name: str | None = None, write: str | None = None

@@ -131,8 +131,9 @@ class LiveSession:
                 raise FieldError("chords", "steer answers; the accompaniment follows the player")
         self.cp, self.s, self.steering, self.sampling = copilot, settings, steering, sampling
         self.timesig = st.id[metre]
-        # The int8 copy and the traced step and bar prefills are made here (once per model),
-        # not at the first bar or answer, where they would delay the first note by seconds.
+        # The int8 copy, the traced step and the bar prefills' graphs are made here, once per
+        # model and process (~3 s and ~250 MB for the bundled model; a server that never
+        # plays live does not pay them), not at the first bar or answer.
         copilot.warm_up()
         self.prefill = fast_prefill(copilot.model, copilot.precision)
         self.generator = sampling.generator()

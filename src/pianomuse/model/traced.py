@@ -38,10 +38,12 @@ Step = Callable[[Tensor, RWKVState], tuple[Tensor, RWKVState]]
 Prefill = Callable[[Tensor, RWKVState | None], tuple[Tensor, RWKVState]]
 
 PREFILL_BUCKET = 16  # tokens: one prefill graph per multiple (on average 8 padding tokens)
-# Tokens up to which `fast_prefill` makes graphs (about 0.3-0.5 s each for the 6 x 256
-# model); longer prefills run eager, where the interpreter's share is small. A bar of
-# POP909 is 40 tokens at the median and 84 at most (tests/data songs, bundled tokenizer).
-PREFILL_TRACED_MAX = 128
+# Tokens up to which `fast_prefill` makes graphs; longer prefills run eager, where the
+# interpreter's share is smaller. Each graph costs 0.4-0.5 s to make and ~40 MB that the
+# process keeps (TorchScript's IR of ~2,300 nodes with their debug information; measured
+# for the 6 x 256 model: 6 graphs ~250 MB), so they cover a bar's usual length only: a
+# bar of POP909 is 40 tokens at the median and 84 at most (tests/data songs).
+PREFILL_TRACED_MAX = 96
 
 
 def _unflat(out: tuple[Tensor, ...], n_layer: int) -> RWKVState:

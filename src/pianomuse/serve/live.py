@@ -95,7 +95,11 @@ async def _start(ws: WebSocket, copilot: Copilot) -> LiveSession | None:
             density=body.density,
         )
         sampling = Sampling(temperature=body.temperature, seed=body.seed)
-        session = LiveSession(copilot, settings, steering=steering, sampling=sampling)
+        # In a worker thread: the first session of a process makes the model's bar graphs
+        # (a few seconds), which must not hold up the other users' requests.
+        session = await anyio.to_thread.run_sync(
+            lambda: LiveSession(copilot, settings, steering=steering, sampling=sampling)
+        )
     except ValidationError as e:
         await _error(ws, problem_line(e.errors()))
         await ws.close()
