@@ -132,7 +132,7 @@ class LiveSession:
         self.cp, self.s, self.steering, self.sampling = copilot, settings, steering, sampling
         self.timesig = st.id[metre]
         # The int8 copy, the traced step and the bar prefills' graphs are made here, once per
-        # model and process (~3 s and ~250 MB for the bundled model; a server that never
+        # model and process (~3-4 s and ~330 MB for the bundled model; a server that never
         # plays live does not pay them), not at the first bar or answer.
         copilot.warm_up()
         self.prefill = fast_prefill(copilot.model, copilot.precision)

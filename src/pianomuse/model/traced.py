@@ -40,10 +40,12 @@ Prefill = Callable[[Tensor, RWKVState | None], tuple[Tensor, RWKVState]]
 PREFILL_BUCKET = 16  # tokens: one prefill graph per multiple (on average 8 padding tokens)
 # Tokens up to which `fast_prefill` makes graphs; longer prefills run eager, where the
 # interpreter's share is smaller. Each graph costs 0.4-0.5 s to make and ~40 MB that the
-# process keeps (TorchScript's IR of ~2,300 nodes with their debug information; measured
-# for the 6 x 256 model: 6 graphs ~250 MB), so they cover a bar's usual length only: a
-# bar of POP909 is 40 tokens at the median and 84 at most (tests/data songs).
-PREFILL_TRACED_MAX = 96
+# process keeps (TorchScript's graph and what tracing leaves behind, outside Python's
+# reach; measured for the 6 x 256 model: 8 graphs ~330 MB), so they cover a bar's usual
+# length only. A bar of POP909 is 40 tokens at the median and 84 at most (tests/data
+# songs), but a live phrase's last bar, read at the trigger, reached 106: with graphs up to
+# 96 tokens its eager prefill put the first answer note at 79-117 ms instead of 42-62 ms.
+PREFILL_TRACED_MAX = 128
 
 
 def _unflat(out: tuple[Tensor, ...], n_layer: int) -> RWKVState:
