@@ -42,3 +42,25 @@ def one_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def assert_traced_step_follows(model, traced, state, gen, *, batches, steps, tol) -> None:
+    """A traced step against `model.step`, token after token from `state` repeated to each
+    batch size in `batches`: the same logits and state within `tol`, and (as with
+    `inplace=True`) the state it is given overwritten and returned."""
+    fields = ("att_shift", "wkv", "ffn_shift")
+    for batch in batches:
+        eager_st = state.expand(batch)
+        fast_st = eager_st.clone()
+        for _ in range(steps):
+            tok = torch.randint(0, model.config.vocab_size, (batch,), generator=gen)
+            want, eager_st = model.step(tok, eager_st)
+            got, new = traced(tok, fast_st)
+            for name in fields:
+                for a, b in zip(getattr(new, name), getattr(fast_st, name), strict=True):
+                    assert a.data_ptr() == b.data_ptr()  # overwritten and returned
+            fast_st = new
+            assert rel_err(got, want) < tol
+            for name in fields:
+                for a, b in zip(getattr(fast_st, name), getattr(eager_st, name), strict=True):
+                    assert rel_err(a, b) < tol, name

@@ -6,7 +6,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from model_fixtures import one_thread, random_model, rel_err, tiny_config
+from model_fixtures import (
+    assert_traced_step_follows,
+    one_thread,
+    random_model,
+    rel_err,
+    tiny_config,
+)
 from pianomuse.model import (
     RWKV7,
     RWKV7Config,
@@ -368,21 +374,7 @@ def test_traced_step_is_the_eager_steps_twin(deep_embed):
         traced = trace_step(model, state)
         for a, b in zip(state.wkv, recorded_on.wkv, strict=True):
             assert torch.equal(a, b)
-        for batch in (1, 8):
-            eager_st = state.expand(batch)
-            fast_st = eager_st.clone()
-            for _ in range(6):
-                tok = torch.randint(0, 40, (batch,), generator=g)
-                want, eager_st = model.step(tok, eager_st)
-                got, new = traced(tok, fast_st)
-                for name in ("att_shift", "wkv", "ffn_shift"):
-                    for a, b in zip(getattr(new, name), getattr(fast_st, name), strict=True):
-                        assert a.data_ptr() == b.data_ptr()  # overwritten and returned
-                fast_st = new
-                assert rel_err(got, want) < 1e-6
-                for name in ("att_shift", "wkv", "ffn_shift"):
-                    for a, b in zip(getattr(fast_st, name), getattr(eager_st, name), strict=True):
-                        assert rel_err(a, b) < 1e-6
+        assert_traced_step_follows(model, traced, state, g, batches=(1, 8), steps=6, tol=1e-6)
 
 
 def test_decoding_falls_back_to_the_eager_step(model, monkeypatch):

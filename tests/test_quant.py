@@ -5,7 +5,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from model_fixtures import one_thread, random_model, rel_err, tiny_config
+from model_fixtures import (
+    assert_traced_step_follows,
+    one_thread,
+    random_model,
+    rel_err,
+    tiny_config,
+)
 from pianomuse.model.quant import Int8Linear, quantize_int8
 from pianomuse.model.traced import fast_step, trace_step
 
@@ -49,16 +55,7 @@ def test_int8_step_traced_and_eager_agree_and_follow_fp32():
         prompt = torch.randint(0, 40, (1, 25), generator=g)
         _, state = quant.prefill(prompt)
         traced = trace_step(quant, state)
-        for batch in (1, 4):
-            eager_st = state.expand(batch)
-            fast_st = eager_st.clone()
-            for _ in range(5):
-                tok = torch.randint(0, 40, (batch,), generator=g)
-                want, eager_st = quant.step(tok, eager_st)
-                got, fast_st = traced(tok, fast_st)
-                assert rel_err(got, want) < 1e-5
-                for a, b in zip(fast_st.wkv, eager_st.wkv, strict=True):
-                    assert rel_err(a, b) < 1e-5
+        assert_traced_step_follows(quant, traced, state, g, batches=(1, 4), steps=5, tol=1e-5)
         seq = torch.randint(0, 40, (2, 60), generator=g)
         lp32 = model(seq).log_softmax(-1)
         lp8 = quant(seq).log_softmax(-1)

@@ -213,7 +213,7 @@ def train(
         bool | None,
         Opt(
             "--compile/--no-compile",
-            help="torch.compile the model: ~1 min to start, then faster steps (CPU: 1.27x).",
+            help="torch.compile the model: ~1 min to start, then faster steps (see README).",
         ),
     ] = None,
     seed: Annotated[int | None, Opt(help="Seed of init and data order.")] = None,

@@ -14,7 +14,7 @@ the graph of the int8 copy (`model.quant`).
 
 `fast_prefill` does the same for the prefill of a few dozen tokens, a bar that a live
 player has just played: there too the interpreter costs a good share of the time (measured
-side by side on the bars of a live phrase, 21-80 tokens, two threads: the graphs take 1.4-1.6x
+side by side on the bars of a live phrase, 21-80 tokens, two threads: the graphs take 1.3-1.6x
 less time than the eager prefill; `benchmarks/live_latency.py`). A graph holds the shapes it was
 recorded on, so the tokens are padded to a multiple of `PREFILL_BUCKET`, one graph per
 multiple, and the padding is masked out of the state (`RWKV7.prefill(lengths=...)`, its
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -36,6 +37,7 @@ from pianomuse.model.state import RWKVState
 
 Step = Callable[[Tensor, RWKVState], tuple[Tensor, RWKVState]]
 Prefill = Callable[[Tensor, RWKVState | None], tuple[Tensor, RWKVState]]
+T = TypeVar("T")
 
 PREFILL_BUCKET = 16  # tokens: one prefill graph per multiple (on average 8 padding tokens)
 # Tokens up to which `fast_prefill` makes graphs; longer prefills run eager, where the
@@ -95,9 +97,25 @@ def _trace(module: nn.Module, inputs: tuple[Tensor, ...]) -> torch.jit.ScriptMod
         graph = torch.jit.trace(module, inputs, check_trace=False)
         # Freezing inlines the submodules and makes the weights constants of one graph: the
         # interpreter then skips a method call per module (measured: a traced step 9 % and a
-        # bar's prefill 7 % faster). It copies the weights, and a graph is remade whenever
-        # they change (`cached_on`).
+        # bar's prefill 7 % faster). The constants are the module's own tensors (checked: 201
+        # of a prefill graph's 210, the rest small folded ones), and a graph is remade
+        # whenever the weights change (`cached_on`).
         return torch.jit.freeze(graph.eval())
+
+
+def _graph_or_eager(model: RWKV7, key: str, trace: Callable[[], T], eager: T) -> T:
+    """On a CPU, `trace()` once per model and key, kept on the model until its weights
+    change; `eager` on other devices, or where the tracer cannot record an op."""
+    if next(model.parameters()).device.type != "cpu":
+        return eager
+
+    def build() -> T:
+        try:
+            return trace()
+        except Exception:  # noqa: BLE001 - an op the tracer cannot record: the eager twin
+            return eager
+
+    return cached_on(model, key, build)
 
 
 def trace_step(model: RWKV7, state: RWKVState) -> Step:
@@ -136,16 +154,7 @@ def fast_step(model: RWKV7, state: RWKVState, precision: str = DEFAULT_PRECISION
     def eager(tok: Tensor, st: RWKVState) -> tuple[Tensor, RWKVState]:
         return runner.step(tok, st, inplace=True)
 
-    if next(model.parameters()).device.type != "cpu":
-        return eager
-
-    def build() -> Step:
-        try:
-            return trace_step(runner, state)
-        except Exception:  # noqa: BLE001 - an op the tracer cannot record: the eager twin
-            return eager
-
-    return cached_on(model, f"step_{precision}", build)
+    return _graph_or_eager(model, f"step_{precision}", lambda: trace_step(runner, state), eager)
 
 
 def trace_prefill(model: RWKV7, batch: int, length: int) -> Prefill:
@@ -193,17 +202,13 @@ def fast_prefill(model: RWKV7, precision: str = DEFAULT_PRECISION, *, batch: int
         with torch.no_grad():
             return runner.prefill(idx, state, last_only=True)
 
-    if next(model.parameters()).device.type != "cpu":
-        return eager
-
-    def build(length: int) -> Prefill:
-        try:
-            return trace_prefill(runner, batch, length)
-        except Exception:  # noqa: BLE001 - an op the tracer cannot record: the eager twin
-            return eager
-
     graphs = {
-        n: cached_on(model, f"prefill_{precision}_{batch}x{n}", lambda n=n: build(n))
+        n: _graph_or_eager(
+            model,
+            f"prefill_{precision}_{batch}x{n}",
+            lambda n=n: trace_prefill(runner, batch, n),
+            eager,
+        )
         for n in range(PREFILL_BUCKET, PREFILL_TRACED_MAX + 1, PREFILL_BUCKET)
     }
 
