@@ -33,8 +33,8 @@ def _faults(mode: str) -> tuple[bool, int]:
 
 def test_freed_memory_is_kept_for_the_next_step():
     """With the policy, tensors freed by one round are reused by the next without faulting
-    their pages in again (measured: 8,000-24,000 faults in 15 rounds); glibc's default
-    gives most of them back (139,000-147,000)."""
+    their pages in again (measured: 10,000-20,000 faults in 15 rounds); glibc's default
+    gives most of them back (150,000-241,000)."""
     if not sys.platform.startswith("linux"):
         assert keep_freed_memory() is False
         return
