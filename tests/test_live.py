@@ -373,7 +373,7 @@ def test_a_pedal_asks_at_once_and_the_tempo_follows_midi_clock(copilot):
         s,
         _Keyboard(sorted(msgs, key=lambda m: m[0]), clock),
         _Synth(got, clock),
-        until=lambda t: t >= 5.0,
+        until=lambda t: t >= 5.9,  # the answer's whole bar, not a bar that starts at 6 s
         clock=clock,
         trigger_cc=64,
     )
