@@ -3,7 +3,8 @@
     uv run python benchmarks/complete_speed.py [--preset small] [--repeats 3]
 
 Prints wall time, prefill vs decode split, tokens/s and the real-time factor (seconds of music
-written per second of compute). The model has the preset's shape with the official random
+written per second of compute), for a first ask and for another take after the same context
+(whose prefill decoding keeps). The model has the preset's shape with the official random
 init (speed does not depend on training) or a trained `--model`; since an untrained model
 writes sparser bars than real music, a second row writes the same 8 bars at POP909's mean
 density (80 tokens a bar).
@@ -18,6 +19,7 @@ from pathlib import Path
 import torch
 
 from pianomuse.copilot import Copilot, Sampling
+from pianomuse.generate.decode import kept_prefills
 from pianomuse.model import RWKV7, RWKV7Config
 from pianomuse.tokenizer import PianoTokenizer
 from pianomuse.train.config import load_preset
@@ -48,15 +50,17 @@ def main() -> None:
     )
     cols = ("wall s", "prefill s", "decode s", "tokens/s", "x real time")
     print(f"{'run':<26} " + " ".join(f"{c:>11}" for c in cols))
-    for label, kw in (
-        ("8 bars, as sampled", {"bars": 8}),
-        (
-            f"8 bars at {TOKENS_PER_BAR} tokens/bar",
-            {"bars": None, "max_new_tokens": 8 * TOKENS_PER_BAR},
-        ),
+    dense = {"bars": None, "max_new_tokens": 8 * TOKENS_PER_BAR}
+    for label, kw, again in (
+        ("8 bars, as sampled", {"bars": 8}, False),
+        (f"8 bars at {TOKENS_PER_BAR} tokens/bar", dense, False),
+        # Another take after the same context (a new seed): its prefill is kept.
+        ("the same, asked again", dense, True),
     ):
         best = None
         for r in range(args.repeats):
+            if not again:  # a first ask: the prefill runs
+                kept_prefills(cp.model, cp.precision).clear()
             t0 = time.perf_counter()
             res = cp.complete(SONG, candidates=args.candidates, sampling=Sampling(seed=r), **kw)
             wall = time.perf_counter() - t0
