@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from pianomuse.generate.sampling import Sampling, filter_logits, inverse_cdf, sample
+from pianomuse.generate.sampling import Sampling, filter_logits, sample
 
 
 def test_top_k_top_p_and_the_mask_keep_the_right_tokens():
@@ -36,19 +36,6 @@ def test_seeded_sampling_reproduces_and_greedy_takes_the_best():
     one = torch.log(torch.tensor([[0.7, 0.2, 0.1]])).expand(4000, -1)
     draws = sample(one, Sampling(top_p=None), Sampling(seed=3).generator())
     assert abs((draws == 0).float().mean().item() - 0.7) < 0.03
-
-
-def test_the_inverse_cdf_never_draws_a_token_without_probability():
-    probs = torch.tensor([[0.0, 0.25, 0.0, 0.75, 0.0], [0.0, 0.0, 3.0, 0.0, 0.0]])  # any sum
-    draws = lambda u: inverse_cdf(probs, torch.full((2, 1), u, dtype=torch.float64)).tolist()  # noqa: E731
-    assert draws(0.0) == [1, 2]  # u = 0 skips the leading zeros
-    assert draws(0.2499) == [1, 2]
-    assert draws(0.25) == [3, 2]  # each token owns [its cdf before, its cdf)
-    assert draws(1 - 2**-53) == [3, 2]  # u * total may round to total: never the zeros after
-    # Over a grid of u the draws split as the probabilities do.
-    u = (torch.arange(1000, dtype=torch.float64)[:, None] + 0.5) / 1000
-    grid = inverse_cdf(torch.tensor([[0.7, 0.0, 0.2, 0.1]]).expand(1000, -1), u)
-    assert torch.bincount(grid, minlength=4).tolist() == [700, 0, 200, 100]
 
 
 @pytest.mark.parametrize(

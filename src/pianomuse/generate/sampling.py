@@ -73,19 +73,5 @@ def sample(
     x = filter_logits(logits, sampling, allowed)
     if sampling.temperature <= 0:
         return x.argmax(-1)
-    probs = torch.softmax(x, dim=-1).cpu()
-    u = torch.rand(probs.shape[0], 1, generator=generator, dtype=torch.float64)  # [K, 1]
-    return inverse_cdf(probs, u).to(logits.device)
-
-
-def inverse_cdf(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """The token of each row of `probs` [K, V] (non-negative, any sum > 0) at which its
-    cumulative distribution passes `u` [K, 1] in [0, 1) of the row's total: a draw from the
-    row's distribution when u is uniform. One uniform a row, where `torch.multinomial` draws
-    an exponential per token (measured: 46 us of a 108 us `sample` at K = 4, V = 391)."""
-    cdf = probs.double().cumsum(-1)  # [K, V]; fp64, so that no token's share rounds away
-    total = cdf[:, -1:]
-    token = torch.searchsorted(cdf, u * total, right=True)  # first i with cdf_i > u total
-    # u within 2^-53 of 1 can round u * total up to total: the last token with any share.
-    last = (cdf < total).sum(-1, keepdim=True)
-    return torch.minimum(token, last).squeeze(-1)
+    probs = torch.softmax(x, dim=-1)
+    return torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(-1).to(logits.device)
