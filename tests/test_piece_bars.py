@@ -209,6 +209,35 @@ def test_seams_never_overlap_a_key_of_the_kept_music(copilot, song):
     assert checked > 200
 
 
+def test_keys_free_shortcut_is_the_full_narrowing(tok):
+    """Past the held keys and far enough from the next kept onset, `KeysFree.narrow` skips
+    its tests: on rows all through four bars, before and after that point, with and without
+    kept music after the span, it leaves what the full narrowing leaves."""
+    from pianomuse.generate.grammar import Grammar, KeysFree, Row
+    from pianomuse.tokenizer import Kind
+
+    st = tok.structure
+    rng = np.random.default_rng(0)
+    free = np.zeros(128, dtype=np.int64)
+    free[[48, 60, 64]] = [8, 20, 36]  # keys held into the first two bars
+    for stop in (np.full(128, 10**9, dtype=np.int64), np.full(128, 100, dtype=np.int64)):
+        keys = KeysFree(free, stop)  # a continuation, then an infill whose music resumes
+        g = Grammar(st, 8, [st.id["TimeSig_4/4"]], 4, constraints=[keys])
+        skipped = 0
+        for _ in range(400):
+            bar, last = int(rng.integers(0, 4)), rng.choice(list(Kind)[:8])
+            at, pitch = int(rng.integers(-1, 32)), int(rng.integers(21, 109))
+            row = Row(last=last, bar=bar, bar_start=32 * bar, bar_len=32, position=at, pitch=pitch)
+            mask = rng.random(len(st.kind)) < 0.7
+            a, b = mask.copy(), mask.copy()
+            keys.narrow(g, row, a)
+            keys.narrow_all(g, row, b)
+            assert np.array_equal(a, b), row
+            far = stop.min() >= row.bar_start + 32 + g.longest_duration
+            skipped += row.now >= free.max() and far
+        assert skipped > 100 if stop.min() > 1000 else skipped == 0
+
+
 def test_keys_free_narrows_pitches_durations_and_positions(tok):
     from pianomuse.generate.grammar import Grammar, KeysFree, Row
     from pianomuse.tokenizer import Kind

@@ -98,7 +98,7 @@ class Grammar:
         self.only = lambda i: np.arange(V) == i  # noqa: E731 - a one-token mask
         # Grid steps of each Duration token (0 elsewhere): durations sit on the grid.
         self.duration_steps = np.round(structure.duration_beats * positions_per_beat).astype(int)
-        self._base: dict[tuple, np.ndarray] = {}  # `_base_mask` by the fields it reads
+        self.longest_duration = int(self.duration_steps.max())
 
     def metre(self, bar: int) -> int:
         """TimeSig token id of new bar `bar`."""
@@ -123,25 +123,6 @@ class Grammar:
     def _row(self, r: Row, force_close: bool) -> np.ndarray:
         if r.done:
             return self.only(self.close_id)  # finished rows keep emitting it; ignored
-        # The format's own mask depends on these values only (the pitch only after a
-        # Duration), and a generation meets few combinations of them: kept per grammar, it
-        # costs a lookup and a copy instead of a dozen vocabulary-wide operations.
-        pitch = r.pitch if r.last == Kind.DURATION else -1
-        key = (r.last, r.position, pitch, r.bar_len, self.metre(r.bar), r.part < 0,
-               r.parts_used, force_close, self.complete(r))  # fmt: skip
-        base = self._base.get(key)
-        if base is None:
-            base = self._base[key] = self._base_mask(r, force_close)
-        mask = base.copy()
-        for c in self.constraints:
-            c.narrow(self, r, mask)
-        if not mask.any():  # constraints that contradict: a bug, never a silent NaN later
-            names = ", ".join(type(c).__name__ for c in self.constraints)
-            raise RuntimeError(f"the grammar left no token after {r.last} ({names})")
-        return mask
-
-    def _base_mask(self, r: Row, force_close: bool) -> np.ndarray:
-        """[V] bool: what the token format allows next at `r`, before any constraint."""
         mask = np.zeros(len(self.value), dtype=bool)
         closing = r.last in (Kind.TIMESIG, Kind.DURATION, Kind.CHORD, Kind.BASS)
         for kind in FOLLOWS[r.last]:
@@ -164,6 +145,11 @@ class Grammar:
                 mask |= self.of_kind[kind] & (self.value > r.pitch)  # higher, same position
             elif kind != Kind.TEMPO:  # new music keeps its context's tempo
                 mask |= self.of_kind[kind]
+        for c in self.constraints:
+            c.narrow(self, r, mask)
+        if not mask.any():  # constraints that contradict: a bug, never a silent NaN later
+            names = ", ".join(type(c).__name__ for c in self.constraints)
+            raise RuntimeError(f"the grammar left no token after {r.last} ({names})")
         return mask
 
     def advance(self, rows: list[Row], tokens: torch.Tensor) -> None:
@@ -212,6 +198,17 @@ class KeysFree(Constraint):
         )
 
     def narrow(self, g: Grammar, row: Row, mask: np.ndarray) -> None:
+        # Past the last held key and before the first kept onset, by more than the rest of
+        # the bar and the longest note, no key is taken: most of a continuation's bars,
+        # where the three vocabulary-wide tests below cost a tenth of the decoding.
+        if row.now >= self.free.max() and self.stop.min() >= (
+            row.bar_start + row.bar_len + g.longest_duration
+        ):
+            return
+        self.narrow_all(g, row, mask)
+
+    def narrow_all(self, g: Grammar, row: Row, mask: np.ndarray) -> None:
+        """`narrow` without its shortcut (its twin in the tests)."""
         pitch = g.of_kind[Kind.PITCH] & mask
         if pitch.any():
             p = g.value[pitch]
