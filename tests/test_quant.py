@@ -121,3 +121,24 @@ def test_int8_falls_back_to_fp32_when_the_kernel_is_missing(monkeypatch):
         step = fast_step(model, state, "int8")
         tok = torch.tensor([5])
         assert rel_err(step(tok, state.clone())[0], model.step(tok, state)[0]) < 1e-6
+
+
+def test_the_int8_copy_is_made_whatever_inference_keeps_on_the_model():
+    """The int8 copy is remade when the weights change, after decoding has kept its graphs
+    and prefills (with a lock) on the model: none of that is copied, none of it is lost,
+    and the copy is the int8 one, not a silent fall back to fp32 (which made every step of
+    a `complete` twice as slow)."""
+    from pianomuse.generate.decode import continue_tokens, kept_prefills
+    from pianomuse.generate.sampling import Sampling
+    from pianomuse.model.quant import inference_model
+
+    model = random_model(tiny_config()).eval()
+    ctx = torch.arange(20).numpy() % 40
+    continue_tokens(model, ctx, candidates=2, sampling=Sampling(), bar_id=1, max_new_tokens=5)
+    kept = kept_prefills(model)
+    with torch.no_grad():
+        model.head.weight.mul_(2.0)  # new weights: the int8 copy is made again
+    quant = inference_model(model, "int8")
+    assert quant is not model and isinstance(quant.blocks[0].att.key, Int8Linear)
+    assert "_inference_cache" not in quant.__dict__
+    assert model.__dict__["_inference_cache"]["prefills_int8"][1] is kept

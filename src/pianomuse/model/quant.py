@@ -96,8 +96,12 @@ def quantize_int8(model: RWKV7) -> RWKV7:
     its input to bf16 anyway, so the numbers are those of an fp32 detour (to the last bit,
     tested), which cost two more passes over the widest activation (measured: 3 % of a
     1,024-token prefill)."""
-    out = copy.deepcopy(model).cpu().eval()
-    out.__dict__.pop("_inference_cache", None)  # graphs and copies of the original
+    # Copied without what inference keeps on the model (graphs, copies, prefills, a lock):
+    # the memo hands the copy an empty dict in its place, and the original is not touched.
+    cache = model.__dict__.get("_inference_cache")
+    memo = {} if cache is None else {id(cache): {}}
+    out = copy.deepcopy(model, memo).cpu().eval()
+    out.__dict__.pop("_inference_cache", None)
     for module in list(out.blocks.modules()):
         for name, child in list(module.named_children()):
             if isinstance(child, nn.Linear):
@@ -127,8 +131,8 @@ def inference_model(model: RWKV7, precision: str) -> RWKV7:
         return model
 
     def build() -> RWKV7:
+        quant = quantize_int8(model)
         try:
-            quant = quantize_int8(model)
             with torch.inference_mode():  # the kernel is tried once here, not mid-answer
                 quant.step(torch.zeros(1, dtype=torch.long), RWKVState.zeros(quant.config, 1))
             return quant
