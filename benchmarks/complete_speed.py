@@ -54,7 +54,8 @@ def main() -> None:
     for label, kw, again in (
         ("8 bars, as sampled", {"bars": 8}, False),
         (f"8 bars at {TOKENS_PER_BAR} tokens/bar", dense, False),
-        # Another take after the same context (a new seed): its prefill is kept.
+        # Another take after the same context (a new seed): the row before left its prefill
+        # kept, so every run of this row finds it.
         ("the same, asked again", dense, True),
     ):
         best = None

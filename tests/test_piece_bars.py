@@ -259,8 +259,9 @@ def test_keys_free_narrows_pitches_durations_and_positions(tok):
     durations = np.flatnonzero(g._row(row, False))
     assert len(durations) and g.duration_steps[durations].max() == 8
     # A position where no key of the piano is free is not offered.
-    keys.free[:] = 0
-    keys.free[21:109] = 16
+    free[:] = 0
+    free[21:109] = 16
+    g = Grammar(st, 8, [st.id["TimeSig_4/4"]], 1, constraints=[KeysFree(free, stop)])
     row = Row(last=Kind.TIMESIG, bar=0, bar_len=32)
     positions = st.value[np.flatnonzero(g._row(row, False) & (st.kind == Kind.POSITION))]
     assert positions.min() == 16

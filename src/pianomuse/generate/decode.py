@@ -24,7 +24,7 @@ from pianomuse.model.traced import fast_step
 
 # Contexts whose prefill each model keeps, per precision (the state of the 6 x 256 model is
 # 0.4 MB): asking again after the same context (another seed, other settings, another
-# take in the web copilot) skips the prefill, 0.15-0.27 s of a 1,007-token context on 2
+# take in the web copilot) skips the prefill, 0.14-0.32 s of a 1,007-token context on 2
 # threads (benchmarks/complete_speed.py).
 PREFILLS_KEPT = 8
 

