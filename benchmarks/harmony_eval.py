@@ -13,7 +13,7 @@ import argparse
 import json
 from pathlib import Path
 
-from pianomuse.cli import default_model
+from pianomuse.bundled import default_model
 from pianomuse.copilot import Copilot
 from pianomuse.data.prepare import songs_in_split
 from pianomuse.evaluation.form import COLUMNS, form_report

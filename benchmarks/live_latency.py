@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pianomuse.cli import default_model
+from pianomuse.bundled import default_model
 from pianomuse.copilot import Copilot, Sampling
 from pianomuse.live import LiveSession, LiveSettings
 from pianomuse.model.quant import inference_model

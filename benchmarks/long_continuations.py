@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pianomuse.cli import default_model
+from pianomuse.bundled import default_model
 from pianomuse.copilot import Copilot, Sampling
 from pianomuse.data.prepare import read_song, songs_in_split
 from pianomuse.evaluation.harmony import bar_sets

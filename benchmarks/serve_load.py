@@ -24,7 +24,7 @@ from pathlib import Path
 
 import uvicorn
 
-from pianomuse.cli import default_model
+from pianomuse.bundled import default_model
 from pianomuse.copilot import Copilot
 from pianomuse.serve import ServeLimits, web_app
 

@@ -32,14 +32,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from pianomuse.cli import default_model
+from pianomuse.bundled import default_model
 from pianomuse.copilot import Candidate, Copilot, Sampling
-from pianomuse.copilot.core import NO_STEERING
 from pianomuse.copilot.prompts import context_window
-from pianomuse.copilot.steering import Steering, note_number, scale_of
 from pianomuse.data.prepare import songs_in_split
 from pianomuse.evaluation.form import _song
 from pianomuse.evaluation.harmony import chord_fit, chord_spans
+from pianomuse.harmony import note_number, scale_of
+from pianomuse.steering import NO_STEERING, Steering
 from pianomuse.tokenizer import Kind, Tokenizer, cut_score, load_score, notes_in_beats, seconds_at
 from pianomuse.tokenizer.compose import keep_tracks
 from pianomuse.tokenizer.remi2 import TRACK_OF_PART
@@ -234,7 +234,7 @@ def evaluate(case: Case, tally: Tally) -> None:
         in_key = Steering(key=key)
         note_rows(case, tally, "key", "model, key given", in_key, lambda p: np.isin(p % 12, scale))
     low, high = note_number(LOW), note_number(HIGH)
-    row, ranged = f"model, range {LOW}-{HIGH}", Steering(ranges=(("all", LOW, HIGH),))
+    row, ranged = f"model, range {LOW}-{HIGH}", Steering(range=f"{LOW}-{HIGH}")
     note_rows(case, tally, "register", row, ranged, lambda p: (p >= low) & (p <= high))
     tally.songs["key"] += key is not None
     tally.songs["density"] += density_rows(case, tally)

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from pianomuse.cli import app, default_model
+from pianomuse.bundled import default_model
+from pianomuse.cli import app
 from pianomuse.copilot import Copilot, Sampling
 from pianomuse.model import load_checkpoint
 from pianomuse.tokenizer import PianoTokenizer, load_score

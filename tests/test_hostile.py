@@ -380,7 +380,7 @@ def test_a_generation_whose_client_has_gone_is_dropped():
     import socket
     import urllib.parse
 
-    from pianomuse.cli import default_model
+    from pianomuse.bundled import default_model
     from pianomuse.copilot import Copilot
     from pianomuse.serve import web_app
     from serve_helpers import LiveServer, get

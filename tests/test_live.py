@@ -320,7 +320,7 @@ def test_the_accompaniment_plays_along_bar_by_bar(copilot):
     assert rel_err(s.logits, logits[:, -1]) < 1e-4
     jam = load_score(s.stop(20.0))
     assert len(jam.tracks[1].notes) == len(outs)
-    from pianomuse.cli import default_model
+    from pianomuse.bundled import default_model
 
     with pytest.raises(FieldError, match="mode accompany needs a model with parts"):
         LiveSession(Copilot(default_model()), LiveSettings(mode="accompany"))

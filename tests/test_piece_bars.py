@@ -213,7 +213,8 @@ def test_keys_free_shortcut_is_the_full_narrowing(tok):
     """Past the held keys and far enough from the next kept onset, `KeysFree.narrow` skips
     its tests: on rows all through four bars, before and after that point, with and without
     kept music after the span, it leaves what the full narrowing leaves."""
-    from pianomuse.generate.grammar import Grammar, KeysFree, Row
+    from pianomuse.generate.constraints import KeysFree
+    from pianomuse.generate.grammar import Grammar, Row
     from pianomuse.tokenizer import Kind
 
     st = tok.structure
@@ -239,7 +240,8 @@ def test_keys_free_shortcut_is_the_full_narrowing(tok):
 
 
 def test_keys_free_narrows_pitches_durations_and_positions(tok):
-    from pianomuse.generate.grammar import Grammar, KeysFree, Row
+    from pianomuse.generate.constraints import KeysFree
+    from pianomuse.generate.grammar import Grammar, Row
     from pianomuse.tokenizer import Kind
 
     st = tok.structure

@@ -165,7 +165,6 @@ def test_fim_samples_show_the_suffix_before_the_middle(shards):
 
 
 def test_part_infilling_and_plain_windows(shards):
-    from pianomuse.data.fim import blocks
 
     tok, st = shards.tokenizer, shards.tokenizer.structure
     stream = SampleStream(
@@ -183,7 +182,7 @@ def test_part_infilling_and_plain_windows(shards):
         bars = np.append(st.bar_starts(middle), len(middle))
         given = None
         for a, b in zip(bars[:-1], bars[1:], strict=True):
-            head, parts = blocks(st, middle[a:b])
+            head, parts = st.blocks(middle[a:b])
             assert not mask[a : a + len(head)].any()
             if len(parts) == 2:
                 seen += 1

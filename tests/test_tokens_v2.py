@@ -185,7 +185,7 @@ def test_transposition_moves_chords_with_the_notes(tok2):
 
 
 def test_another_version_is_refused_with_one_line(prepared, tmp_path):
-    from pianomuse.cli import default_model
+    from pianomuse.bundled import default_model
 
     v1, v2 = PianoTokenizer(), PianoTokenizerV2()
     assert v1.hash != v2.hash and v1.hash == "beda07d33ffd1e72"  # version 1's hash kept

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -112,6 +113,48 @@ def pitch_class(name: str) -> int:
     if name not in PITCH_CLASSES:
         raise ValueError(f"not a pitch class: {name!r}")
     return PITCH_CLASSES.index(name)
+
+
+def note_number(name: str) -> int:
+    """'C4' -> 60, 'F#2' -> 42, 'Bb5' -> 82; a plain number is taken as it is."""
+    if name.strip().isdigit():
+        return int(name)
+    m = re.fullmatch(r"([A-Ga-g][#b]?)(-?\d)", name.strip())
+    if m is None:
+        raise ValueError(f"{name!r} is not a note (for example C4, F#2, Bb5)")
+    return 12 * (int(m[2]) + 1) + pitch_class(m[1][0].upper() + m[1][1:])
+
+
+# Steps of the modes above their tonic.
+MODES = {
+    "major": (0, 2, 4, 5, 7, 9, 11),
+    "ionian": (0, 2, 4, 5, 7, 9, 11),
+    "dorian": (0, 2, 3, 5, 7, 9, 10),
+    "phrygian": (0, 1, 3, 5, 7, 8, 10),
+    "lydian": (0, 2, 4, 6, 7, 9, 11),
+    "mixolydian": (0, 2, 4, 5, 7, 9, 10),
+    "minor": (0, 2, 3, 5, 7, 8, 10),
+    "aeolian": (0, 2, 3, 5, 7, 8, 10),
+    "locrian": (0, 1, 3, 5, 6, 8, 10),
+    "harmonic minor": (0, 2, 3, 5, 7, 8, 11),
+    "melodic minor": (0, 2, 3, 5, 7, 9, 11),
+    "major pentatonic": (0, 2, 4, 7, 9),
+    "minor pentatonic": (0, 3, 5, 7, 10),
+    "blues": (0, 3, 5, 6, 7, 10),
+}
+
+
+def scale_of(key: str) -> tuple[int, ...]:
+    """Pitch classes of "A minor", "D dorian", "Eb major", "F# blues" ..."""
+    tonic, _, mode = key.strip().partition(" ")
+    mode = mode.strip().lower() or "major"
+    try:
+        root = pitch_class(tonic[0].upper() + tonic[1:])
+    except (ValueError, IndexError):
+        raise ValueError(f"{key!r}: {tonic!r} is not a key note") from None
+    if mode not in MODES:
+        raise ValueError(f"{key!r}: the mode must be one of {', '.join(MODES)}")
+    return tuple(sorted((root + s) % 12 for s in MODES[mode]))
 
 
 def parse_harte(label: str) -> Chord:

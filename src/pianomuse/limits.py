@@ -1,5 +1,5 @@
-"""Every fixed limit of Piano Muse, defined once (the web server's own, configurable limits
-are `pianomuse.serve.ServeLimits`)."""
+"""The fixed limits of Piano Muse, read by the command line, the web API and the live socket
+alike (the web server's configurable limits are `pianomuse.serve.ServeLimits`)."""
 
 # A solo-piano MIDI file is rarely above a few hundred kB; 16 MB is far beyond any real piece
 # and keeps a hostile or accidental input from exhausting memory.
@@ -21,5 +21,9 @@ MAX_GAP_BARS = 16
 DEFAULT_CONTEXT_TOKENS = 1024
 # Decoding budget per bar asked for: POP909's densest bars take ~300 tokens.
 TOKENS_PER_BAR = 512
-# torch.Generator.manual_seed takes a 64-bit integer.
-MAX_SEED = 2**63 - 1
+# Seeds below 2**31 mean the same in every client language (a JavaScript number, a C int).
+MAX_SEED = 2**31 - 1
+# Sampling temperature: 0 is greedy; below MIN_TEMPERATURE the logits' scaling overflows
+# (1/t of a float32 logit), above MAX_TEMPERATURE the draw is noise.
+MIN_TEMPERATURE = 0.01
+MAX_TEMPERATURE = 5.0

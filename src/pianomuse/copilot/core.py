@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,22 +19,11 @@ import torch
 
 from pianomuse.copilot.prompts import context_window, fim_prompt, prevailing_metre
 from pianomuse.copilot.result import Candidate, Generation, Span, chords_of, new_bar_beats
-from pianomuse.copilot.steering import DENSITY_WORDS, Steering
-from pianomuse.data.fim import blocks
 from pianomuse.devices import resolve_device
 from pianomuse.errors import FieldError, UserError
-from pianomuse.generate.decode import continue_tokens
-from pianomuse.generate.grammar import (
-    BassLine,
-    ChordPlan,
-    Constraint,
-    GivenBlock,
-    Grammar,
-    KeysFree,
-    OnePart,
-)
+from pianomuse.generate.decode import Decoder
+from pianomuse.generate.grammar import Grammar
 from pianomuse.generate.sampling import Sampling
-from pianomuse.harmony import Chord
 from pianomuse.limits import (
     DEFAULT_CONTEXT_TOKENS,
     MAX_BARS,
@@ -41,9 +31,10 @@ from pianomuse.limits import (
     MAX_GAP_BARS,
     TOKENS_PER_BAR,
 )
-from pianomuse.model import RWKV7, RWKVState, load_model
+from pianomuse.model import RWKV7, load_model
 from pianomuse.model.quant import check_precision
-from pianomuse.model.traced import fast_step
+from pianomuse.steering import NO_STEERING, Steering
+from pianomuse.steering.compile import WRITES, Plan, Scene, compile_steering
 from pianomuse.tokenizer import Kind, MidiSource, Piece, Tokenizer, blank_piece, load_score
 from pianomuse.tokenizer.compose import (
     NEVER,
@@ -56,11 +47,7 @@ from pianomuse.tokenizer.compose import (
 from pianomuse.tokenizer.remi2 import TRACK_OF_PART
 
 Progress = Callable[[float], None]
-ChordBars = Sequence[Sequence[tuple[float, Chord]]]  # per new bar: (beat in the bar, chord)
-Plan = list[list[tuple[int, list[int]]]]  # per new bar: (position, [Chord id, Bass id?])
-WRITES = {"melody": 0, "accompaniment": 1}  # the part `infill(write=...)` rewrites
 DEFAULT_SAMPLING = Sampling()  # frozen: safe to share as a default
-NO_STEERING = Steering()
 
 
 def file_sha(path: Path) -> str:
@@ -111,17 +98,15 @@ class Copilot:
             device = resolve_device(device)
         self.device = device or next(model.parameters()).device
         self.model.to(self.device).eval()
+        self.decoder = Decoder(self.model, self.precision)
         trained = meta.training.max_seq_len if meta.training else None
         self.max_context_tokens = int(max_context_tokens or trained or DEFAULT_CONTEXT_TOKENS)
 
     def warm_up(self) -> None:
         """Make what the first generation would otherwise make on its way (on a CPU: the
-        int8 copy of the model and the traced step, ~0.3-0.5 s): a server calls this before
-        its first user, a live session before its first note (which also makes its bar
-        prefills, `LiveSession`)."""
-        with torch.inference_mode():
-            fast_step(self.model, RWKVState.zeros(self.model.config, 1, device=self.device),
-                      self.precision)  # fmt: skip
+        int8 copy of the model and the traced step): a server calls this before its first
+        user, a live session before its first note (which also makes its bar prefills)."""
+        self.decoder.warm_up()
 
     def read(
         self, midi: MidiSource | Piece, name: str | None = None, write: str | None = None
@@ -137,7 +122,7 @@ class Copilot:
     def chords(self, piece: Piece) -> list[list[Any]]:
         """[beat, symbol] of the piece's chord changes as the model reads them (annotated,
         else recognised; none with a tokenizer without chords), in the piece's own beats."""
-        if not hasattr(self.tok, "chord_ids"):
+        if not self.tok.has_chords:
             return []
         read = self.tok.structure.bar_lines(piece.ids)  # the tokens' beats
         own = piece.bar_ticks / piece.tpq  # the same bar lines in the file's beats
@@ -180,14 +165,20 @@ class Copilot:
         )
         span = Span("continuation", piece.n_bars, bars, int(piece.bar_ticks[-1]))
         context = {"first_bar": first + 1, "last_bar": piece.n_bars, "tokens": len(window)}
-        metres = [prevailing_metre(st, window)]
-        extra = self.constraints(steering, window, metres * (bars or 1), context)
-        g = self._grammar(piece, span, metres, extra=extra) if grammar else None
+        scene = Scene(
+            self.tok,
+            metres=[prevailing_metre(st, window)],
+            bars=bars,
+            prompt=window,
+            parts=_has_parts(st, piece),
+            keys=self._keys(piece, span),
+        )
+        g = self._steer(steering, scene, context)
         return self._generate(
             piece,
             span,
             prompt=window,
-            grammar=g,
+            grammar=g if grammar else None,
             budget=max_new_tokens or bars * TOKENS_PER_BAR,
             candidates=candidates,
             sampling=sampling,
@@ -217,27 +208,17 @@ class Copilot:
         bar (a piece with a melody track and its accompaniment, tokenizer version 2)."""
         _check_candidates(candidates)
         piece = self.read(midi)
-        n_bars = piece.n_bars
+        st = self.tok.structure
         if write is not None and write not in WRITES:
             raise FieldError("write", f"must be {' or '.join(WRITES)}, not {write!r}")
-        if write is not None and not (self.tok.structure.kinds(piece.ids) == Kind.PART).any():
+        if write is not None and not _has_parts(st, piece):
             raise FieldError("write", "needs a piece with a melody track and its accompaniment")
-        if not 1 <= first_bar <= last_bar <= n_bars:
-            raise FieldError(
-                "first_bar", f"{first_bar}-{last_bar} is outside the piece's bars 1-{n_bars}"
-            )
-        n_gap = last_bar - first_bar + 1
-        if n_gap > MAX_GAP_BARS:
-            raise FieldError(
-                "last_bar",
-                f"makes a gap of {n_gap} bars, longer than the {MAX_GAP_BARS} this model can fill",
-            )
-        st = self.tok.structure
-        i, j = first_bar - 1, last_bar  # gap = bars [i, j), 0-based
+        i, j = self._gap(piece, first_bar, last_bar)  # gap = bars [i, j), 0-based
         prompt = fim_prompt(st, piece.ids, i, j, self.max_context_tokens)
         start, end = int(piece.bar_ticks[i]), int(piece.bar_ticks[j])
-        span = Span("infill", i, n_gap, start, end)
-        context = {
+        part = -1 if write is None else WRITES[write]
+        span = Span("infill" if write is None else "arrange", i, j - i, start, end, write=part)
+        context: dict[str, Any] = {
             "first_bar": prompt.first_bar + 1,
             "last_bar": prompt.suffix_end,
             "gap": [first_bar, last_bar],
@@ -246,29 +227,31 @@ class Copilot:
             "tokens": len(prompt.ids),
             "suffix_last_bar": prompt.suffix_end,
         }
-        metres = [int(m) for m in st.bar_metres(piece.ids)[i:j]]
-        if write is None:
-            extra = self.constraints(steering, prompt.ids, metres, context)
-        else:
-            part = WRITES[write]
-            extra, plan = self._steer(steering, prompt.ids, metres, context, part=part)
-            # The given part is written out ahead of the model in every bar, the bar's chords
-            # in its block (the song's own, or those asked for); where it rests, the chords
-            # go in the new part's block.
-            span = Span("arrange", i, n_gap, start, end, write=part)
-            plan = plan if plan is not None else self._piece_plan(piece, i, j)
-            script = self._given_blocks(piece, i, j, given=1 - part, plan=plan)
-            loose = [[] if script[k] else bar for k, bar in enumerate(plan)]
-            bass = self._bass_line(steering, plan, n_gap, write=part)
-            extra = [ChordPlan(loose), *extra, *bass, OnePart(part), GivenBlock(script)]
+        scene = Scene(
+            self.tok,
+            metres=[int(m) for m in st.bar_metres(piece.ids)[i:j]],
+            bars=j - i,
+            prompt=prompt.ids,
+            close_id=st.id["FIM_End"],
+            parts=_has_parts(st, piece),
+            keys=self._keys(piece, span),
+        )
+        if write is not None:
+            # The given part is written out ahead of the model in every bar, with the bar's
+            # chords (the song's own, or those asked for).
             context["write"] = write
-        g = self._grammar(piece, span, metres, close_id=st.id["FIM_End"], extra=extra)
+            scene = replace(
+                scene,
+                write=part,
+                given=self._part_blocks(piece, i, j, part=1 - part),
+                piece_chords=self._piece_plan(piece, i, j),
+            )
         return self._generate(
             piece,
             span,
             prompt=prompt.ids,
-            grammar=g,
-            budget=n_gap * TOKENS_PER_BAR,
+            grammar=self._steer(steering, scene, context),
+            budget=(j - i) * TOKENS_PER_BAR,
             candidates=candidates,
             sampling=sampling,
             context=context,
@@ -301,24 +284,27 @@ class Copilot:
             raise FieldError("bars", f"must be between 1 and {MAX_GAP_BARS} without a piece")
         if not 20 <= qpm <= 300:
             raise FieldError("tempo", "must be between 20 and 300 beats a minute")
-        if steering.density in DENSITY_WORDS:
-            raise FieldError("density", "without a piece, give notes per bar (a number)")
-        if not hasattr(self.tok, "chord_ids"):
-            raise FieldError("chords", "need a model whose tokenizer has chords (version 2)")
         st = self.tok.structure
+        if not self.tok.has_parts:
+            raise FieldError("write", "needs a model whose tokenizer has parts (version 2)")
         piece = blank_piece(qpm)
         prompt = np.array([st.id["FIM_Suffix"], st.id["FIM_Prefix"], st.id["FIM_Middle"]])
         span = Span("sketch", 0, bars, 0)
         context = {"bars": bars, "write": write, "tempo": qpm}
-        metres = [st.id["TimeSig_4/4"]] * bars
-        extra = self.constraints(steering, prompt, metres, context, part=WRITES[write])
-        extra.append(OnePart(WRITES[write]))
-        g = self._grammar(piece, span, metres, close_id=st.id["FIM_End"], extra=extra, parts=True)
+        scene = Scene(
+            self.tok,
+            metres=[st.id["TimeSig_4/4"]] * bars,
+            bars=bars,
+            prompt=prompt,
+            close_id=st.id["FIM_End"],
+            parts=True,
+            write=WRITES[write],
+        )
         return self._generate(
             piece,
             span,
             prompt=prompt,
-            grammar=g,
+            grammar=self._steer(steering, scene, context),
             budget=bars * TOKENS_PER_BAR,
             candidates=candidates,
             sampling=sampling,
@@ -328,113 +314,37 @@ class Copilot:
         )
 
     # ----- the one generation path -------------------------------------------------------
-    def _grammar(
-        self,
-        piece: Piece,
-        span: Span,
-        metres: list[int],
-        close_id: int | None = None,
-        extra: list[Constraint] | None = None,
-        parts: bool | None = None,
-    ) -> Grammar:
-        """The grammar for new bars in `metres`, with the keys the kept music holds around
-        the span forbidden (see `KeysFree`)."""
+    def _steer(self, steering: Steering, scene: Scene, context: dict[str, Any]) -> Grammar:
+        """The grammar of the new bars under `steering`; what it asked goes into `context`."""
+        steered = compile_steering(steering, scene)
+        if steered.density is not None:
+            context["density"] = steered.density
+        return steered.grammar
+
+    def _gap(self, piece: Piece, first_bar: int, last_bar: int) -> tuple[int, int]:
+        """Bars first_bar..last_bar (1-based, inclusive) as [i, j) (0-based), checked."""
+        n_bars = piece.n_bars
+        if not 1 <= first_bar <= last_bar <= n_bars:
+            raise FieldError(
+                "first_bar", f"{first_bar}-{last_bar} is outside the piece's bars 1-{n_bars}"
+            )
+        n_gap = last_bar - first_bar + 1
+        if n_gap > MAX_GAP_BARS:
+            raise FieldError(
+                "last_bar",
+                f"makes a gap of {n_gap} bars, longer than the {MAX_GAP_BARS} this model can fill",
+            )
+        return first_bar - 1, last_bar
+
+    def _keys(self, piece: Piece, span: Span) -> tuple[np.ndarray, np.ndarray]:
+        """For each key, the grid step (from the span's start) where the kept music releases
+        it and where it strikes it next (see `KeysFree`)."""
         ppb = self.tok.settings.positions_per_beat
         held, nxt = seam_keys(piece, span.start_tick, span.end_tick)
         steps = ppb / piece.tpq  # grid steps per tick
         free = np.ceil((held - span.start_tick) * steps).astype(np.int64)
         stop = np.where(nxt == NEVER, NEVER, np.floor((nxt - span.start_tick) * steps))
-        keys = KeysFree(free, stop.astype(np.int64))
-        st = self.tok.structure
-        if parts is None:  # write parts if the piece has them
-            parts = bool((st.kinds(piece.ids) == Kind.PART).any())
-        constraints = [keys, *(extra or [])]  # a GivenBlock decides last
-        return Grammar(
-            st, ppb, metres, span.bars, close_id=close_id, constraints=constraints, parts=parts
-        )
-
-    def constraints(
-        self,
-        steering: Steering,
-        prompt: np.ndarray,
-        metres: list[int],
-        context: dict,
-        part: int = -1,
-    ) -> list[Constraint]:
-        """Every constraint of `steering` on new bars of `metres` (TimeSig ids) written
-        after `prompt`, chords and bass line included (of `part` alone when one part is
-        written); the density asked goes into `context`."""
-        extra, plan = self._steer(steering, prompt, metres, context, part=part)
-        return _planned(plan) + extra + self._bass_line(steering, plan, len(metres), write=part)
-
-    def _steer(
-        self,
-        steering: Steering,
-        prompt: np.ndarray,
-        metres: list[int],
-        context: dict,
-        part: int = -1,
-    ) -> tuple[list[Constraint], Plan | None]:
-        """The constraints of `steering` for new bars of `metres` (TimeSig ids) and its chords
-        as a plan (None: not given); the density asked for (notes per bar; of `part` alone
-        when one part is written) goes into `context`."""
-        st = self.tok.structure
-        density = _notes_per_bar(st, prompt, part)
-        constraints, target = steering.constraints(
-            positions_per_beat=self.tok.settings.positions_per_beat,
-            context_density=density,
-            part=part,
-        )
-        if target is not None:
-            context["density"] = {"context": round(density, 2), "target": round(target, 2)}
-        chords = steering.chord_bars(float(st.bar_beats[metres[0]]))
-        return constraints, self._chord_plan(chords, metres)
-
-    def _chord_plan(self, chords: ChordBars | None, metres: list[int]) -> Plan | None:
-        """The given chords of the new bars (repeated as needed; bar k has the TimeSig id
-        `metres[k]`): per bar, (position, [Chord id, Bass id?])."""
-        if chords is None:
-            return None
-        if not hasattr(self.tok, "chord_ids"):
-            raise FieldError("chords", "need a model whose tokenizer has chords (version 2)")
-        if not chords:
-            raise FieldError("chords", "must give at least one bar")
-        st, ppb = self.tok.structure, self.tok.settings.positions_per_beat
-        plan = []
-        for k in range(len(metres)):
-            length = st.bar_beats[metres[k]]
-            bar = []
-            for beat, chord in chords[k % len(chords)]:
-                if not 0 <= beat < length:
-                    raise FieldError(
-                        "chords", f"beat {beat:g} of bar {k + 1} lies outside its {length:g} beats"
-                    )
-                bar.append((int(round(beat * ppb)), self.tok.chord_ids(chord)))
-            plan.append(bar)
-        return plan
-
-    def _bass_line(
-        self, steering: Steering, plan: Plan | None, bars: int, write: int = -1
-    ) -> list[Constraint]:
-        """Under chords (given, or the piece's when a part is written to it) the written
-        accompaniment's lowest voice plays each chord's bass, inside the bass range if one is
-        asked (without chords, each bar's lowest note keeps to that range)."""
-        bass = steering.bass_range()
-        if write == WRITES["melody"]:
-            if bass is not None:
-                raise FieldError("bass_range", "shapes the accompaniment, which is given here")
-            return []
-        if plan is None and bass is None:
-            return []
-        st = self.tok.structure
-        if plan is not None:
-            # A chord's ids are [Chord, Bass?]: the last one's value is the pitch class the
-            # bass plays (the Chord token's value is its root; -1 for no chord).
-            spans = [[(p, int(st.value[ids[-1]])) for p, ids in bar] for bar in plan]
-        else:
-            spans = [[(0, -1)] for _ in range(bars)]
-        low, high = bass if bass is not None else (0, 127)
-        return [BassLine(spans, WRITES["accompaniment"], low, high)]
+        return free, stop.astype(np.int64)
 
     def _bars(self, piece: Piece, i: int, j: int) -> list[np.ndarray]:
         """The tokens of bars i..j-1 of the piece."""
@@ -460,37 +370,13 @@ class Copilot:
             plan.append(marks)
         return plan
 
-    def _given_blocks(
-        self, piece: Piece, i: int, j: int, given: int, plan: Plan
-    ) -> list[list[int]]:
-        """The `given` part's block of each bar i..j-1 of the piece, its chords those of
-        `plan` (empty where the part has no block)."""
+    def _part_blocks(self, piece: Piece, i: int, j: int, part: int) -> list[list[int]]:
+        """`part`'s block (from its Part token) in each bar i..j-1 of the piece, or []."""
         st = self.tok.structure
         out = []
-        for k, bar in enumerate(self._bars(piece, i, j)):
-            _, parts = blocks(st, bar)
-            mine = [blk for blk in parts if st.value[blk[0]] == given]
-            if not mine:
-                out.append([])
-                continue
-            groups: dict[int, list[int]] = {}  # position -> its tokens, chords aside
-            at = 0
-            for t in mine[0][1:].tolist():
-                kind = st.kind[t]
-                if kind == Kind.POSITION:
-                    at = int(st.value[t])
-                    groups.setdefault(at, [])
-                elif kind not in (Kind.CHORD, Kind.BASS):
-                    groups[at].append(t)
-            chords = dict((p, ids) for p, ids in plan[k])
-            for p in chords:
-                groups.setdefault(p, [])
-            block = [int(mine[0][0])]
-            for p in sorted(groups):
-                tempo = [t for t in groups[p] if st.kind[t] == Kind.TEMPO]
-                rest = [t for t in groups[p] if st.kind[t] != Kind.TEMPO]
-                block += [st.id[f"Position_{p}"], *tempo, *chords.get(p, []), *rest]
-            out.append(block)
+        for bar in self._bars(piece, i, j):
+            mine = [blk for blk in st.blocks(bar)[1] if st.value[blk[0]] == part]
+            out.append(mine[0].tolist() if mine else [])
         return out
 
     def _generate(
@@ -509,8 +395,7 @@ class Copilot:
     ) -> Generation:
         """Decode K candidates after `prompt`, put each into the piece at `span`, rank them."""
         st = self.tok.structure
-        conts, stats = continue_tokens(
-            self.model,
+        conts, stats = self.decoder.candidates(
             prompt,
             candidates=candidates,
             sampling=sampling,
@@ -519,7 +404,6 @@ class Copilot:
             bars=span.bars,
             max_new_tokens=budget,
             progress=progress,
-            precision=self.precision,
         )
         qpm = piece.qpm_at(span.start_tick)
         out = []
@@ -543,21 +427,9 @@ class Copilot:
         return Generation(out, piece, span, context, sampling, stats, self.model_info, steering)
 
 
-def _planned(plan: Plan | None) -> list[Constraint]:
-    return [] if plan is None else [ChordPlan(plan)]
-
-
-def _notes_per_bar(st: Any, ids: np.ndarray, part: int = -1) -> float:
-    """Notes per bar of `ids` (of `part` alone, if >= 0)."""
-    k = st.kinds(ids)
-    notes = k == Kind.PITCH
-    if part >= 0:
-        # Each token's part: the last Part token before it in its bar (-1: none yet).
-        marks = np.where(k == Kind.PART, st.value[ids], np.where(k == Kind.BAR, -1, -2))
-        last = np.maximum.accumulate(np.where(marks != -2, np.arange(len(ids)), 0))
-        current = np.where(marks[last] == -2, -1, marks[last])
-        notes &= current == part
-    return float(notes.sum()) / max(int((k == Kind.BAR).sum()), 1)
+def _has_parts(st: Any, piece: Piece) -> bool:
+    """The piece has a melody and an accompaniment part (the new bars then do too)."""
+    return bool((st.kinds(piece.ids) == Kind.PART).any())
 
 
 def _check_candidates(candidates: int) -> None:

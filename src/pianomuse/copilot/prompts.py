@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pianomuse.data.fim import FimMarkers, arrange
 from pianomuse.tokenizer import Structure
+from pianomuse.tokenizer.fim import FimMarkers, fim_sequence
 
 # Header tokens a cut may insert in front of a bar (Bar TimeSig Position_0 Tempo).
 _HEADER = 4
@@ -78,7 +78,7 @@ def fim_prompt(
     while p < i and len(st.with_header(ids[: edges[i]], int(edges[p]))) > budget - len(suffix):
         p += 1
     prefix = st.with_header(ids[: edges[i]], int(edges[p])) if p < i else ids[:0]
-    prompt, _ = arrange(st, prefix, ids[:0], suffix, FimMarkers.of(st))
+    prompt, _ = fim_sequence(st, prefix, ids[:0], suffix, FimMarkers.of(st))
     # The empty middle's FIM_End is dropped: the model writes the middle from here.
     return FimPrompt(prompt[:-1], p, k, len(prefix), len(suffix))
 

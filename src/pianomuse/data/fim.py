@@ -1,11 +1,4 @@
-"""Fill-in-the-middle samples: the music after a gap is shown before the gap itself.
-
-Layout (suffix first, so that a recurrent model reads the prefix right before writing the
-middle, and the middle's first bar follows the prefix's last bar as in plain music):
-
-    FIM_Suffix  <suffix bars, with their header>
-    FIM_Prefix  <prefix bars, with their header>
-    FIM_Middle  <middle bars>  FIM_End
+"""Fill-in-the-middle training samples, in the layout of `pianomuse.tokenizer.fim`.
 
 Every part is cut at bar lines. The suffix and prefix start with `Bar TimeSig Position_0
 Tempo` (the header in force), the middle with `Bar TimeSig` (its tempo is the prefix's). The
@@ -19,45 +12,15 @@ melody, or to write a melody over an accompaniment, with the music before and af
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from pianomuse.limits import MAX_MIDDLE_BARS
 from pianomuse.tokenizer import Kind, Structure
+from pianomuse.tokenizer.fim import FimMarkers, fim_sequence
 
 # Tokens the layout adds to a window: four markers and a second header (Bar TimeSig
 # Position_0 Tempo), plus a little slack for the header inserted at the suffix.
 FIM_OVERHEAD = 10
-
-
-@dataclass(frozen=True)
-class FimMarkers:
-    """Token ids of the four markers."""
-
-    suffix: int
-    prefix: int
-    middle: int
-    end: int
-
-    @classmethod
-    def of(cls, structure: Structure) -> FimMarkers:
-        i = structure.id
-        return cls(i["FIM_Suffix"], i["FIM_Prefix"], i["FIM_Middle"], i["FIM_End"])
-
-
-def arrange(
-    structure: Structure,
-    prefix: np.ndarray,
-    middle: np.ndarray,
-    suffix: np.ndarray,
-    m: FimMarkers,
-) -> tuple[np.ndarray, int]:
-    """The FIM sequence of three self-contained parts; returns it and the index of the
-    first middle token (after FIM_Middle)."""
-    head = np.concatenate([[m.suffix], suffix, [m.prefix], prefix, [m.middle]]).astype(np.int64)
-    seq = np.concatenate([head, middle, [m.end]]).astype(np.int64)
-    return seq, len(head)
 
 
 def fim_from_window(
@@ -74,17 +37,7 @@ def fim_from_window(
     prefix = window[: edges[a]]
     middle = window[edges[a] : edges[b]]
     suffix = structure.with_header(window, int(edges[b])) if b < n else window[:0]
-    return arrange(structure, prefix, middle, suffix, m)
-
-
-def blocks(structure: Structure, bar: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
-    """A bar's head (Bar, TimeSig and anything before its first Part) and its part blocks
-    (each from its Part token on)."""
-    starts = np.flatnonzero(structure.kinds(bar) == Kind.PART)
-    if len(starts) == 0:
-        return bar, []
-    edges = np.append(starts, len(bar))
-    return bar[: starts[0]], [bar[a:b] for a, b in zip(edges[:-1], edges[1:], strict=True)]
+    return fim_sequence(structure, prefix, middle, suffix, m)
 
 
 def part_infill_from_window(
@@ -107,7 +60,7 @@ def part_infill_from_window(
     edges = np.append(bars, len(window))
     middle, target = [], []  # the middle bars' tokens, and which of them carry loss
     for j in range(a, b):
-        head, parts = blocks(structure, window[edges[j] : edges[j + 1]])
+        head, parts = structure.blocks(window[edges[j] : edges[j + 1]])
         parts.sort(key=lambda blk: structure.value[blk[0]] != given)  # the given part first
         middle.append(head)
         target.append(np.zeros(len(head), dtype=bool))
@@ -118,7 +71,7 @@ def part_infill_from_window(
             target.append(writes & ~np.isin(kinds, (Kind.TEMPO, Kind.CHORD, Kind.BASS)))
     prefix = window[: edges[a]]
     suffix = structure.with_header(window, int(edges[b]))
-    ids, at = arrange(structure, prefix, np.concatenate(middle), suffix, m)
+    ids, at = fim_sequence(structure, prefix, np.concatenate(middle), suffix, m)
     mask = np.zeros(len(ids), dtype=bool)
     mask[at : len(ids) - 1] = np.concatenate(target)
     mask[-1] = True  # FIM_End: the gap is done

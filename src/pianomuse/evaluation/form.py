@@ -32,7 +32,6 @@ import torch
 
 from pianomuse.copilot import Copilot, Sampling
 from pianomuse.copilot.prompts import context_window
-from pianomuse.copilot.steering import Steering
 from pianomuse.data.prepare import read_song
 from pianomuse.evaluation.harmony import (
     bar_sets,
@@ -43,6 +42,7 @@ from pianomuse.evaluation.harmony import (
     metre_kept,
 )
 from pianomuse.harmony import parse_label
+from pianomuse.steering import Steering
 from pianomuse.tokenizer import Kind, Tokenizer, cut_score, notes_in_beats, seconds_at
 from pianomuse.tokenizer.align import CHORD_MARKER
 
@@ -121,7 +121,7 @@ def form_report(
         song = _song(path, reader)
         if len(song["lines"]) - 1 >= context + new + (SUFFIX if infill else 0):
             loaded.append(song)
-    steerable = hasattr(copilot.tok, "chord_ids")
+    steerable = copilot.tok.has_chords
     rows: dict[str, list[dict[str, float | None]]] = {
         r: [] for r in ROWS + (STEERED if steerable and not infill else ())
     }

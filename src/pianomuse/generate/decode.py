@@ -1,6 +1,6 @@
 """Batched decoding: one parallel prefill of the context, then K candidates step by step.
 
-The context is never fed token by token (the prototype's defect 3): `model.prefill` runs it
+The context is never fed token by token: `model.prefill` runs it
 chunk-parallel once, its state is expanded to K candidates, and each new token costs one
 O(1) recurrent step for all K at once.
 """
@@ -12,20 +12,20 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
-from pianomuse.generate.grammar import Grammar
+from pianomuse.generate.grammar import Grammar, Row
 from pianomuse.generate.sampling import Sampling, sample
 from pianomuse.model import RWKV7, RWKVState
-from pianomuse.model.quant import DEFAULT_PRECISION, cached_on, inference_model
-from pianomuse.model.traced import fast_step
+from pianomuse.model.cache import cached_on
+from pianomuse.model.quant import DEFAULT_PRECISION, inference_model
+from pianomuse.model.traced import Prefill, fast_prefill, fast_step
 
-# Contexts whose prefill each model keeps, per precision (the state of the 6 x 256 model is
-# 0.4 MB): asking again after the same context (another seed, other settings, another
-# take in the web copilot) skips the prefill, 0.14-0.32 s of a 1,007-token context on 2
-# threads (benchmarks/complete_speed.py).
+# Contexts whose prefill each model keeps, per precision: asking again after the same context
+# (another seed, other settings, another take in the web copilot) skips the prefill.
 PREFILLS_KEPT = 8
 
 
@@ -82,6 +82,44 @@ def kept_prefills(model: RWKV7, precision: str = DEFAULT_PRECISION) -> KeptPrefi
     return cached_on(model, f"prefills_{precision}", KeptPrefills)
 
 
+def _budget(max_new_tokens: int, grammar: Grammar | None, bars: int | None) -> int:
+    """Tokens a candidate may write freely: with a grammar and bars, room is left to close
+    every open bar (Bar + TimeSig each) once the budget is spent."""
+    return max_new_tokens - (2 * bars + 2 if grammar is not None and bars else 0)
+
+
+def _decode(
+    model: RWKV7,
+    logits: torch.Tensor,
+    state: RWKVState,
+    *,
+    candidates: int,
+    sampling: Sampling,
+    generator: torch.Generator,
+    grammar: Grammar | None,
+    bars: int | None,
+    max_new_tokens: int,
+    precision: str,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, list[Row] | None]]:
+    """The one decoding loop: K candidates after a context whose last logits [1, V] and
+    state are given (left as they were). Yields each step's tokens [K], their log-probs [K]
+    and the grammar's rows (after the tokens); the caller stops it when it has enough."""
+    last = logits.expand(candidates, -1)  # [1, V] -> [K, V]
+    state = state.expand(candidates)  # a copy: the steps overwrite it
+    step = fast_step(model, state, precision)
+    rows = grammar.start(candidates) if grammar is not None else None
+    budget = _budget(max_new_tokens, grammar, bars)
+    for t in range(max_new_tokens + 1):
+        allowed = grammar.allowed(rows, force_close=t >= budget) if grammar is not None else None
+        tok = sample(last, sampling, generator, allowed)
+        lp = torch.log_softmax(last.float(), dim=-1).gather(-1, tok[:, None]).squeeze(-1)
+        if grammar is not None:
+            grammar.advance(rows, tok)
+        yield tok, lp, rows
+        if t < max_new_tokens:
+            last, state = step(tok, state)
+
+
 @torch.inference_mode()
 def continue_tokens(
     model: RWKV7,
@@ -105,34 +143,35 @@ def continue_tokens(
     `precision` picks the weights on a CPU (`inference_model`, `fast_step`).
     """
     device = next(model.parameters()).device
-    gen = sampling.generator()
     t0 = time.perf_counter()
     idx = torch.as_tensor(np.asarray(context), dtype=torch.long, device=device)[None]  # [1, T]
     runner = inference_model(model, precision)
     logits, state = kept_prefills(model, precision).prefill(runner, idx)
-    last = logits.expand(candidates, -1)  # [1, V] -> [K, V]
-    state = state.expand(candidates)
-    step = fast_step(model, state, precision)
     t1 = time.perf_counter()
-    rows = grammar.start(candidates) if grammar is not None else None
     out: list[list[int]] = [[] for _ in range(candidates)]
     logp: list[list[float]] = [[] for _ in range(candidates)]
     done = [False] * candidates
     bars_seen = [0] * candidates  # Bar tokens sampled: stopping without a grammar, progress
-    # Room to close every open bar (Bar + TimeSig each) once the budget is spent.
-    budget = max_new_tokens - (2 * bars + 2 if grammar is not None and bars else 0)
-    steps = 0
-    for t in range(max_new_tokens + 1):
-        allowed = grammar.allowed(rows, force_close=t >= budget) if grammar is not None else None
-        tok = sample(last, sampling, gen, allowed)
-        lp = torch.log_softmax(last.float(), dim=-1).gather(-1, tok[:, None]).squeeze(-1)
-        if grammar is not None:
-            grammar.advance(rows, tok)
+    steps = -1
+    loop = _decode(
+        model,
+        logits,
+        state,
+        candidates=candidates,
+        sampling=sampling,
+        generator=sampling.generator(),
+        grammar=grammar,
+        bars=bars,
+        max_new_tokens=max_new_tokens,
+        precision=precision,
+    )
+    for tok, lp, rows in loop:
+        steps += 1
         for i, (tk, p) in enumerate(zip(tok.tolist(), lp.tolist(), strict=True)):
             if done[i]:
                 continue
             bars_seen[i] += tk == bar_id
-            if grammar is not None:
+            if rows is not None:
                 done[i] = rows[i].done
             elif bars is not None:
                 done[i] = bars_seen[i] > bars
@@ -142,10 +181,8 @@ def continue_tokens(
                 done[i] = len(out[i]) >= max_new_tokens and bars is None
         if progress is not None:
             progress(_share_done(out, bars_seen, done, bars, max_new_tokens))
-        if all(done) or t == max_new_tokens:
+        if all(done):
             break
-        last, state = step(tok, state)
-        steps += 1
     t2 = time.perf_counter()
     conts = [
         Continuation(np.asarray(o, dtype=np.int64), float(np.mean(p)) if p else 0.0)
@@ -166,23 +203,54 @@ def stream_tokens(
     max_new_tokens: int,
     precision: str = DEFAULT_PRECISION,
 ) -> Iterator[int]:
-    """One candidate's tokens, one at a time as each is sampled, from the model's `logits`
-    [1, V] and `state` after its context,
-    until the grammar closes. The live copilot plays a note as soon as its tokens exist;
-    `continue_tokens` is the batched twin (the same tokens for one candidate and one seed).
-    """
-    rows = grammar.start(1)
-    step = fast_step(model, state, precision)
-    state = state.clone()  # the step overwrites its state: the caller's stays as it was
-    budget = max_new_tokens - (2 * grammar.bars + 2 if grammar.bars else 0)
-    last = logits
-    for t in range(max_new_tokens + 1):
-        tok = sample(last, sampling, generator, grammar.allowed(rows, force_close=t >= budget))
-        grammar.advance(rows, tok)
+    """One candidate's tokens, one at a time as each is sampled, after a context whose last
+    `logits` [1, V] and `state` are given (left as they were), until the grammar closes. The
+    live copilot plays a note as soon as its tokens exist; it is `continue_tokens`'s loop
+    (the same tokens for one candidate and one seed)."""
+    loop = _decode(
+        model,
+        logits,
+        state,
+        candidates=1,
+        sampling=sampling,
+        generator=generator,
+        grammar=grammar,
+        bars=grammar.bars,
+        max_new_tokens=max_new_tokens,
+        precision=precision,
+    )
+    for tok, _, rows in loop:
         if rows[0].done:
             return
         yield int(tok[0])
-        last, state = step(tok, state)
+
+
+@dataclass(frozen=True)
+class Decoder:
+    """One model at one precision, as generation runs it: K candidates after a context,
+    one candidate streamed, and the prefill of a few tokens into a state (live play)."""
+
+    model: RWKV7
+    precision: str = DEFAULT_PRECISION  # the weights inference runs on a CPU
+
+    def candidates(self, context: np.ndarray, **kw: Any) -> tuple[list[Continuation], DecodeStats]:
+        """`continue_tokens` of this model."""
+        return continue_tokens(self.model, context, precision=self.precision, **kw)
+
+    def stream(self, logits: torch.Tensor, state: RWKVState, **kw: Any) -> Iterator[int]:
+        """`stream_tokens` of this model."""
+        return stream_tokens(self.model, logits, state, precision=self.precision, **kw)
+
+    def bar_prefill(self) -> Prefill:
+        """`fast_prefill` of this model: a few tokens into a state."""
+        return fast_prefill(self.model, self.precision)
+
+    def warm_up(self) -> None:
+        """Make the int8 copy and the traced step before the first candidate needs them."""
+        with torch.inference_mode():
+            config = self.model.config
+            device = next(self.model.parameters()).device
+            fast_step(self.model, RWKVState.zeros(config, 1, device=device), self.precision)
 
 
 def _share_done(

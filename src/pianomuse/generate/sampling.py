@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from pianomuse.errors import FieldError
-from pianomuse.limits import MAX_SEED
+from pianomuse.limits import MAX_SEED, MAX_TEMPERATURE, MIN_TEMPERATURE
 
 
 @dataclass(frozen=True)
@@ -25,8 +25,10 @@ class Sampling:
     seed: int = 0  # seeds the torch.Generator
 
     def __post_init__(self) -> None:
-        if not self.temperature >= 0:  # also refuses NaN
-            raise FieldError("temperature", "must be >= 0")
+        t = self.temperature
+        if not (t == 0 or MIN_TEMPERATURE <= t <= MAX_TEMPERATURE):  # also refuses NaN
+            problem = f"must be 0 (greedy) or between {MIN_TEMPERATURE} and {MAX_TEMPERATURE}"
+            raise FieldError("temperature", problem)
         if self.top_k is not None and self.top_k < 1:
             raise FieldError("top_k", "must be >= 1")
         if self.top_p is not None and not 0 < self.top_p <= 1:

@@ -22,15 +22,13 @@ import numpy as np
 import torch
 
 from pianomuse.copilot import Copilot
-from pianomuse.copilot.core import DEFAULT_SAMPLING, NO_STEERING
-from pianomuse.copilot.steering import Steering
+from pianomuse.copilot.core import DEFAULT_SAMPLING
 from pianomuse.errors import FieldError
-from pianomuse.generate.decode import stream_tokens
-from pianomuse.generate.grammar import GivenBlock, Grammar, Plays
 from pianomuse.generate.sampling import Sampling
 from pianomuse.limits import TOKENS_PER_BAR
 from pianomuse.model import RWKVState
-from pianomuse.model.traced import fast_prefill
+from pianomuse.steering import NO_STEERING, Steering
+from pianomuse.steering.compile import WRITES, Scene, compile_steering
 from pianomuse.tokenizer import Kind
 from pianomuse.tokenizer.live import WINDOW_BARS, LiveNote, NoteReader, bar_tokens, jam_midi
 
@@ -119,23 +117,24 @@ class LiveSession:
         steering: Steering = NO_STEERING,
         sampling: Sampling = DEFAULT_SAMPLING,
     ):
-        st = copilot.tok.structure
+        self.tok, self.decoder = copilot.tok, copilot.decoder
+        st = self.tok.structure
         metre = f"TimeSig_{settings.metre}"
         if metre not in st.id:
             known = ", ".join(k.removeprefix("TimeSig_") for k in st.id if k.startswith("TimeSig_"))
             raise FieldError("metre", f"{settings.metre} is not a metre this model knows ({known})")
         if settings.mode == "accompany":
-            if "Part_Melody" not in st.id:
+            if not self.tok.has_parts:
                 raise FieldError("mode", "accompany needs a model with parts (tokenizer version 2)")
             if steering.chords is not None:
                 raise FieldError("chords", "steer answers; the accompaniment follows the player")
-        self.cp, self.s, self.steering, self.sampling = copilot, settings, steering, sampling
+        self.s, self.steering, self.sampling = settings, steering, sampling
         self.timesig = st.id[metre]
         # The int8 copy, the traced step and the bar prefills' graphs are made here, once per
-        # model and process (~3-4 s and ~330 MB for the bundled model; a server that never
-        # plays live does not pay them), not at the first bar or answer.
-        copilot.warm_up()
-        self.prefill = fast_prefill(copilot.model, copilot.precision)
+        # model and process (a server that never plays live does not pay them), not at the
+        # first bar or answer.
+        self.decoder.warm_up()
+        self.prefill = self.decoder.bar_prefill()
         self.generator = sampling.generator()
         self.player: list[list[float]] = []  # [onset, off or nan, pitch, velocity] in beats
         self.down: dict[int, list[float]] = {}  # key -> its note in `player`, while held
@@ -260,30 +259,16 @@ class LiveSession:
         state, logits, ids = self._feed(
             self.state, self.logits, range(self._first_bar() + self.fed, start), list(self.ids)
         )
-        st = self.cp.tok.structure
-        context: dict[str, Any] = {}
-        extra = self.cp.constraints(
-            self.steering, np.asarray(ids), [self.timesig] * self.s.bars, context
-        )
-        grammar = Grammar(
-            st,
-            self.cp.tok.settings.positions_per_beat,
-            [self.timesig],
-            self.s.bars,
-            constraints=extra,
-            parts=False,
-        )
-        tokens = stream_tokens(
-            self.cp.model,
+        scene = Scene(self.tok, metres=[self.timesig], bars=self.s.bars, prompt=np.asarray(ids))
+        tokens = self.decoder.stream(
             logits,
             state,  # stepped into new states: the session's own stays as it was
-            grammar=grammar,
+            grammar=compile_steering(self.steering, scene).grammar,
             generator=self.generator,
             sampling=self.sampling,
             max_new_tokens=self.s.bars * TOKENS_PER_BAR,
-            precision=self.cp.precision,
         )
-        self.answer = _Answer(start, tokens, NoteReader(self.cp.tok))
+        self.answer = _Answer(start, tokens, NoteReader(self.tok))
         self.status["answers"] += 1
 
     def _write(self, until: float, deadline: float) -> list[Out]:
@@ -341,7 +326,7 @@ class LiveSession:
         model first guesses bar k+1 (its melody is not played yet; its accompaniment is the
         one already sounding), then writes bar k+2. Yields after every token, with the notes
         of bar k+2 that token completed."""
-        st, ppb = self.cp.tok.structure, self.cp.tok.settings.positions_per_beat
+        st = self.tok.structure
         # "As the context": the accompaniment's notes a bar so far (the melody's, at first).
         bb = self.s.bar_beats
         lo = max(k - 3, self._first_bar()) * bb
@@ -349,27 +334,29 @@ class LiveSession:
         recent = [n for n in self.copilot if lo <= n.onset < hi] or [
             n for n in self._player_from(lo) if n[0] < hi
         ]
-        density = max(len(recent) / (hi - lo) * bb, 1.0)
-        extra, _ = self.steering.constraints(
-            positions_per_beat=ppb, context_density=density, part=1
-        )
-        given = GivenBlock([self.given.get(k + 1, []), []], opens=False)
-        plays = Plays(part=1, bar=1)  # the accompaniment never drops out for a bar
-        grammar = Grammar(
-            st, ppb, [self.timesig], 2, constraints=[*extra, plays, given], parts=True
+        scene = Scene(
+            self.tok,
+            metres=[self.timesig],
+            bars=2,
+            prompt=np.asarray(self.ids),
+            parts=True,
+            write=WRITES["accompaniment"],
+            guess_other=True,  # bar k+1's melody is a guess, not kept
+            given=[self.given.get(k + 1, []), []],  # bar k+1's accompaniment is sounding
+            given_opens=False,
+            plays=1,  # the accompaniment never drops out for a bar
+            context_density=max(len(recent) / (hi - lo) * bb, 1.0),
         )
         assert self.state is not None and self.logits is not None
-        tokens = stream_tokens(
-            self.cp.model,
+        tokens = self.decoder.stream(
             self.logits,
             self.state,
-            grammar=grammar,
+            grammar=compile_steering(self.steering, scene).grammar,
             generator=self.generator,
             sampling=self.sampling,
             max_new_tokens=2 * TOKENS_PER_BAR,
-            precision=self.cp.precision,
         )
-        reader = NoteReader(self.cp.tok)
+        reader = NoteReader(self.tok)
         origin = (k + 1) * self.s.bar_beats
         bar, part, mine = -1, -1, []
         for tok in tokens:
@@ -449,7 +436,7 @@ class LiveSession:
             # Only the bars the encoder reads for this one (`bar_tokens`), not the history.
             lo = max(b - WINDOW_BARS, first) * bb
             new = bar_tokens(
-                self.cp.tok,
+                self.tok,
                 self._tracks(lo, (b + 1) * bb),
                 b - first,
                 qpm=self.s.bpm,

@@ -28,18 +28,15 @@ The twin is `Int8Linear.reference`: the same int8 weights multiplied in fp32 by 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
-from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pianomuse.errors import FieldError
+from pianomuse.model.cache import CACHE_ATTR, cached_on, without_cache
 from pianomuse.model.rwkv7 import RWKV7, ChannelMix
 from pianomuse.model.state import RWKVState
-
-T = TypeVar("T")
 
 PRECISIONS = ("fp32", "int8")  # the weights inference runs on a CPU
 DEFAULT_PRECISION = "int8"  # held-out bits +0.005 % (quant_quality.py); decoding 2x faster
@@ -96,30 +93,14 @@ def quantize_int8(model: RWKV7) -> RWKV7:
     its input to bf16 anyway, so the numbers are those of an fp32 detour (to the last bit,
     tested), which cost two more passes over the widest activation (measured: 3 % of a
     1,024-token prefill)."""
-    # Copied without what inference keeps on the model (graphs, copies, prefills, a lock):
-    # the memo hands the copy an empty dict in its place, and the original is not touched.
-    cache = model.__dict__.get("_inference_cache")
-    memo = {} if cache is None else {id(cache): {}}
-    out = copy.deepcopy(model, memo).cpu().eval()
-    out.__dict__.pop("_inference_cache", None)
+    out = copy.deepcopy(model, without_cache(model)).cpu().eval()
+    out.__dict__.pop(CACHE_ATTR, None)
     for module in list(out.blocks.modules()):
         for name, child in list(module.named_children()):
             if isinstance(child, nn.Linear):
                 hidden = isinstance(module, ChannelMix) and name == "key"
                 setattr(module, name, Int8Linear(child, torch.bfloat16 if hidden else None))
     return out
-
-
-def cached_on(model: RWKV7, key: str, build: Callable[[], T]) -> T:
-    """`build()` once per model and key, kept on the model (outside its state dict) until its
-    weights change: in-place updates (an optimizer step, a load) bump a tensor's version and
-    a replaced parameter is another tensor, so a copy or graph of older weights is never
-    used."""
-    version = tuple((id(p), p._version) for p in model.parameters())
-    cache = model.__dict__.setdefault("_inference_cache", {})
-    if key not in cache or cache[key][0] != version:
-        cache[key] = (version, build())
-    return cache[key][1]
 
 
 def inference_model(model: RWKV7, precision: str) -> RWKV7:

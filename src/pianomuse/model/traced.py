@@ -31,7 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pianomuse.model.quant import DEFAULT_PRECISION, cached_on, inference_model
+from pianomuse.model.cache import cached_on
+from pianomuse.model.quant import DEFAULT_PRECISION, inference_model
 from pianomuse.model.rwkv7 import RWKV7
 from pianomuse.model.state import RWKVState
 

@@ -3,11 +3,11 @@ tick of its clock; the server answers with the copilot's notes, each with its ti
 page's clock, ahead of when they sound.
 
 Messages are JSON objects with a "type". From the page: start {bpm, metre, bars,
-silence_bars, mode, seed, temperature, + steering fields}, on {t, pitch, velocity}, off {t, pitch},
-tick {t}, trigger {t}, stop {t}; times in seconds on the page's clock from the session's
-first bar line. From the server: ready {bar_s}, notes {notes: [[t, off, pitch, velocity]]},
-cancel {t}, status {...}, jam {midi (base64), status}, error {message} (a bad message is
-answered and dropped; a bad start ends the session).
+silence_bars, mode, seed, temperature, top_p, top_k, + steering fields}, on {t, pitch,
+velocity}, off {t, pitch}, tick {t}, trigger {t}, stop {t}; times in seconds on the page's
+clock from the session's first bar line. From the server: ready {bar_s}, notes {notes:
+[[t, off, pitch, velocity]]}, cancel {t}, status {...}, jam {midi (base64), status}, error
+{message} (a bad message is answered and dropped; a bad start ends the session).
 """
 
 from __future__ import annotations
@@ -22,23 +22,21 @@ from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, Field, ValidationError
 
 from pianomuse.copilot import Copilot
-from pianomuse.copilot.steering import Steering
 from pianomuse.errors import UserError
-from pianomuse.generate.sampling import Sampling
 from pianomuse.live import LiveSession, LiveSettings, Out
-from pianomuse.serve.schemas import SteeringIn, problem_line
+from pianomuse.serve.schemas import DrawIn, SteeringIn, problem_line
+from pianomuse.steering import Steering
 
 
-class LiveStart(SteeringIn):
-    """The first message of a live session."""
+class LiveStart(DrawIn, SteeringIn):
+    """The first message of a live session: the jam's settings, how tokens are drawn, and
+    every steering field (as the JSON API takes them)."""
 
     bpm: float = Field(96.0, description="Quarter notes a minute.")
     metre: str = Field("4/4", max_length=8, description="The bar, as a time signature.")
     bars: int = Field(4, description="Bars of each answer.")
     silence_bars: float = Field(1.0, description="The player's silence that asks, in bars.")
     mode: str = Field("answer", max_length=20, description="answer or accompany.")
-    seed: int = Field(0, ge=0, le=2**63 - 1, description="Same seed, same answers.")
-    temperature: float = Field(1.0, ge=0, le=5, description="Sampling temperature.")
 
 
 class LiveEvent(BaseModel):
@@ -86,15 +84,7 @@ async def _start(ws: WebSocket, copilot: Copilot) -> LiveSession | None:
             silence_bars=body.silence_bars,
             mode=body.mode,
         )
-        steering = Steering.parse(
-            chords=body.chords,
-            key=body.key,
-            scale=body.scale,
-            chromatic=body.chromatic,
-            ranges={"all": body.range},
-            density=body.density,
-        )
-        sampling = Sampling(temperature=body.temperature, seed=body.seed)
+        steering, sampling = Steering.from_fields(body), body.sampling()
         # In a worker thread: the first session of a process makes the model's bar graphs
         # (a few seconds), which must not hold up the other users' requests.
         session = await anyio.to_thread.run_sync(

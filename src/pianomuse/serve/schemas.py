@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, create_model
 
-# Fewer than 2**31 so that the seed means the same in every client language.
-MAX_SEED = 2**31 - 1
+from pianomuse.generate.sampling import Sampling
+from pianomuse.limits import MAX_SEED, MAX_TEMPERATURE
+from pianomuse.steering import Steering
 
 
 class PieceIn(BaseModel):
@@ -17,35 +18,35 @@ class PieceIn(BaseModel):
     )
 
 
-class SamplingIn(BaseModel):
-    candidates: int = Field(4, ge=1, description="Alternatives to write, ranked by likelihood.")
-    temperature: float = Field(1.0, gt=0.0, le=5.0, description="Softmax temperature.")
+class DrawIn(BaseModel):
+    """How tokens are drawn (`pianomuse.generate.sampling.Sampling`, which checks them)."""
+
+    temperature: float = Field(
+        1.0, ge=0.0, le=MAX_TEMPERATURE, description="Softmax temperature (0 = greedy)."
+    )
     top_p: float | None = Field(0.95, gt=0.0, le=1.0, description="Nucleus sampling mass.")
     top_k: int | None = Field(None, ge=1, description="Keep only the k likeliest tokens.")
     seed: int = Field(0, ge=0, le=MAX_SEED, description="Same seed, same candidates.")
 
+    def sampling(self) -> Sampling:
+        return Sampling(**self.model_dump(include=set(DrawIn.model_fields)))
 
-class SteeringIn(BaseModel):
-    """What the new music keeps to (every field optional, each exact; see `pianomuse
-    complete --help`)."""
 
-    chords: str | None = Field(
-        None, max_length=2000, description='A chord a bar, "C G Am F"; lengths in beats, "C:2 G:2".'
-    )
-    key: str | None = Field(None, max_length=40, description='"A minor", "D dorian", "Eb major"…')
-    scale: str | None = Field(None, max_length=80, description='Pitch classes, "C,D,E,G,A".')
-    chromatic: bool = Field(False, description="Let short notes outside the scale pass by.")
-    range: str | None = Field(None, max_length=20, description='All notes within "C2-C6".')
-    melody_range: str | None = Field(None, max_length=20, description="The melody's range.")
-    accompaniment_range: str | None = Field(
-        None, max_length=20, description="The accompaniment's range."
-    )
-    bass_range: str | None = Field(
-        None, max_length=20, description="The bass line's range (the accompaniment's lowest)."
-    )
-    density: str | None = Field(
-        None, max_length=20, description="Notes a bar, or sparser | as-context | busier."
-    )
+class SamplingIn(DrawIn):
+    candidates: int = Field(4, ge=1, description="Alternatives to write, ranked by likelihood.")
+
+
+def _steering_fields() -> type[BaseModel]:
+    """The JSON fields of `Steering`'s table of controls (see `pianomuse complete --help`)."""
+    fields: dict[str, Any] = {}
+    for name, kind, default, c in Steering.controls():
+        limits = {"max_length": c.max_length, "ge": c.low, "le": c.high}
+        fields[name] = (kind, Field(default, description=c.help, **limits))
+    doc = "What the new music keeps to (every field optional, each exact)."
+    return create_model("SteeringIn", __doc__=doc, **fields)
+
+
+SteeringIn = _steering_fields()
 
 
 class CompleteIn(PieceIn, SamplingIn, SteeringIn):

@@ -42,6 +42,8 @@ class Tokenizer:
 
     version: ClassVar[int]
     versions: ClassVar[dict[int, type[Tokenizer]]] = {}  # every registered version
+    has_chords: ClassVar[bool] = False  # Chord and Bass tokens (`chord_ids`)
+    has_parts: ClassVar[bool] = False  # melody and accompaniment blocks (`track_parts`)
     settings: Any  # the version's settings dataclass
     vocab: list[str]
     structure: Structure

@@ -87,6 +87,8 @@ class PianoTokenizerV2(Tokenizer):
     """Version 2: chords, parts and a grid that holds triplets (see the module docstring)."""
 
     version = 2
+    has_chords = True
+    has_parts = True
 
     def __init__(self, settings: TokenizerSettingsV2 | None = None):
         self.settings = s = settings or TokenizerSettingsV2()

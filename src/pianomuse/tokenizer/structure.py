@@ -154,6 +154,15 @@ class Structure:
         """Indices of the Bar tokens."""
         return np.flatnonzero(self.kinds(ids) == Kind.BAR)
 
+    def blocks(self, bar: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+        """A bar's head (Bar, TimeSig and anything before its first Part) and its part
+        blocks (each from its Part token on)."""
+        starts = np.flatnonzero(self.kinds(bar) == Kind.PART)
+        if len(starts) == 0:
+            return bar, []
+        edges = np.append(starts, len(bar))
+        return bar[: starts[0]], [bar[a:b] for a, b in zip(edges[:-1], edges[1:], strict=True)]
+
     def bar_metres(self, ids: np.ndarray) -> np.ndarray:
         """The TimeSig token id of every bar (the one after its Bar, or the one in force)."""
         ids = np.asarray(ids)

@@ -1,0 +1,257 @@
+"""Commands on models: train, estimate the memory of a step, evaluate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from pianomuse.cli.common import ModelOpt, Opt, UserError, app, model_path, user_errors
+
+# Options shared by `train` and `estimate-memory`.
+PresetOpt = Annotated[str | None, Opt(help="tiny, small, base, or a YAML file.")]
+NLayerOpt = Annotated[int | None, Opt(help="Blocks.")]
+NEmbdOpt = Annotated[int | None, Opt(help="Width.")]
+HeadSizeOpt = Annotated[int | None, Opt(help="Channels per head.")]
+ChunkLenOpt = Annotated[int | None, Opt(help="WKV chunk length.")]
+MaxSeqLenOpt = Annotated[
+    int | None, Opt("--max-seq-len", "--max_seq_len", help="Tokens per window.")
+]
+BatchSizeOpt = Annotated[
+    int | None, Opt("--batch-size", "--batch_size", help="Windows per process per micro-step.")
+]
+PrecisionOpt = Annotated[str | None, Opt(help="fp32 or bf16.")]
+
+
+@app.command()
+@user_errors
+def train(
+    data_path: Annotated[
+        str, Opt("--data-path", "--data_path", help="Prepared folder or MIDI folder.")
+    ],
+    output_dir: Annotated[str, Opt("--output-dir", "--output_dir", help="Run folder.")],
+    preset: PresetOpt = None,
+    pretrained_model: Annotated[
+        str | None,
+        Opt("--pretrained-model", "--pretrained_model", help="RWKV-7 checkpoint to start from."),
+    ] = None,
+    n_layer: NLayerOpt = None,
+    n_embd: NEmbdOpt = None,
+    head_size: HeadSizeOpt = None,
+    chunk_len: ChunkLenOpt = None,
+    wkv_backend: Annotated[str | None, Opt(help="auto, chunked, reference or fla.")] = None,
+    deep_embed: Annotated[
+        bool | None, Opt("--deep-embed/--no-deep-embed", help="DeepEmbed channel-mix scale.")
+    ] = None,
+    max_seq_len: MaxSeqLenOpt = None,
+    objective: Annotated[str | None, Opt(help="lm or completion.")] = None,
+    max_transpose: Annotated[int | None, Opt(help="Random transposition, ± semitones.")] = None,
+    fim_rate: Annotated[float | None, Opt(help="Share of fill-in-the-middle samples.")] = None,
+    part_rate: Annotated[
+        float | None, Opt(help="Share of part-infilling samples (write one part to the other).")
+    ] = None,
+    plain_rate: Annotated[
+        float | None, Opt(help="Share of windows read as plain piano (parts merged, chords heard).")
+    ] = None,
+    batch_size: BatchSizeOpt = None,
+    grad_accum: Annotated[int | None, Opt(help="Micro-steps per optimizer step.")] = None,
+    epochs: Annotated[float | None, Opt(help="Passes over the data (without --max-steps).")] = None,
+    max_steps: Annotated[int | None, Opt(help="Optimizer steps.")] = None,
+    lr: Annotated[float | None, Opt(help="Peak learning rate.")] = None,
+    min_lr_ratio: Annotated[float | None, Opt(help="Final lr / peak lr of the cosine.")] = None,
+    warmup_steps: Annotated[int | None, Opt(help="Linear warm-up steps.")] = None,
+    weight_decay: Annotated[float | None, Opt(help="AdamW decay of 2-D weights.")] = None,
+    grad_clip: Annotated[float | None, Opt(help="Max gradient norm (0 = off).")] = None,
+    precision: PrecisionOpt = None,
+    compile_model: Annotated[
+        bool | None,
+        Opt(
+            "--compile/--no-compile",
+            help="torch.compile the model: ~1 min to start, then faster steps (see README).",
+        ),
+    ] = None,
+    seed: Annotated[int | None, Opt(help="Seed of init and data order.")] = None,
+    eval_every: Annotated[int | None, Opt(help="Steps between validations.")] = None,
+    eval_batches: Annotated[int | None, Opt(help="Batches per validation.")] = None,
+    save_every: Annotated[int | None, Opt(help="Steps between checkpoints.")] = None,
+    max_bad_steps: Annotated[
+        int | None, Opt(help="Non-finite steps in a row before stopping.")
+    ] = None,
+    device: Annotated[str | None, Opt(help="auto, cpu or cuda.")] = None,
+    tensorboard: Annotated[
+        bool | None, Opt("--tensorboard/--no-tensorboard", help="Log to TensorBoard too.")
+    ] = None,
+    resume: Annotated[bool, Opt(help="Continue from OUTPUT_DIR/last.pt.")] = False,
+) -> None:
+    """Train or fine-tune an RWKV-7 model on a MIDI collection (works under torchrun).
+
+    Values come from the dataclass defaults, then --preset, then the options given here.
+    """
+    options = dict(locals())  # exactly the command-line fields, before anything else is bound
+    from pianomuse.train.config import make_config
+    from pianomuse.train.loop import train as run
+
+    cfg = make_config(options)
+    summary = run(cfg)
+    val = summary["val"]
+    msg = f"{cfg.output_dir}: {summary['steps']} steps, {summary['tokens_per_s']:,.0f} tokens/s"
+    if val is not None:
+        msg += f", validation loss {val['loss']:.4f} ({val['bpt']:.3f} bits/token)"
+    typer.echo(msg)
+
+
+@app.command("estimate-memory")
+@user_errors
+def estimate_memory(
+    preset: PresetOpt = None,
+    model: Annotated[
+        Path | None, Opt("--model", help="A model file: its size instead of a preset's.")
+    ] = None,
+    n_layer: NLayerOpt = None,
+    n_embd: NEmbdOpt = None,
+    head_size: HeadSizeOpt = None,
+    chunk_len: ChunkLenOpt = None,
+    batch_size: BatchSizeOpt = None,
+    max_seq_len: MaxSeqLenOpt = None,
+    precision: PrecisionOpt = None,
+    inference: Annotated[bool, Opt(help="A prefill instead of a training step.")] = False,
+) -> None:
+    """Memory of one training step (or one inference prefill), before any is allocated.
+
+    Weights, gradients, AdamW state, activations and recurrent state, per process. Sizes come
+    from --model, or like `train`: the defaults, then --preset, then the options given here.
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from pianomuse.model.checkpoint import read_config
+    from pianomuse.model.memory import estimate_memory as estimate
+    from pianomuse.tokenizer import Tokenizer
+    from pianomuse.train.config import make_config
+
+    shape = {"n_layer": n_layer, "n_embd": n_embd, "head_size": head_size}
+    tc = make_config(
+        {"data_path": "", "output_dir": "", "preset": preset, "chunk_len": chunk_len, **shape}
+    )
+    if model is not None:
+        config = read_config(model)
+    else:
+        config = tc.model.with_vocab(Tokenizer.latest().vocab_size)
+    batch, seq = batch_size or tc.batch_size, max_seq_len or tc.max_seq_len
+    prec = precision or tc.precision
+    try:
+        est = estimate(config, batch, seq, training=not inference, precision=prec)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    what = "inference prefill" if inference else f"training step ({prec})"
+    con = Console()
+    con.print(
+        f"{what}: {config.n_layer} x {config.n_embd}, {config.n_params() / 1e6:.2f} M "
+        f"parameters, batch {batch} x {seq} tokens, chunk {config.chunk_len}"
+    )
+    table = Table()
+    table.add_column("memory")
+    table.add_column("MB", justify="right")
+    for name, value in est.as_dict().items():
+        table.add_row(name, f"{value / 1e6:,.1f}")
+    con.print(table)
+    con.print(
+        "per process (under torchrun, each process needs this on its device); on a CPU the "
+        "process's resident memory can reach ~2x the tensor total (allocator caching)"
+    )
+
+
+@app.command("eval")
+@user_errors
+def eval_(
+    data_path: Annotated[
+        Path, Opt("--data-path", "--data_path", help="Prepared folder or MIDI folder.")
+    ],
+    split: Annotated[str, Opt(help="Split of a prepared folder: val or train.")] = "val",
+    max_seq_len: Annotated[int, Opt("--max-seq-len", help="Tokens per window.")] = 1024,
+    batch_size: Annotated[int, Opt(help="Windows per batch.")] = 8,
+    max_batches: Annotated[int | None, Opt(help="Stop after this many batches.")] = None,
+    samples: Annotated[
+        int, Opt(help="Continuations per song for the music statistics (0 = none).")
+    ] = 2,
+    context_bars: Annotated[int, Opt(help="Bars of each song given as context.")] = 12,
+    continuation_bars: Annotated[int, Opt(help="Bars continued and compared with the truth.")] = 4,
+    max_songs: Annotated[int | None, Opt(help="Continue at most this many songs.")] = None,
+    json_out: Annotated[Path | None, Opt("--json", help="Also write the report here.")] = None,
+    model: ModelOpt = None,
+) -> None:
+    """Score a model: bits per token and per note, music statistics, harmony and form.
+
+    Works on a prepared split or a MIDI folder. Continuations of each song's opening are
+    compared with the true continuation and with their context; on a MIDI folder also by
+    chord fit, bass fit, material reuse and metre kept against the songs' chords (annotated
+    beside them, else recognised), beside "repeat the last bars" and "another song".
+    """
+    from pianomuse.evaluation.report import evaluate_model
+
+    report = evaluate_model(
+        model_path(model),
+        data_path,
+        split,
+        max_seq_len,
+        batch_size,
+        max_batches,
+        context_bars,
+        continuation_bars,
+        samples,
+        max_songs,
+    )
+    _print_report(report)
+    if json_out is not None:
+        json_out.write_text(json.dumps(report, indent=1))
+
+
+def _print_report(report: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    con = Console(width=120)
+    for k, v in report.items():
+        if k not in ("continuations", "form", "form_infill"):
+            con.print(f"{k:<16} {v:.4f}" if isinstance(v, float) else f"{k:<16} {v}")
+    c = report.get("continuations")
+    if not c:
+        return
+    table = Table(
+        title=f"{c['samples']} continuations of {c['continuation_bars']} bars after "
+        f"{c['context_bars']} bars, {c['songs']} songs (lower = closer)"
+    )
+    table.add_column("distance")
+    for name in c["generated_vs_true"]:
+        table.add_column(name.replace("_", " "))
+    for row in ("generated_vs_true", "generated_vs_context", "true_vs_context"):
+        table.add_row(row.replace("_", " "), *(f"{v:.3f}" for v in c[row].values()))
+    con.print(table)
+    con.print(f"token error rate {c['token_error_rate']:.4f}")
+    for key in ("form", "form_infill"):
+        if report.get(key):
+            _print_form(con, report[key])
+
+
+def _print_form(con, f: dict) -> None:
+    from rich.table import Table
+
+    bars = f"bars {f['context_bars'] + 1}-{f['context_bars'] + f['new_bars']}"
+    where = f"after bars 1-{f['context_bars']}" if f["kind"] == "continuation" else "as a gap"
+    table = Table(
+        title=f"harmony and form, {f['kind']}: {bars} {where}, {f['songs']} songs, "
+        f"{f['candidates']} candidates"
+    )
+    table.add_column("")
+    for name in next(iter(f["rows"].values())):
+        table.add_column(name.replace("_", " "))
+    for row, values in f["rows"].items():
+        table.add_row(row, *("-" if v is None else f"{v:.3f}" for v in values.values()))
+    con.print(table)
+    if f["bits_per_note"] is not None:
+        con.print(
+            f"true continuation: {f['bits_per_note']:.2f} bits per note, "
+            f"{f['bits_per_second']:.1f} bits per second"
+        )

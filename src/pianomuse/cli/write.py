@@ -1,0 +1,235 @@
+"""The copilot's commands: continue, infill and arrange a piece."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from pianomuse.cli.common import (
+    DeviceOpt,
+    InferencePrecisionOpt,
+    ModelOpt,
+    Opt,
+    SeedOpt,
+    TemperatureOpt,
+    TopKOpt,
+    TopPOpt,
+    app,
+    model_path,
+    sampling_of,
+    steering_options,
+    user_errors,
+)
+from pianomuse.errors import FieldError, UserError
+from pianomuse.steering import NO_STEERING, Steering
+
+
+@app.command()
+@user_errors
+@steering_options
+def complete(
+    context: Annotated[Path | None, typer.Argument(help="The piece to continue (MIDI).")] = None,
+    context_midi: Annotated[
+        Path | None, Opt("--context-midi", "--context_midi", help="Same as CONTEXT.")
+    ] = None,
+    output_dir: Annotated[
+        Path, Opt("-o", "--output-dir", "--output_dir", help="Where the candidates go.")
+    ] = Path("candidates"),
+    model: ModelOpt = None,
+    bars: Annotated[int | None, Opt(help="Bars to write (default 8).")] = None,
+    max_new_tokens: Annotated[
+        int | None,
+        Opt("--max-new-tokens", "--max_new_tokens", help="Tokens to write, instead of --bars."),
+    ] = None,
+    candidates: Annotated[int, Opt(help="Continuations to write, from one prefill.")] = 4,
+    temperature: TemperatureOpt = 1.0,
+    top_p: TopPOpt = 0.95,
+    top_k: TopKOpt = None,
+    seed: SeedOpt = 0,
+    context_bars: Annotated[
+        int | None, Opt("--context-bars", help="Use only the last N bars as context.")
+    ] = None,
+    steering: Steering = NO_STEERING,
+    device: DeviceOpt = "cpu",
+    precision: InferencePrecisionOpt = None,
+) -> None:
+    """Continue a piano MIDI file by N bars, K candidates at once.
+
+    Candidates are ranked by the model's likelihood; each is written as MIDI (the whole piece
+    and the continuation alone), a piano-roll PNG and a JSON sidecar.
+    """
+    from pianomuse.copilot import Copilot, write
+
+    src = context or context_midi
+    if src is None:
+        raise UserError("give the MIDI file to continue: pianomuse complete CONTEXT.mid")
+    if bars is not None and max_new_tokens is not None:
+        raise UserError("use --bars or --max-new-tokens, not both")
+    if bars is None and max_new_tokens is None:
+        bars = 8
+    sampling = sampling_of(temperature, top_p, top_k, seed)
+    parts = steering.chords is not None
+    result = Copilot(model_path(model, parts), device=device, precision=precision).complete(
+        src,
+        bars=bars,
+        candidates=candidates,
+        sampling=sampling,
+        context_bars=context_bars,
+        max_new_tokens=max_new_tokens,
+        steering=steering,
+    )
+    _summary(result, write(result, output_dir))
+
+
+@app.command()
+@user_errors
+@steering_options
+def infill(
+    song: Annotated[Path, typer.Argument(help="The piece to rewrite a passage of (MIDI).")],
+    bars: Annotated[str, Opt(help="Bars to rewrite, 1-based and inclusive: I-J (or I).")],
+    output_dir: Annotated[
+        Path, Opt("-o", "--output-dir", "--output_dir", help="Where the candidates go.")
+    ] = Path("infills"),
+    model: ModelOpt = None,
+    candidates: Annotated[int, Opt(help="Alternatives to write, from one prefill.")] = 4,
+    temperature: TemperatureOpt = 1.0,
+    top_p: TopPOpt = 0.95,
+    top_k: TopKOpt = None,
+    seed: SeedOpt = 0,
+    steering: Steering = NO_STEERING,
+    device: DeviceOpt = "cpu",
+    precision: InferencePrecisionOpt = None,
+) -> None:
+    """Rewrite bars I..J of a piece so that they lead into what follows.
+
+    K alternatives, ranked by the model's likelihood, each as MIDI, a piano roll with the gap
+    highlighted and a JSON sidecar.
+    """
+    from pianomuse.copilot import Copilot, write
+
+    i, j = _bar_range(bars)
+    sampling = sampling_of(temperature, top_p, top_k, seed)
+    parts = steering.chords is not None
+    result = Copilot(model_path(model, parts), device=device, precision=precision).infill(
+        song, i, j, candidates=candidates, sampling=sampling, steering=steering
+    )
+    _summary(result, write(result, output_dir, stem="infill"))
+
+
+@app.command()
+@user_errors
+@steering_options
+def arrange(
+    song: Annotated[
+        Path | None,
+        typer.Argument(help="The piece (MIDI): a melody, or melody and more; none: --chords."),
+    ] = None,
+    write_: Annotated[
+        str, Opt("--write", help="The part to write: accompaniment or melody.")
+    ] = "accompaniment",
+    bars: Annotated[
+        str | None,
+        Opt(
+            help="Bars to arrange, 1-based and inclusive: I-J (default: all). Without a song: "
+            "how many bars to write (default: the progression's)."
+        ),
+    ] = None,
+    tempo: Annotated[float, Opt(help="Without a song: beats a minute.")] = 120.0,
+    output_dir: Annotated[
+        Path, Opt("-o", "--output-dir", "--output_dir", help="Where the candidates go.")
+    ] = Path("arrangements"),
+    model: ModelOpt = None,
+    candidates: Annotated[int, Opt(help="Alternatives to write, from one prefill.")] = 4,
+    temperature: TemperatureOpt = 1.0,
+    top_p: TopPOpt = 0.95,
+    top_k: TopKOpt = None,
+    seed: SeedOpt = 0,
+    steering: Steering = NO_STEERING,
+    device: DeviceOpt = "cpu",
+    precision: InferencePrecisionOpt = None,
+) -> None:
+    """Keep one part of a piece note for note and write the other for some bars.
+
+    --write accompaniment writes a piano accompaniment under the melody (a one-track file,
+    or its track named melody, is the melody); --write melody writes a tune over the
+    accompaniment. With no song, --chords alone: an accompaniment pattern, or a tune, over
+    the progression (4/4). Needs a model whose tokenizer has parts (version 2).
+    """
+    from pianomuse.copilot import Copilot, write
+    from pianomuse.harmony import parse_progression
+
+    settings = sampling_of(temperature, top_p, top_k, seed)
+    if song is None:
+        if steering.chords is None:
+            raise UserError("arrange needs a song, or --chords to write from")
+        if bars is None:
+            n = len(parse_progression(steering.chords, 4.0))
+        else:  # a count of bars (a range I-J counts J-I+1)
+            i, j = _bar_range(bars) if "-" in bars else (1, _bar_range(bars)[0])
+            n = j - i + 1
+        cp = Copilot(model_path(model, parts=True), device=device, precision=precision)
+        result = cp.sketch(
+            bars=n,
+            write=write_,
+            steering=steering,
+            candidates=candidates,
+            sampling=settings,
+            qpm=tempo,
+        )
+        _summary(result, write(result, output_dir, stem=write_))
+        return
+    cp = Copilot(model_path(model, parts=True), device=device, precision=precision)
+    piece = cp.read(song, write=write_)
+    i, j = _bar_range(bars) if bars is not None else (1, piece.n_bars)
+    result = cp.infill(
+        piece, i, j, candidates=candidates, sampling=settings, steering=steering, write=write_
+    )
+    _summary(result, write(result, output_dir, stem="arrangement"))
+
+
+def _bar_range(text: str) -> tuple[int, int]:
+    """'9-12' -> (9, 12); '5' -> (5, 5)."""
+    try:
+        first, _, last = text.partition("-")
+        return int(first), int(last or first)
+    except ValueError:
+        raise FieldError("bars", f"takes I-J (e.g. 9-12), not {text!r}") from None
+
+
+def _summary(result, paths: list[list[Path]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    s = result.stats
+    if result.span.kind in ("infill", "arrange"):
+        g = result.context["gap"]
+        what = "infills" if result.span.kind == "infill" else f"× {result.context['write']}"
+        title = f"{len(result.candidates)} {what} of bars {g[0]}-{g[1]}"
+    elif result.span.kind == "sketch":
+        title = f"{len(result.candidates)} × {result.context['write']}, {result.span.bars} bars"
+    else:
+        title = f"{len(result.candidates)} candidates after bar {result.span.first_bar}"
+    table = Table(title=title)
+    for col in ("rank", "mean log-lik", "tokens", "notes", "file"):
+        table.add_column(col)
+    for c in result.candidates:
+        table.add_row(
+            str(c.rank),
+            f"{c.loglik:.3f}",
+            str(len(c.tokens)),
+            str(c.new.note_num()),
+            str(paths[c.rank - 1][0]),
+        )
+    con = Console()
+    con.print(table)
+    total = s.prefill_s + s.decode_s
+    ctx = result.context
+    read = f"context bars {ctx['first_bar']}-{ctx['last_bar']}" if "first_bar" in ctx else "chords"
+    speed = result.seconds_of_music() / max(total, 1e-9)
+    con.print(
+        f"{read} ({s.prefill_tokens} tokens, prefill {s.prefill_s:.2f}s), "
+        f"decode {s.decode_steps} steps in {s.decode_s:.2f}s; {speed:.1f}x real time"
+    )
+    con.print(f"written to {paths[0][0].parent}")
