@@ -1,15 +1,13 @@
 """The C allocator's policy for large blocks, set by a training run on the CPU.
 
 glibc hands a freed block above its thresholds back to the kernel (`munmap`, or by trimming
-the top of the heap), so every training step gets its activations as fresh pages, each
-zeroed and mapped again on first touch: a step of the small preset (B=8, T=1024) took about
-200,000 page faults. Keeping freed memory in the process, as PyTorch's caching allocator does
-on a GPU (and jemalloc or tcmalloc do on a CPU), cut them to 24,000-95,000 and the step from
-5.2 to 4.0 s on two threads; an equal-size GPT-2 gained 1.05x (`benchmarks/train_speed.py`).
+the top of the heap), so every training step would get its activations as fresh pages, each
+zeroed and faulted in again. Keeping freed memory in the process avoids that, as PyTorch's
+caching allocator does on a GPU (and jemalloc or tcmalloc do on a CPU).
 
 The order matters: setting glibc's trim threshold alone turns its adaptive mmap threshold
-off and leaves it at 128 KiB, which made the same step twice as slow (measured: 3.4 million
-faults). So the trim threshold and top pad are only set once the mmap threshold is taken.
+off and leaves it at 128 KiB, which faults far more. So the trim threshold and top pad are
+only set once the mmap threshold is taken.
 """
 
 from __future__ import annotations

@@ -6,14 +6,10 @@ last micro-batch of a step the gradients are summed over the processes with one 
 a flat buffer. Without torchrun everything here is a no-op for a single process, so the
 training loop reads the same either way.
 
-Why not DistributedDataParallel: it keeps the process group alive after
-`destroy_process_group()` (measured: constructing it is enough for gloo's worker threads to
-survive the teardown), so those threads outlive the interpreter. One of them, still releasing
-the last all-reduce, then needs the GIL while Python finalises, and the process aborts
-("terminate called without an active exception") in some runs. Without DDP the group is
-freed at teardown and its threads are joined while Python runs. What DDP would add is the
-overlap of communication with the backward pass, which at these model sizes is small; its
-no_sync accumulation is what the loop does anyway.
+Why not DistributedDataParallel: constructing it keeps gloo's worker threads alive past
+`destroy_process_group()`, and one that needs the GIL while Python finalises can abort the
+process. Without it the group's threads are joined at teardown; what DDP would add (overlap
+of communication with the backward pass) is small at these model sizes.
 """
 
 from __future__ import annotations

@@ -204,9 +204,7 @@ def read_chord_file(path: str | os.PathLike) -> list[tuple[float, float, Chord]]
 
 _TEMPLATES = [(r, q) for q in QUALITIES for r in range(12)]
 # Simpler chords win close calls: a sixth or a seventh must earn its extra tone, since an
-# accompaniment's passing and melody notes look like one. Tuned on 40 POP909 songs (their
-# annotations are mostly triads): triad bonus 0.06 -> 0.3 raised root-and-quality agreement
-# from 63 % to 82 % (benchmarks/chord_recogniser.py).
+# accompaniment's passing and melody notes look like one.
 _PRIOR = {"maj": 0.3, "min": 0.3, "sus2": 0.12, "sus4": 0.12}
 
 

@@ -1,4 +1,4 @@
-"""The prototype's (context, completion) pairs, as JSONL or a Hugging Face datasets folder."""
+"""(context, completion) pairs cut at a bar, as JSONL or a Hugging Face datasets folder."""
 
 from __future__ import annotations
 

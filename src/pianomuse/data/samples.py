@@ -3,7 +3,7 @@
 A sample is `max_seq_len + 1` tokens (inputs and next-token targets overlap by one) with a
 mask of the positions that carry loss. Two objectives share the same windows:
 - "lm": every token of the window is a target;
-- "completion": the prototype's copilot pairs: the window is split at a bar into a context
+- "completion": (context, completion) pairs: the window is split at a bar into a context
   and a completion, and only completion tokens are targets.
 
 Windows start at a bar, prefixed with the header in force there (time signature, tempo); only

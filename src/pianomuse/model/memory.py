@@ -3,18 +3,17 @@ a GPU, and refuse a model that cannot fit before allocating it.
 
 Training keeps the weights, their gradients, AdamW's two moments and the activations the
 backward pass needs; inference keeps the weights, the recurrent state and one layer's working
-tensors. The activation figures are this implementation's, measured with saved-tensor hooks
-(2-3 layers, widths 64-512, head sizes 32/64, chunks 16-64; the formula fits every case
-within 0.2 %): per token and layer the backward pass keeps
+tensors. The activation figures are this implementation's, fitted to counts taken with
+saved-tensor hooks: per token and layer the backward pass keeps
 
     52.3 C + 121 + 4 H L + 2 C N / L  floats
 
 (the projections, mixes and LoRAs of a block ~ 52 C; the four L x L chunk matrices per head,
 4 H L; the two N x N chunk matrices per head, spread over the L tokens of a chunk), plus
-2 C + V per token for the embedding and the head; a prefill holds ~85 % of one layer's
-share at a time. Under bf16 autocast about 10 % less is kept,
-but autocast holds bf16 copies of the weights. On the CPU, the process's resident memory
-can exceed this tensor peak: freed blocks stay in the allocator (glibc: up to ~2x measured).
+2 C + V per token for the embedding and the head; a prefill holds most of one layer's share
+at a time. Under bf16 autocast less is kept, but autocast holds bf16 copies of the weights.
+On the CPU, the process's resident memory can exceed this tensor peak: freed blocks stay in
+the allocator.
 
 Letters: B batch, T sequence length, C width, F channel-mix width, H heads, N head size,
 L chunk length, V vocabulary, P parameters.
@@ -76,10 +75,9 @@ def estimate_memory(
     if training:
         kept = tokens * layers * layer_floats_per_token(config) * FLOAT
         if precision == "bf16":
-            kept = 0.9 * kept + 2 * p  # 10 % less kept, plus bf16 copies of the weights
+            kept = 0.9 * kept + 2 * p  # fewer activations kept, plus bf16 copies of the weights
         return MemoryEstimate(p * FLOAT, p * FLOAT, 2 * p * FLOAT, int(kept + outer), state)
-    # Inference: no graph; one layer's tensors are alive at a time (measured: ~85 % of what
-    # its backward would keep), and the logits.
+    # Inference: no graph, so only one layer's tensors are alive at a time, and the logits.
     work = 0.85 * tokens * layer_floats_per_token(config) * FLOAT + outer
     return MemoryEstimate(p * FLOAT, 0, 0, int(work), state)
 

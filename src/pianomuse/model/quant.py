@@ -1,22 +1,16 @@
 """Int8 weights for inference on a CPU: a copy of the model whose projections read a quarter
 of the bytes.
 
-One token at batch 1 multiplies a single row by every weight matrix, so its cost is reading
-the weights (19 MB in fp32 for the 6 x 256 model) from memory, not the arithmetic: measured
-here, the fp32 matmuls alone take 2.6 ms a token and the same matmuls with int8 weights
-0.4 ms. Each output row of a weight keeps its own scale (symmetric, max |w| -> 127), the
-scheme of weight-only int8 in gpt-fast and of llama.cpp's Q8_0. Ours moves held-out bits
-per token by +0.005 % (`benchmarks/quant_quality.py`).
+A one-token step is bound by reading the weights, not by arithmetic, so it reads them as int8.
+Each output row keeps its own scale (symmetric, max |w| -> 127), as gpt-fast's weight-only int8
+and llama.cpp's Q8_0 do.
 
-Many rows at once (a prefill) are the opposite case: arithmetic, not bytes, is the cost,
-and the int8 kernel, which widens every weight for every row, is slower there than a bf16
-matmul (measured for the 6 x 256 model's projections: the same at 12 rows, 1.5x slower at
-32). So each projection also holds the same weights in bf16 (9.5 MB more for that model)
-and takes them on the sequence path ([B, T, C] inputs: training's forward and the prefill),
-keeping the int8 kernel for the one-token step ([B, C]): the bf16 matmul is 2x the fp32
-one on a CPU with bf16 dot products, and its weights are the int8 ones (rounded to bf16
-once more). The kernel is chosen by the path, not by the row count, so that a prefill gives
-the same numbers whether its tokens come in one call or bar by bar (the live copilot).
+A prefill's many rows are bound by arithmetic, where the int8 kernel (which widens every weight
+for every row) loses to a bf16 matmul. So each projection also holds the same weights in bf16
+(the int8 ones, rounded to bf16) for the sequence path ([B, T, C] inputs: training's forward and
+the prefill) and keeps the int8 kernel for the one-token step ([B, C]). The kernel is chosen by
+the path, not by the row count, so that a prefill gives the same numbers whether its tokens come
+in one call or bar by bar (the live copilot).
 
 Only the `nn.Linear` projections are quantised. Everything that the recurrence's numerics
 depend on (the decay, its LoRA, GroupNorm, the WKV state) stays in fp32. Both kernels take
@@ -39,7 +33,7 @@ from pianomuse.model.rwkv7 import RWKV7, ChannelMix
 from pianomuse.model.state import RWKVState
 
 PRECISIONS = ("fp32", "int8")  # the weights inference runs on a CPU
-DEFAULT_PRECISION = "int8"  # held-out bits +0.005 % (quant_quality.py); decoding 2x faster
+DEFAULT_PRECISION = "int8"  # decodes faster for a negligible cost in held-out bits
 
 
 class Int8Linear(nn.Module):
@@ -86,13 +80,12 @@ def quantize_int8(model: RWKV7) -> RWKV7:
     """A copy of `model` (on the CPU) whose every `nn.Linear` in the blocks is an
     `Int8Linear`; the model itself is left as it was. The head stays fp32: its logits are
     what sampling and the ranking of candidates read (both kernels round their output to
-    bf16), and it is 2 % of the weights (391 x 256 against 6 x 786k).
+    bf16), and it is a small share of the weights.
 
     The channel mix's hidden layer ([B, T, 4C]) stays in bf16 from the key projection to the
     value projection: relu(x)^2 of a bf16 x is exact in fp32 and the value projection rounds
     its input to bf16 anyway, so the numbers are those of an fp32 detour (to the last bit,
-    tested), which cost two more passes over the widest activation (measured: 3 % of a
-    1,024-token prefill)."""
+    tested) without its two extra passes over the widest activation."""
     out = copy.deepcopy(model, without_cache(model)).cpu().eval()
     out.__dict__.pop(CACHE_ATTR, None)
     for module in list(out.blocks.modules()):

@@ -2,23 +2,20 @@
 decoding and of live play on a CPU.
 
 At batch 1 the step is a few hundred small operations, and the Python interpreter between
-them costs about as much as the weight matmuls (measured: 8.0 ms eager against 4.6 ms traced
-per token on one thread, the same numbers to the last bit). `torch.jit.trace` records the
-operations of `RWKV7.step` once, in about a tenth of a second, and runs them in C++ after.
-It has no control flow of its own to lose: every branch in the step depends on the layer
-index and the config, never on the data.
+them costs about as much as the weight matmuls. `torch.jit.trace` records the operations of
+`RWKV7.step` once and runs them in C++ after, with the same numbers to the last bit. It
+has no control flow of its own to lose: every branch in the step depends on the layer index
+and the config, never on the data.
 
 `RWKV7.step` is the twin (tests compare logits and state); `fast_step` falls back to it
 when tracing fails, and decoding takes `fast_step(model, state, precision)`, by default
-the graph of the int8 copy (`model.quant`).
+the graph of the int8 copy (`pianomuse.model.quant`).
 
 `fast_prefill` does the same for the prefill of a few dozen tokens, a bar that a live
-player has just played: there too the interpreter costs a good share of the time (measured
-side by side on the bars of a live phrase, 21-80 tokens, two threads: the graphs take 1.3-1.6x
-less time than the eager prefill; `benchmarks/live_latency.py`). A graph holds the shapes it was
-recorded on, so the tokens are padded to a multiple of `PREFILL_BUCKET`, one graph per
-multiple, and the padding is masked out of the state (`RWKV7.prefill(lengths=...)`, its
-twin being the prefill of the tokens alone).
+player has just played: there too the interpreter costs a good share of the time. A graph
+holds the shapes it was recorded on, so the tokens are padded to a multiple of
+`PREFILL_BUCKET`, one graph per multiple, and the padding is masked out of the state
+(`RWKV7.prefill(lengths=...)`, its twin being the prefill of the tokens alone).
 """
 
 from __future__ import annotations
@@ -42,12 +39,8 @@ T = TypeVar("T")
 
 PREFILL_BUCKET = 16  # tokens: one prefill graph per multiple (on average 8 padding tokens)
 # Tokens up to which `fast_prefill` makes graphs; longer prefills run eager, where the
-# interpreter's share is smaller. Each graph costs 0.4-0.5 s to make and ~40 MB that the
-# process keeps (TorchScript's graph and what tracing leaves behind, outside Python's
-# reach; measured for the 6 x 256 model: 8 graphs ~330 MB), so they cover a bar's usual
-# length only. A bar of POP909 is 40 tokens at the median and 84 at most (tests/data
-# songs), but a live phrase's last bar, read at the trigger, reached 106: with graphs up to
-# 96 tokens its eager prefill put the first answer note at 79-117 ms instead of 42-62 ms.
+# interpreter's share is smaller. Each graph costs time to make and memory the process keeps,
+# so they cover a bar's length only, a long bar read at a live trigger included.
 PREFILL_TRACED_MAX = 128
 
 
@@ -96,11 +89,10 @@ def _trace(module: nn.Module, inputs: tuple[Tensor, ...]) -> torch.jit.ScriptMod
         # call fails and the eager twin runs.
         warnings.simplefilter("ignore", FutureWarning)
         graph = torch.jit.trace(module, inputs, check_trace=False)
-        # Freezing inlines the submodules and makes the weights constants of one graph: the
-        # interpreter then skips a method call per module (measured: a traced step 9 % and a
-        # bar's prefill 7 % faster). The constants are the module's own tensors (checked: 201
-        # of a prefill graph's 210, the rest small folded ones), and a graph is remade
-        # whenever the weights change (`cached_on`).
+        # Freezing inlines the submodules and makes the weights constants of one graph, so the
+        # interpreter skips a method call per module. The constants are the module's own
+        # tensors (and a few small folded ones); a graph is remade whenever the weights
+        # change (`cached_on`).
         return torch.jit.freeze(graph.eval())
 
 
@@ -132,8 +124,7 @@ def trace_step(model: RWKV7, state: RWKVState) -> Step:
         out = graph(tok, *state.att_shift, *state.wkv, *state.ffn_shift)
         return out[0], _unflat(out[1:], model.config.n_layer)
 
-    # TorchScript optimises a graph over its first calls (measured: the first live answer's
-    # first note 240 ms instead of 55): make them here, as part of the tracing.
+    # TorchScript optimises a graph over its first calls: make them here, not in an answer.
     with torch.no_grad():
         for _ in range(3):
             step(tok, state)
@@ -147,9 +138,8 @@ def fast_step(model: RWKV7, state: RWKVState, precision: str = DEFAULT_PRECISION
     or if tracing fails. `state` only gives the shapes to record (it is left as it was).
 
     Every step overwrites the state it is given and returns it (as `model.step(...,
-    inplace=True)`): at batch 4 a new state a token costs 20 % of the step (measured; its
-    1.5 MB are fresh memory every time). Decoding loops own their state; clone one to keep
-    it."""
+    inplace=True)`): a new state every token would be fresh memory every time. Decoding loops
+    own their state; clone one to keep it."""
     runner = inference_model(model, precision)
 
     def eager(tok: Tensor, st: RWKVState) -> tuple[Tensor, RWKVState]:
@@ -174,14 +164,14 @@ def trace_prefill(model: RWKV7, batch: int, length: int) -> Prefill:
         state = state or RWKVState.zeros(model.config, batch)
         lengths = torch.full((batch,), idx.shape[1], dtype=torch.long)
         padded = F.pad(idx, (0, length - idx.shape[1]))  # [B,T] -> [B,length]
-        # Unoptimised execution: TorchScript's profiling runs would make the first two calls
-        # of every graph ~10x slower (measured: 0.15-0.3 s), for no later gain on these.
+        # Unoptimised execution: TorchScript's profiling runs would slow the first calls of
+        # every graph, for no later gain on these.
         with torch.no_grad(), torch.jit.optimized_execution(False):
             out = graph(padded, lengths, *state.att_shift, *state.wkv, *state.ffn_shift)
         return out[0], _unflat(out[1:], model.config.n_layer)
 
-    # The first call of a graph costs ~50 ms more than the next ones (measured; the kernels
-    # of its shapes are set up on their first use): made here, not in a player's first bars.
+    # The kernels of a graph's shapes are set up on its first call: make it here, not in a
+    # player's first bars.
     for _ in range(2):
         prefill(idx, zeros)
     return prefill

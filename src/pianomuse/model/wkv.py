@@ -182,15 +182,15 @@ def wkv7_step(
     inplace: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """One step of the scan for one token per sequence. Inputs [B, H, N] (`w` = log-decay),
-    state [B, H, N, N] fp32, overwritten when `inplace` (at batch 8 a new state costs ~0.5 MB
-    per layer per token). Returns (y [B, H, N] in r's dtype, new state).
+    state [B, H, N, N] fp32, overwritten when `inplace` (which spares allocating a new state
+    every token). Returns (y [B, H, N] in r's dtype, new state).
 
     S' = S diag(w) + (S a) b^T + v k^T and y = S' r, arranged so that the state is read by
     one matmul and written once:  [S a | S (w*r)] = S [a | w*r];  y = S (w*r) + [S a | v]
     [b | k]^T r;  S' = S diag(w) + [S a | v] [b | k]^T.
 
     The read is written [a | w*r]^T S^T, a [2, N] @ [N, N] product per head: PyTorch runs
-    S @ [N, 2] as one tiny GEMM per head and is 2.5x (batch 1) to 5x (batch 8) slower."""
+    S @ [N, 2] as one tiny GEMM per head, which is slower."""
     head, dtype = r.shape[-1], r.dtype
     with _no_autocast(r.device):
         r, k, v, a, b = (t.float() for t in (r, k, v, a, b))  # [B,H,N]

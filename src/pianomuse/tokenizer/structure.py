@@ -186,11 +186,8 @@ class Structure:
         return np.stack([p, p + 1, p + 2], axis=1)
 
     def safe_cuts(self, ids: np.ndarray) -> np.ndarray:
-        """Indices i where a stream may be cut (token i starts a bar, a position or a note).
-
-        Cutting before a Tempo or a Chord would separate it from its Position, and cutting
-        inside a Pitch-Velocity-Duration atom is the prototype's defect 4; neither is
-        allowed.
+        """Indices i where a stream may be cut (token i starts a bar, a part, a position or a
+        note): a Tempo or a Chord stays with its Position, and a cut never falls inside a note.
         """
         k = self.kinds(ids)
         return np.flatnonzero(

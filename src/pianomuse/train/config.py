@@ -44,7 +44,7 @@ class TrainConfig:
     max_seq_len: int = 256  # tokens per training window (model input length T)
     objective: str = "lm"  # lm: loss on every token; completion: loss on the completion only
     max_transpose: int = 0  # random transposition by up to ± this many semitones
-    fim_rate: float = 0.25  # share of windows rearranged for fill-in-the-middle (measured best)
+    fim_rate: float = 0.25  # share rearranged for fill-in-the-middle (best infill for its cost)
     part_rate: float = 0.0  # share rearranged for part infilling (tokenizer v2 data with parts)
     plain_rate: float = 0.0  # share read as plain piano: parts merged, chords recognised (v2)
     # optimisation

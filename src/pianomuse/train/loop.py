@@ -88,11 +88,8 @@ class Trainer:
         self.val = SampleStream(val_shards, cfg.max_seq_len) if len(val_shards) else None
         self.model = build_model(cfg, self.tok.vocab_size).to(self.d.device)
         distributed.broadcast_parameters(self.model, self.d)
-        # torch.compile fuses the element-wise work of the mixes and the recurrence (measured:
-        # a CPU training step of the small preset 1.27x faster, after ~1 min of compiling,
-        # before freed memory was kept; with it, 0.99x an eager GPT-2's tokens/s against
-        # 0.84x eager, `benchmarks/train_speed.py --gpt2`).
-        # It only runs the training forward; validation and checkpoints use the model itself.
+        # torch.compile fuses the element-wise work of the mixes and the recurrence. It only
+        # runs the training forward; validation and checkpoints use the model itself.
         self.forward = torch.compile(self.model) if cfg.compile_model else self.model
         self.opt = make_optimizer(
             self.model, cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2), cfg.adam_eps
