@@ -272,10 +272,10 @@ def test_bad_input_is_one_line_and_leaves_nothing(trained_model, tmp_path):
 
 
 def test_no_default_model_message(tmp_path, monkeypatch):
-    import pianomuse.cli
+    import pianomuse.cli.common
 
     # An install without the bundled models.
-    monkeypatch.setattr(pianomuse.cli, "default_model", lambda parts=False: None)
+    monkeypatch.setattr(pianomuse.cli.common, "default_model", lambda parts=False: None)
     r = CliRunner().invoke(
         app, ["complete", str(POP909 / "001" / "001.mid"), "-o", str(tmp_path / "o")]
     )
