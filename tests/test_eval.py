@@ -89,8 +89,11 @@ def test_harmony_and_form_against_reference_rows(trained_model, tmp_path):
     assert truth["bass_fit"] > other["bass_fit"]
     # Repeating the last bars reuses the context's material by construction.
     assert repeat["material_reuse"] > truth["material_reuse"] > other["material_reuse"]
-    for values in rows.values():
-        assert all(v is None or 0.0 <= v <= 1.0 for v in values.values())
+    for name, values in rows.items():
+        assert values["metre_kept"] is not None, name
+        assert all(v is None or 0.0 <= v <= 1.0 for v in values.values()), name
+    for name in ("true continuation", "repeat the last bars", "another song"):
+        assert None not in rows[name].values(), name
     assert 0 < rep["bits_per_note"] < 30 and rep["bits_per_second"] > rep["bits_per_note"]
 
 

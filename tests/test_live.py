@@ -409,3 +409,21 @@ def test_a_key_struck_again_without_its_note_off_does_not_hold_the_answer(copilo
     outs = drive(s, events, until=6.0)
     assert [n[1] for n in s.player] == [2.0, 2.8]  # beats: ended by the second strike
     assert s.status["answers"] == 1 and any(o.kind == "note" for o in outs)
+
+
+def test_answers_keep_to_the_steering(copilot):
+    """A steered answer keeps to its requests note for note: one key at a time, in C major."""
+    from pianomuse.steering import Steering
+
+    steering = Steering(max_polyphony=1, key="C major")
+    s = LiveSession(
+        copilot, LiveSettings(bpm=BPM, bars=2), steering=steering, sampling=Sampling(seed=5)
+    )
+    outs = drive(s, phrase(2), until=12.0, budget=60.0)
+    notes = [o for o in outs if o.kind == "note"]
+    assert s.status["answers"] == 1 and len(notes) > 2
+    for o in notes:
+        assert o.pitch % 12 in (0, 2, 4, 5, 7, 9, 11)
+        assert sum(n.time <= o.time < n.off for n in notes) == 1  # itself alone sounds
+    with pytest.raises(FieldError, match="accompaniment_range needs a piece with a melody"):
+        LiveSession(copilot, LiveSettings(), steering=Steering(accompaniment_range="C2-C4"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 
+import numpy as np
 import pytest
 
 from pianomuse.tokenizer import load_score
@@ -125,3 +126,72 @@ def test_another_sites_page_cannot_open_a_jam(server):
 
     with pytest.raises(InvalidStatus), _connect(server, origin="http://evil.example"):
         pass
+
+
+# Every steering field the socket takes, and what it must become in the session's grammar:
+# (start fields, the constraint, a check of it) or (start fields, words of the one-line
+# refusal) where the session cannot honour it.
+FIELDS = {
+    "chords": ({"chords": "C G"}, "ChordPlan", lambda c: [len(bar) for bar in c.plan] == [1, 1]),
+    "key": ({"key": "D major"}, "Scale", lambda c: c.inside.sum() == 7 and c.passing == 0),
+    "scale": (
+        {"scale": "C,E,G"},
+        "Scale",
+        lambda c: np.flatnonzero(c.inside).tolist() == [0, 4, 7],
+    ),
+    "chromatic": ({"key": "C major", "chromatic": True}, "Scale", lambda c: c.passing > 0),
+    "range": ({"range": "C3-C6"}, "Register", lambda c: c.ranges == {-1: (48, 84)}),
+    "melody_range": ({"melody_range": "C5-C6"}, "melody_range needs a piece with a melody"),
+    "accompaniment_range": (
+        {"mode": "accompany", "accompaniment_range": "C2-C4"},
+        "Register",
+        lambda c: c.ranges == {1: (36, 60)},
+    ),
+    "bass_range": ({"bass_range": "C2-C3"}, "BassLine", lambda c: (c.low, c.high) == (36, 48)),
+    "density": ({"density": "4"}, "Density", lambda c: c.low <= 4 <= c.high),
+    "max_polyphony": ({"max_polyphony": 2}, "MaxPolyphony", lambda c: c.most == 2),
+}
+
+
+def test_the_socket_honours_every_steering_field(trained_model, monkeypatch):
+    """Each steering field, sent alone in a live start, is in the grammar of the session's
+    answers (or accompaniments), or is refused in one line; none is dropped."""
+    from pianomuse.copilot import Copilot
+    from pianomuse.live import session
+    from pianomuse.serve import web_app
+    from pianomuse.steering import Steering
+    from serve_helpers import LiveServer
+
+    assert set(FIELDS) == set(Steering.names())  # a new field needs its row here
+    grammars = []
+
+    def recording(steering, scene):
+        steered = compile_steering(steering, scene)
+        grammars.append(steered.grammar)
+        return steered
+
+    compile_steering = session.compile_steering
+    monkeypatch.setattr(session, "compile_steering", recording)
+    with LiveServer(web_app(Copilot(trained_model))) as url:
+        for name, (fields, *want) in FIELDS.items():
+            grammars.clear()
+            with _connect(url) as ws:
+                ws.send(json.dumps({"type": "start", "bpm": 120, "bars": 2, "seed": 1, **fields}))
+                first = json.loads(ws.recv(timeout=60))
+                if len(want) == 1:
+                    assert first["type"] == "error" and want[0] in first["message"], first
+                    continue
+                assert first["type"] == "ready", first
+                for at, kind, pitch, vel in phrase(4):
+                    ws.send(json.dumps({"type": kind, "t": at, "pitch": pitch, "velocity": vel}))
+                t = 8.0
+                while t < 14.0:  # the answer (or the accompaniment of bars 3-5)
+                    t = round(t + 0.1, 3)
+                    ws.send(json.dumps({"type": "tick", "t": t}))
+                ws.send(json.dumps({"type": "stop", "t": t}))
+                _until(ws, "jam")
+            kind, check = want
+            assert len(grammars) >= 2, name  # checked at the start, then the music written
+            for g in grammars:
+                mine = [c for c in g.constraints if type(c).__name__ == kind]
+                assert len(mine) == 1 and check(mine[0]), (name, g.constraints)

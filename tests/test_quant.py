@@ -94,6 +94,8 @@ def test_fast_step_caches_per_precision_and_retraces_new_weights():
         s32 = fast_step(model, state, "fp32")
         assert s8 is fast_step(model, state, "int8") and s32 is fast_step(model, state, "fp32")
         assert s8 is not s32
+        for traced in (s8, s32):  # graphs, not the eager fallback
+            assert isinstance(traced.graph, torch.jit.ScriptModule)
         assert rel_err(s32(tok, state.clone())[0], model.step(tok, state)[0]) < 1e-6
         with torch.no_grad():
             model.head.weight.mul_(2.0)

@@ -68,6 +68,20 @@ def test_complete_keeps_the_chords_and_key_asked(client):
         assert [b for b, s in lane if b >= start] == [start + x for x in (0, 4, 8, 12)]
 
 
+def test_complete_keeps_to_the_keys_at_once_asked(client):
+    body = {"midi": SONG_B64, "bars": 3, "candidates": 3, "seed": 2, "temperature": 1.3}
+    for most in (None, 2):
+        out = _ok(client.post("/api/complete", json={**body, "max_polyphony": most}))
+        at_once = []
+        for c in out["candidates"]:
+            new = notes_in_beats(load_score(base64.b64decode(c["new_midi"])))
+            on, off = new["onset"], new["onset"] + new["duration"]
+            at_once.append(max(((on <= t) & (off > t)).sum() for t in on))
+            want = {} if most is None else {"max_polyphony": most}
+            assert c["sidecar"]["steering"] == want
+        assert max(at_once) > 2 if most is None else max(at_once) <= most
+
+
 def test_arrange_writes_an_accompaniment_to_the_kept_melody(client):
     body = {"midi": SONG_B64, "first_bar": 9, "last_bar": 10, "candidates": 2, "seed": 2}
     out = _ok(client.post("/api/arrange", json=body))
@@ -133,6 +147,8 @@ def test_music_from_chords_alone(client):
         ("/api/arrange", {"midi": None, "chords": "C", "bars": 99}, 400, "bars: at most"),
         ("/api/arrange", {"midi": None, "chords": "C", "tempo": 5}, 400, "tempo: must be between"),
         ("/api/arrange", {"first_bar": 5, "last_bar": 4}, 400, "before first_bar"),
+        ("/api/complete", {"max_polyphony": 0}, 422, "max_polyphony: Input should be greater"),
+        ("/api/complete", {"temperature": 1e-300}, 400, "temperature: must be 0 (greedy) or"),
     ],
 )
 def test_bad_steering_gets_one_clear_line(client, path, body, status, words):

@@ -1,7 +1,7 @@
 """Steering in a real browser: `pianomuse serve` with the tiny chord-aware model trained by
 the test fixtures, driven by headless Chromium. The chord lane shows the chords the model
-reads; chords, a key and a register typed on the page reach the server and shape the new
-music; a melody alone gets an accompaniment. A screenshot goes to
+reads; chords, a key, a register and the keys at once typed on the page reach the server
+and shape the new music; a melody alone gets an accompaniment. A screenshot goes to
 test-artifacts/web_steering.png."""
 
 from __future__ import annotations
@@ -127,6 +127,7 @@ def test_chords_and_key_steer_a_continuation(server, browser):
     steer = d.find_element(By.ID, "steering-form")
     _fill(steer, chords="C G Am F")
     Select(steer.find_element(By.NAME, "key")).select_by_visible_text("C major")
+    _fill(steer, max_polyphony="3")
     _fill(d.find_element(By.ID, "continue-form"), bars="4", candidates="2")
     d.find_element(By.ID, "continue").click()
     _wait(d, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".candidate canvas")) == 2)
@@ -135,7 +136,7 @@ def test_chords_and_key_steer_a_continuation(server, browser):
     sidecar = json.loads(
         _download(d, "a.download-json", "pop909_099_opening_continuation_1.json").read_text()
     )
-    assert sidecar["steering"] == {"chords": "C G Am F", "key": "C major"}
+    assert sidecar["steering"] == {"chords": "C G Am F", "key": "C major", "max_polyphony": 3}
     assert [(float(b), s) for b, s in sidecar["chords"]] == [
         (0.0, "C"),
         (4.0, "G"),
@@ -147,6 +148,8 @@ def test_chords_and_key_steer_a_continuation(server, browser):
     )
     assert len(new["pitch"]) > 0
     assert set((new["pitch"] % 12).tolist()) <= C_MAJOR
+    on, off = new["onset"], new["onset"] + new["duration"]
+    assert max(((on <= t) & (off > t)).sum() for t in on) <= 3
     # Each candidate's chord band shows the chords written, from the first new bar (beat 64).
     for roll in d.find_elements(By.CSS_SELECTOR, ".candidate canvas"):
         shown = [(float(b), s) for b, s in _lane_chords(d, roll)]

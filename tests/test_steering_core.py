@@ -10,7 +10,7 @@ from pianomuse.copilot import Copilot, Sampling
 from pianomuse.errors import FieldError
 from pianomuse.harmony import Chord, parse_label
 from pianomuse.steering import Steering
-from pianomuse.tokenizer import Kind, notes_in_beats
+from pianomuse.tokenizer import Kind, load_score, notes_in_beats
 from pianomuse.tokenizer.align import CHORD_MARKER
 
 
@@ -229,9 +229,7 @@ def test_the_bass_plays_each_chords_bass_inside_its_range(copilot):
             assert [p % 12 for p in lowest] == bass_pcs, lowest
             assert all(40 <= p <= 52 for p in lowest), lowest
             assert pitches.min() >= 40
-    r = copilot.complete(
-        song, bars=3, candidates=3, steering=Steering(bass_range="A1-A2")
-    )
+    r = copilot.complete(song, bars=3, candidates=3, steering=Steering(bass_range="A1-A2"))
     for c in r.candidates:
         lowest, pitches = _bass_notes(c.new, [(0, 4), (4, 8), (8, 12)])
         assert all(p is not None and 33 <= p <= 45 for p in lowest), lowest
@@ -348,3 +346,49 @@ def test_music_from_chords_alone(copilot, trained_model, tmp_path):
     assert [c[1] for c in meta["chords"]] == ["Am", "F", "C", "G"]
     r = CliRunner().invoke(app, ["arrange", "--model", str(trained_model), "-o", str(out / "x")])
     assert r.exit_code == 1 and "--chords" in r.output and not (out / "x").exists()
+
+
+def most_keys_at_once(score) -> int:
+    """The most notes of `score` sounding at one instant."""
+    n = notes_in_beats(score)
+    on, off = n["onset"], n["onset"] + n["duration"]
+    return max((int(((on <= t) & (off > t)).sum()) for t in on), default=0)
+
+
+def test_max_polyphony_on_complete_infill_and_arrange(copilot, trained_model, tmp_path):
+    """At most N keys at once in the new music, written by complete, infill (command line)
+    and arrange (command line; the written accompaniment alone counts), where hot sampling
+    alone goes past N."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from pianomuse.cli import app
+
+    song = aligned_song("002")
+    hot = Sampling(seed=2, temperature=1.3)
+    free = copilot.complete(song, bars=3, candidates=4, sampling=hot)
+    assert max(most_keys_at_once(c.new) for c in free.candidates) > 2
+    r = copilot.complete(
+        song, bars=3, candidates=4, sampling=hot, steering=Steering(max_polyphony=2)
+    )
+    assert all(most_keys_at_once(c.new) <= 2 for c in r.candidates)
+    assert all(c.new.note_num() > 0 for c in r.candidates)
+    assert r.sidecar(r.candidates[0])["steering"] == {"max_polyphony": 2}
+    path = tmp_path / "002.mid"
+    path.write_bytes(song.dumps_midi())
+    base = [str(path), "--model", str(trained_model), "--candidates", "3", "--temperature", "1.3"]
+    for command, stem in (("infill", "infill"), ("arrange", "arrangement")):
+        out = tmp_path / command
+        args = [command, *base, "--bars", "3-5", "-o", str(out), "--max-polyphony", "1"]
+        run = CliRunner().invoke(app, args)
+        assert run.exit_code == 0, run.output
+        for rank in (1, 2, 3):
+            new = load_score(out / f"{stem}_{rank}_continuation.mid")
+            assert most_keys_at_once(new) <= 1 and new.note_num() > 0
+            meta = json.loads((out / f"{stem}_{rank}.json").read_text())
+            assert meta["steering"] == {"max_polyphony": 1}
+    run = CliRunner().invoke(
+        app, ["complete", *base, "-o", str(tmp_path / "x"), "--max-polyphony", "0"]
+    )
+    assert run.exit_code == 1 and "--max-polyphony must be between 1 and 88" in run.output

@@ -15,7 +15,7 @@ import bisect
 import time
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -130,6 +130,12 @@ class LiveSession:
                 raise FieldError("chords", "steer answers; the accompaniment follows the player")
         self.s, self.steering, self.sampling = settings, steering, sampling
         self.timesig = st.id[metre]
+        # Every request is checked against what the session writes before the jam starts
+        # (and before the warm-up), not when its first answer is due.
+        if settings.mode == "accompany":
+            compile_steering(steering, self._accompany_scene([], [], 1.0))
+        else:
+            compile_steering(steering, replace(self._answer_scene([]), context_density=1.0))
         # The int8 copy, the traced step and the bar prefills' graphs are made here, once per
         # model and process (a server that never plays live does not pay them), not at the
         # first bar or answer.
@@ -259,17 +265,38 @@ class LiveSession:
         state, logits, ids = self._feed(
             self.state, self.logits, range(self._first_bar() + self.fed, start), list(self.ids)
         )
-        scene = Scene(self.tok, metres=[self.timesig], bars=self.s.bars, prompt=np.asarray(ids))
         tokens = self.decoder.stream(
             logits,
             state,  # stepped into new states: the session's own stays as it was
-            grammar=compile_steering(self.steering, scene).grammar,
+            grammar=compile_steering(self.steering, self._answer_scene(ids)).grammar,
             generator=self.generator,
             sampling=self.sampling,
             max_new_tokens=self.s.bars * TOKENS_PER_BAR,
         )
         self.answer = _Answer(start, tokens, NoteReader(self.tok))
         self.status["answers"] += 1
+
+    def _answer_scene(self, ids: list[int]) -> Scene:
+        """An answer's bars, after the tokens `ids`."""
+        return Scene(self.tok, metres=[self.timesig], bars=self.s.bars, prompt=np.asarray(ids))
+
+    def _accompany_scene(self, ids: list[int], sounding: list[int], density: float) -> Scene:
+        """After the tokens `ids`, the next bar's melody (a guess, not kept) over its
+        accompaniment that is already sounding (`sounding`: its tokens), then the bar after
+        it, whose accompaniment is the new music; "as the context" is `density` notes a bar."""
+        return Scene(
+            self.tok,
+            metres=[self.timesig],
+            bars=2,
+            prompt=np.asarray(ids),
+            parts=True,
+            write=WRITES["accompaniment"],
+            guess_other=True,
+            given=[sounding, []],
+            given_opens=False,
+            plays=1,  # the accompaniment never drops out for a bar
+            context_density=density,
+        )
 
     def _write(self, until: float, deadline: float) -> list[Out]:
         """Notes of the answer up to `until` (beats), or until the deadline passes."""
@@ -334,19 +361,8 @@ class LiveSession:
         recent = [n for n in self.copilot if lo <= n.onset < hi] or [
             n for n in self._player_from(lo) if n[0] < hi
         ]
-        scene = Scene(
-            self.tok,
-            metres=[self.timesig],
-            bars=2,
-            prompt=np.asarray(self.ids),
-            parts=True,
-            write=WRITES["accompaniment"],
-            guess_other=True,  # bar k+1's melody is a guess, not kept
-            given=[self.given.get(k + 1, []), []],  # bar k+1's accompaniment is sounding
-            given_opens=False,
-            plays=1,  # the accompaniment never drops out for a bar
-            context_density=max(len(recent) / (hi - lo) * bb, 1.0),
-        )
+        density = max(len(recent) / (hi - lo) * bb, 1.0)
+        scene = self._accompany_scene(self.ids, self.given.get(k + 1, []), density)
         assert self.state is not None and self.logits is not None
         tokens = self.decoder.stream(
             self.logits,

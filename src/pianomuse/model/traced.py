@@ -124,6 +124,8 @@ def trace_step(model: RWKV7, state: RWKVState) -> Step:
         out = graph(tok, *state.att_shift, *state.wkv, *state.ffn_shift)
         return out[0], _unflat(out[1:], model.config.n_layer)
 
+    step.graph = graph  # type: ignore[attr-defined] # what runs: a fallback has none
+
     # TorchScript optimises a graph over its first calls: make them here, not in an answer.
     with torch.no_grad():
         for _ in range(3):
@@ -169,6 +171,8 @@ def trace_prefill(model: RWKV7, batch: int, length: int) -> Prefill:
         with torch.no_grad(), torch.jit.optimized_execution(False):
             out = graph(padded, lengths, *state.att_shift, *state.wkv, *state.ffn_shift)
         return out[0], _unflat(out[1:], model.config.n_layer)
+
+    prefill.graph = graph  # type: ignore[attr-defined]
 
     # The kernels of a graph's shapes are set up on its first call: make it here, not in a
     # player's first bars.

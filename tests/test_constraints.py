@@ -1,0 +1,121 @@
+"""The grammar's constraints, one at a time, on rows a candidate may stand at: each narrows
+what it must and nothing else (the copilot's and the live session's tests check them in
+generated music)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from pianomuse.generate.constraints import KeysFree, MaxPolyphony
+from pianomuse.generate.grammar import Grammar, Row
+from pianomuse.tokenizer import Kind, PianoTokenizerV2
+
+
+def test_keys_free_shortcut_is_the_full_narrowing(tok):
+    """Past the held keys and far enough from the next kept onset, `KeysFree.narrow` skips
+    its tests: on rows all through four bars, before and after that point, with and without
+    kept music after the span, it leaves what the full narrowing leaves."""
+    st = tok.structure
+    rng = np.random.default_rng(0)
+    free = np.zeros(128, dtype=np.int64)
+    free[[48, 60, 64]] = [8, 20, 36]  # keys held into the first two bars
+    for stop in (np.full(128, 10**9, dtype=np.int64), np.full(128, 100, dtype=np.int64)):
+        keys = KeysFree(free, stop)  # a continuation, then an infill whose music resumes
+        g = Grammar(st, 8, [st.id["TimeSig_4/4"]], 4, constraints=[keys])
+        skipped = 0
+        for _ in range(400):
+            bar, last = int(rng.integers(0, 4)), rng.choice(list(Kind)[:8])
+            at, pitch = int(rng.integers(-1, 32)), int(rng.integers(21, 109))
+            row = Row(last=last, bar=bar, bar_start=32 * bar, bar_len=32, position=at, pitch=pitch)
+            mask = rng.random(len(st.kind)) < 0.7
+            a, b = mask.copy(), mask.copy()
+            keys.narrow(g, row, a)
+            keys.narrow_all(g, row, b)
+            assert np.array_equal(a, b), row
+            far = stop.min() >= row.bar_start + 32 + g.longest_duration
+            skipped += row.now >= free.max() and far
+        assert skipped > 100 if stop.min() > 1000 else skipped == 0
+
+
+def test_keys_free_narrows_pitches_durations_and_positions(tok):
+    st = tok.structure
+    free = np.zeros(128, dtype=np.int64)
+    stop = np.full(128, 10**9, dtype=np.int64)
+    free[60] = 8  # C4 held by kept music until beat 1 (8 grid steps)
+    stop[64] = 12  # E4 struck by kept music at beat 1.5
+    keys = KeysFree(free, stop)
+    g = Grammar(st, 8, [st.id["TimeSig_4/4"]], 1, constraints=[keys])
+    row = Row(last=Kind.POSITION, bar=0, bar_len=32, position=4)
+    allowed = g._row(row, False)
+    assert not allowed[st.pitch_id[60]] and allowed[st.pitch_id[61]] and allowed[st.pitch_id[64]]
+    row.position = 8
+    assert g._row(row, False)[st.pitch_id[60]]
+    # E4 at beat 0.5 may last at most one beat: up to the kept onset at beat 1.5.
+    row = Row(last=Kind.VELOCITY, bar=0, bar_len=32, position=4, pitch=64)
+    durations = np.flatnonzero(g._row(row, False))
+    assert len(durations) and g.duration_steps[durations].max() == 8
+    # A position where no key of the piano is free is not offered.
+    free[:] = 0
+    free[21:109] = 16
+    g = Grammar(st, 8, [st.id["TimeSig_4/4"]], 1, constraints=[KeysFree(free, stop)])
+    row = Row(last=Kind.TIMESIG, bar=0, bar_len=32)
+    positions = st.value[np.flatnonzero(g._row(row, False) & (st.kind == Kind.POSITION))]
+    assert positions.min() == 16
+
+
+def _random_walk(g: Grammar, rows: int, rng: np.random.Generator) -> list[list[tuple]]:
+    """Uniformly random allowed tokens until every row is done; each row's notes as
+    (onset, end, part) in grid steps from the first bar."""
+    state = g.start(rows)
+    notes: list[list[tuple]] = [[] for _ in range(rows)]
+    for _ in range(5000):
+        if all(r.done for r in state):
+            break
+        allowed = g.allowed(state, force_close=False).numpy()
+        tokens = np.array([rng.choice(np.flatnonzero(a)) for a in allowed])
+        before = [(r.now, r.part) for r in state]
+        g.advance(state, torch.from_numpy(tokens))
+        for i, t in enumerate(tokens):
+            if g.st.kind[t] == Kind.DURATION:
+                now, part = before[i]
+                notes[i].append((now, now + int(g.duration_steps[t]), part))
+    assert all(r.done for r in state)
+    return notes
+
+
+def _most_at_once(notes: list[tuple], part: int = -1) -> int:
+    mine = [(a, b) for a, b, p in notes if part < 0 or p == part]
+    return max((sum(a <= t < b for a, b in mine) for t, _ in mine), default=0)
+
+
+def test_max_polyphony_holds_on_every_walk(tok):
+    """Random walks of a piano without parts: never more than N keys at once, and without
+    the rule the same walks go past N (the test can fail)."""
+    st = tok.structure
+    rng = np.random.default_rng(1)
+    metre = [st.id["TimeSig_4/4"]]
+    for most in (1, 3):
+        g = Grammar(st, 8, metre, 3, constraints=[MaxPolyphony(most)])
+        walks = _random_walk(g, 6, rng)
+        assert all(_most_at_once(n) <= most for n in walks)
+        assert sum(len(n) for n in walks) > 6
+    free = _random_walk(Grammar(st, 8, metre, 3), 6, rng)
+    assert max(_most_at_once(n) for n in free) > 3
+
+
+def test_max_polyphony_counts_the_written_part_across_blocks():
+    """With parts, the accompaniment's block comes after the melody's in each bar: counting
+    every part, its notes see the melody's; counting the accompaniment alone, the melody is
+    free."""
+    tok = PianoTokenizerV2()
+    st, ppb = tok.structure, tok.settings.positions_per_beat
+    rng = np.random.default_rng(2)
+    metre = [st.id["TimeSig_4/4"]]
+    g = Grammar(st, ppb, metre, 2, constraints=[MaxPolyphony(2)], parts=True)
+    for n in _random_walk(g, 4, rng):
+        assert _most_at_once(n) <= 2
+    g = Grammar(st, ppb, metre, 2, constraints=[MaxPolyphony(2, part=1)], parts=True)
+    walks = _random_walk(g, 6, rng)
+    assert all(_most_at_once(n, part=1) <= 2 for n in walks)
+    assert max(_most_at_once(n) for n in walks) > 2
