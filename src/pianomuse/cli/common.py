@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -55,17 +56,6 @@ ModelOpt = Annotated[
     Path | None,
     Opt("--model", "--model_path", "--model-path", help="Model file; default: the bundled model."),
 ]
-TemperatureOpt = Annotated[float, Opt(help="Sampling temperature (0 = greedy).")]
-TopPOpt = Annotated[float | None, Opt("--top-p", "--top_p", help="Nucleus sampling mass.")]
-TopKOpt = Annotated[int | None, Opt("--top-k", "--top_k", help="Keep the k most likely tokens.")]
-SeedOpt = Annotated[int, Opt(help="Random seed: the same seed gives the same MIDI.")]
-DeviceOpt = Annotated[str, Opt(help="cpu, cuda, cuda:N or auto.")]
-InferencePrecisionOpt = Annotated[
-    str | None,
-    Opt(help="Weights inference runs on a CPU: int8 (decoding 2-3x faster, the default) or fp32."),
-]
-
-
 NO_DEFAULT_MODEL = (
     "no default model is bundled yet; pass --model PATH (a model trained with "
     "`pianomuse train`, e.g. RUN_DIR/best.safetensors)"
@@ -81,33 +71,114 @@ def model_path(model: Path | None, parts: bool = False) -> Path:
     return model
 
 
-def sampling_of(temperature: float, top_p: float | None, top_k: int | None, seed: int) -> Any:
-    """The sampling settings, built once here and passed whole."""
+def _with_options(fn: F, param: str, options: list[inspect.Parameter], build: Callable) -> F:
+    """`fn` with the command-line `options` in place of its parameter `param`, which gets
+    `build(**their values)`: settings built once, at the edge, and passed whole."""
+    names = [o.name for o in options]
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        values = {name: kwargs.pop(name) for name in names}
+        return fn(*args, **{param: build(**values)}, **kwargs)
+
+    own = [p for p in inspect.signature(fn).parameters.values() if p.name != param]
+    params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY, annotation=_hint(p, fn)) for p in own]
+    wrapper.__signature__ = inspect.Signature([*params, *options])  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in [*params, *options]}
+    return wrapper  # type: ignore[return-value]
+
+
+def _hint(p: inspect.Parameter, fn: Callable) -> Any:
+    """A parameter's annotation resolved as typer resolves it. A name the module imports for
+    type checking only (a settings class another decorator replaces, whose module the command
+    line does not import until it runs) stays a string."""
+    if not isinstance(p.annotation, str):
+        return p.annotation
+    try:
+        return eval(p.annotation, fn.__globals__)  # noqa: S307 - a type hint of our own
+    except NameError:
+        return p.annotation
+
+
+def _option(name: str, kind: Any, default: Any, *decls: str, help: str) -> inspect.Parameter:
+    annotation = Annotated[kind, Opt(*decls, help=help)]
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                             annotation=annotation)  # fmt: skip
+
+
+SAMPLING_OPTIONS = [
+    _option("temperature", float, 1.0, help="Sampling temperature (0 = greedy)."),
+    _option("top_p", float | None, 0.95, "--top-p", "--top_p", help="Nucleus sampling mass."),
+    _option("top_k", int | None, None, "--top-k", "--top_k", help="Keep the k likeliest tokens."),
+    _option("seed", int, 0, help="Random seed: the same seed gives the same MIDI."),
+]
+
+
+def _sampling(**values: Any) -> Any:
     from pianomuse.generate.sampling import Sampling
 
-    return Sampling(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
+    return Sampling(**values)
+
+
+def sampling_options(fn: F) -> F:
+    """Give a command the sampling options in place of its `sampling` parameter, which gets
+    them as one `Sampling`."""
+    return _with_options(fn, "sampling", SAMPLING_OPTIONS, _sampling)
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """The model a command runs and where: --model, --device, --precision."""
+
+    path: Path | None  # the model file; None: the bundled one for the job
+    device: str = "cpu"  # cpu, cuda, cuda:N or auto
+    precision: str | None = None  # the weights inference runs on a CPU (None: the default)
+
+    def copilot(self, parts: bool = False) -> Any:
+        """A `Copilot` of the model (`parts`: the job needs chords or parts)."""
+        from pianomuse.copilot import Copilot
+
+        return Copilot(model_path(self.path, parts), device=self.device, precision=self.precision)
+
+
+MODEL_OPTIONS = [
+    _option(
+        "model",
+        Path | None,
+        None,
+        "--model",
+        "--model_path",
+        "--model-path",
+        help="Model file; default: the bundled model.",
+    ),  # fmt: skip
+    _option("device", str, "cpu", help="cpu, cuda, cuda:N or auto."),
+    _option(
+        "precision",
+        str | None,
+        None,
+        help="Weights inference runs on a CPU: int8 (decoding 2-3x faster, the default) or fp32.",
+    ),  # fmt: skip
+]
+
+
+def model_options(fn: F) -> F:
+    """Give a command --model, --device and --precision in place of its `model` parameter,
+    which gets them as one `ModelChoice`."""
+    return _with_options(fn, "model", MODEL_OPTIONS, ModelChoice)
 
 
 def steering_options(fn: F) -> F:
     """Give a command an option per steering control (`Steering.controls()`: its name, type
     and help) in place of its `steering` parameter, which gets them as one `Steering`."""
-    own = [p for p in inspect.signature(fn, eval_str=True).parameters.values()]
-    names = Steering.names()
-    added = []
+    options = []
     for name, kind, default, control in Steering.controls():
         flag = "--" + name.replace("_", "-")
         decls = (f"{flag}/--no-{flag[2:]}",) if kind is bool else (flag,)
-        annotation = Annotated[kind, Opt(*decls, help=control.help)]
-        added.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
-                                       annotation=annotation))  # fmt: skip
+        options.append(_option(name, kind, default, *decls, help=control.help))
+    return _with_options(fn, "steering", options, Steering)
 
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        values = {name: kwargs.pop(name) for name in names}
-        return fn(*args, steering=Steering(**values), **kwargs)
 
-    params = [p for p in own if p.name != "steering"]
-    params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in params]
-    wrapper.__signature__ = inspect.Signature([*params, *added])  # type: ignore[attr-defined]
-    wrapper.__annotations__ = {p.name: p.annotation for p in [*params, *added]}
-    return wrapper  # type: ignore[return-value]
+def copilot_command(fn: F) -> F:
+    """A command that writes music: registered, with one-line errors, and its model,
+    sampling and steering options given to it as one object each."""
+    return app.command()(user_errors(model_options(sampling_options(steering_options(fn)))))

@@ -3,39 +3,27 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from pianomuse.cli.common import (
-    DeviceOpt,
-    InferencePrecisionOpt,
-    ModelOpt,
-    Opt,
-    SeedOpt,
-    TemperatureOpt,
-    TopKOpt,
-    TopPOpt,
-    app,
-    model_path,
-    sampling_of,
-    steering_options,
-    user_errors,
-)
+from pianomuse.cli.common import ModelChoice, Opt, app, copilot_command, model_options, user_errors
 from pianomuse.errors import FieldError, UserError
 from pianomuse.steering import NO_STEERING, Steering
+
+if TYPE_CHECKING:
+    from pianomuse.generate.sampling import Sampling
 
 
 @app.command()
 @user_errors
+@model_options
 def serve(
     host: Annotated[str, Opt(help="Address to listen on (localhost only by default).")] = (
         "127.0.0.1"
     ),
     port: Annotated[int, Opt(help="TCP port.")] = 8000,
-    model: ModelOpt = None,
-    device: DeviceOpt = "cpu",
-    precision: InferencePrecisionOpt = None,
+    model: ModelChoice = None,  # --model, --device, --precision (`model_options`)
     queue: Annotated[int, Opt(help="Requests that may wait behind the running one.")] = 4,
     max_candidates: Annotated[int, Opt("--max-candidates", help="Candidates per request.")] = 8,
     max_bars: Annotated[int, Opt("--max-bars", help="Bars per continuation.")] = 32,
@@ -59,7 +47,6 @@ def serve(
     generation."""
     import socket
 
-    from pianomuse.copilot import Copilot
     from pianomuse.serve import ServeLimits, web_app
     from pianomuse.serve.run import allowed_hosts as hosts_for
     from pianomuse.serve.run import serve_forever
@@ -73,18 +60,16 @@ def serve(
             probe.bind((host, port))
         except OSError as e:
             raise UserError(f"cannot listen on {host}:{port} ({e.strerror}); try --port") from None
-    model = model_path(model, parts=True)  # the page steers by chords and accompanies
-    copilot = Copilot(model, device=device, precision=precision)
+    copilot = model.copilot(parts=True)  # the page steers by chords and accompanies
     copilot.warm_up()  # the first user does not wait for the int8 copy and the traced step
     asgi = web_app(copilot, limits, hosts)
     shown = f"[{host}]" if ":" in host else host
-    typer.echo(f"Piano Muse is at http://{shown}:{port}/ (model {model.name}; Ctrl-C stops it)")
+    name = copilot.model_info["model"]
+    typer.echo(f"Piano Muse is at http://{shown}:{port}/ (model {name}; Ctrl-C stops it)")
     serve_forever(asgi, host, port)
 
 
-@app.command()
-@user_errors
-@steering_options
+@copilot_command
 def live(
     in_: Annotated[str | None, Opt("--in", help="MIDI input (your keyboard, or a DAW).")] = None,
     out: Annotated[str | None, Opt("--out", help="MIDI output (a synthesiser, or a DAW).")] = None,
@@ -117,13 +102,9 @@ def live(
     seconds: Annotated[
         float | None, Opt(help="End after this many seconds (default: at Ctrl-C).")
     ] = None,
-    model: ModelOpt = None,
-    temperature: TemperatureOpt = 1.0,
-    top_p: TopPOpt = 0.95,
-    top_k: TopKOpt = None,
-    seed: SeedOpt = 0,
+    model: ModelChoice = None,  # --model, --device, --precision (`model_options`)
+    sampling: Sampling = None,  # the sampling options (`sampling_options`)
     steering: Steering = NO_STEERING,
-    precision: InferencePrecisionOpt = None,
 ) -> None:
     """Jam with the copilot through MIDI ports: play a phrase, stop, and it answers in time.
 
@@ -136,7 +117,6 @@ def live(
     from dataclasses import replace
 
     from pianomuse.atomic import write_bytes_atomic
-    from pianomuse.copilot import Copilot
     from pianomuse.live import LiveSession, LiveSettings
     from pianomuse.live import ports as midi
 
@@ -147,41 +127,32 @@ def live(
         return
     if not virtual and (in_ is None or out is None):
         raise UserError("give --in and --out (see --list-ports), or --virtual")
-    sampling = sampling_of(temperature, top_p, top_k, seed)
-    tempo = None
-    if bpm != "clock":
-        try:
-            tempo = float(bpm)
-        except ValueError:
-            raise FieldError("bpm", f"takes beats a minute or 'clock', not {bpm!r}") from None
     # Every setting is checked before a port opens; with 'clock' the tempo comes after.
+    tempo = _tempo(bpm)
     settings = LiveSettings(
         metre=metre, bars=bars, silence_bars=silence_bars, trigger_note=trigger_note, mode=mode
     )
-    if tempo is not None:
-        settings = replace(settings, bpm=tempo)
+    settings = replace(settings, bpm=tempo) if tempo is not None else settings
     inport, outport = midi.open_ports(in_, out, virtual)
     if tempo is None:
         settings = replace(settings, bpm=midi.follow_clock(inport))
     typer.echo("Getting the model ready (a few seconds)...")
-    session = LiveSession(
-        Copilot(
-            model_path(model, parts=mode == "accompany" or steering.chords is not None),
-            precision=precision,
-        ),
-        settings,
-        steering=steering,
-        sampling=sampling,
-    )
+    parts = mode == "accompany" or steering.chords is not None
+    copilot = model.copilot(parts=parts)
+    session = LiveSession(copilot, settings, steering=steering, sampling=sampling)
     typer.echo(f"Jamming at {settings.bpm:.0f} bpm in {metre}; Ctrl-C ends and saves {jam}")
-    data = midi.play(
-        session,
-        inport,
-        outport,
-        until=lambda t: seconds is not None and t >= seconds,
-        click=click,
-        trigger_cc=trigger_cc,
-    )
+    until = (lambda t: False) if seconds is None else (lambda t: t >= seconds)
+    data = midi.play(session, inport, outport, until=until, click=click, trigger_cc=trigger_cc)
     write_bytes_atomic(data, jam)
     s = session.status
     typer.echo(f"{jam}: {s['answers']} answers, {s['dropped']} events dropped")
+
+
+def _tempo(bpm: str) -> float | None:
+    """--bpm as beats a minute; None for 'clock'."""
+    if bpm == "clock":
+        return None
+    try:
+        return float(bpm)
+    except ValueError:
+        raise FieldError("bpm", f"takes beats a minute or 'clock', not {bpm!r}") from None

@@ -3,32 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from pianomuse.cli.common import (
-    DeviceOpt,
-    InferencePrecisionOpt,
-    ModelOpt,
-    Opt,
-    SeedOpt,
-    TemperatureOpt,
-    TopKOpt,
-    TopPOpt,
-    app,
-    model_path,
-    sampling_of,
-    steering_options,
-    user_errors,
-)
+from pianomuse.cli.common import ModelChoice, Opt, copilot_command
 from pianomuse.errors import FieldError, UserError
 from pianomuse.steering import NO_STEERING, Steering
 
+if TYPE_CHECKING:
+    from pianomuse.generate.sampling import Sampling
 
-@app.command()
-@user_errors
-@steering_options
+
+@copilot_command
 def complete(
     context: Annotated[Path | None, typer.Argument(help="The piece to continue (MIDI).")] = None,
     context_midi: Annotated[
@@ -37,30 +24,25 @@ def complete(
     output_dir: Annotated[
         Path, Opt("-o", "--output-dir", "--output_dir", help="Where the candidates go.")
     ] = Path("candidates"),
-    model: ModelOpt = None,
+    model: ModelChoice = None,  # --model, --device, --precision (`model_options`)
     bars: Annotated[int | None, Opt(help="Bars to write (default 8).")] = None,
     max_new_tokens: Annotated[
         int | None,
         Opt("--max-new-tokens", "--max_new_tokens", help="Tokens to write, instead of --bars."),
     ] = None,
     candidates: Annotated[int, Opt(help="Continuations to write, from one prefill.")] = 4,
-    temperature: TemperatureOpt = 1.0,
-    top_p: TopPOpt = 0.95,
-    top_k: TopKOpt = None,
-    seed: SeedOpt = 0,
+    sampling: Sampling = None,  # the sampling options (`sampling_options`)
     context_bars: Annotated[
         int | None, Opt("--context-bars", help="Use only the last N bars as context.")
     ] = None,
     steering: Steering = NO_STEERING,
-    device: DeviceOpt = "cpu",
-    precision: InferencePrecisionOpt = None,
 ) -> None:
     """Continue a piano MIDI file by N bars, K candidates at once.
 
     Candidates are ranked by the model's likelihood; each is written as MIDI (the whole piece
     and the continuation alone), a piano-roll PNG and a JSON sidecar.
     """
-    from pianomuse.copilot import Copilot, write
+    from pianomuse.copilot import write
 
     src = context or context_midi
     if src is None:
@@ -69,9 +51,8 @@ def complete(
         raise UserError("use --bars or --max-new-tokens, not both")
     if bars is None and max_new_tokens is None:
         bars = 8
-    sampling = sampling_of(temperature, top_p, top_k, seed)
     parts = steering.chords is not None
-    result = Copilot(model_path(model, parts), device=device, precision=precision).complete(
+    result = model.copilot(parts).complete(
         src,
         bars=bars,
         candidates=candidates,
@@ -83,44 +64,34 @@ def complete(
     _summary(result, write(result, output_dir))
 
 
-@app.command()
-@user_errors
-@steering_options
+@copilot_command
 def infill(
     song: Annotated[Path, typer.Argument(help="The piece to rewrite a passage of (MIDI).")],
     bars: Annotated[str, Opt(help="Bars to rewrite, 1-based and inclusive: I-J (or I).")],
     output_dir: Annotated[
         Path, Opt("-o", "--output-dir", "--output_dir", help="Where the candidates go.")
     ] = Path("infills"),
-    model: ModelOpt = None,
+    model: ModelChoice = None,  # --model, --device, --precision (`model_options`)
     candidates: Annotated[int, Opt(help="Alternatives to write, from one prefill.")] = 4,
-    temperature: TemperatureOpt = 1.0,
-    top_p: TopPOpt = 0.95,
-    top_k: TopKOpt = None,
-    seed: SeedOpt = 0,
+    sampling: Sampling = None,  # the sampling options (`sampling_options`)
     steering: Steering = NO_STEERING,
-    device: DeviceOpt = "cpu",
-    precision: InferencePrecisionOpt = None,
 ) -> None:
     """Rewrite bars I..J of a piece so that they lead into what follows.
 
     K alternatives, ranked by the model's likelihood, each as MIDI, a piano roll with the gap
     highlighted and a JSON sidecar.
     """
-    from pianomuse.copilot import Copilot, write
+    from pianomuse.copilot import write
 
     i, j = _bar_range(bars)
-    sampling = sampling_of(temperature, top_p, top_k, seed)
     parts = steering.chords is not None
-    result = Copilot(model_path(model, parts), device=device, precision=precision).infill(
+    result = model.copilot(parts).infill(
         song, i, j, candidates=candidates, sampling=sampling, steering=steering
     )
     _summary(result, write(result, output_dir, stem="infill"))
 
 
-@app.command()
-@user_errors
-@steering_options
+@copilot_command
 def arrange(
     song: Annotated[
         Path | None,
@@ -140,15 +111,10 @@ def arrange(
     output_dir: Annotated[
         Path, Opt("-o", "--output-dir", "--output_dir", help="Where the candidates go.")
     ] = Path("arrangements"),
-    model: ModelOpt = None,
+    model: ModelChoice = None,  # --model, --device, --precision (`model_options`)
     candidates: Annotated[int, Opt(help="Alternatives to write, from one prefill.")] = 4,
-    temperature: TemperatureOpt = 1.0,
-    top_p: TopPOpt = 0.95,
-    top_k: TopKOpt = None,
-    seed: SeedOpt = 0,
+    sampling: Sampling = None,  # the sampling options (`sampling_options`)
     steering: Steering = NO_STEERING,
-    device: DeviceOpt = "cpu",
-    precision: InferencePrecisionOpt = None,
 ) -> None:
     """Keep one part of a piece note for note and write the other for some bars.
 
@@ -157,10 +123,9 @@ def arrange(
     accompaniment. With no song, --chords alone: an accompaniment pattern, or a tune, over
     the progression (4/4). Needs a model whose tokenizer has parts (version 2).
     """
-    from pianomuse.copilot import Copilot, write
+    from pianomuse.copilot import write
     from pianomuse.harmony import parse_progression
 
-    settings = sampling_of(temperature, top_p, top_k, seed)
     if song is None:
         if steering.chords is None:
             raise UserError("arrange needs a song, or --chords to write from")
@@ -169,22 +134,22 @@ def arrange(
         else:  # a count of bars (a range I-J counts J-I+1)
             i, j = _bar_range(bars) if "-" in bars else (1, _bar_range(bars)[0])
             n = j - i + 1
-        cp = Copilot(model_path(model, parts=True), device=device, precision=precision)
+        cp = model.copilot(parts=True)
         result = cp.sketch(
             bars=n,
             write=write_,
             steering=steering,
             candidates=candidates,
-            sampling=settings,
+            sampling=sampling,
             qpm=tempo,
         )
         _summary(result, write(result, output_dir, stem=write_))
         return
-    cp = Copilot(model_path(model, parts=True), device=device, precision=precision)
+    cp = model.copilot(parts=True)
     piece = cp.read(song, write=write_)
     i, j = _bar_range(bars) if bars is not None else (1, piece.n_bars)
     result = cp.infill(
-        piece, i, j, candidates=candidates, sampling=settings, steering=steering, write=write_
+        piece, i, j, candidates=candidates, sampling=sampling, steering=steering, write=write_
     )
     _summary(result, write(result, output_dir, stem="arrangement"))
 

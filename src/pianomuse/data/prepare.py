@@ -163,21 +163,7 @@ def prepare(
     ):
         return old
 
-    jobs = [(f, base) for f in files]
-    results: list[FileResult] = []
-    if workers > 1:
-        ctx = mp.get_context("spawn")  # no fork of a process that may hold torch threads
-        with ctx.Pool(workers, initializer=_init_worker, initargs=(tok.config(),)) as pool:
-            for r in pool.imap(_work, jobs, chunksize=4):  # imap keeps the input order
-                results.append(r)
-                if progress:
-                    progress(len(results), len(jobs))
-    else:
-        for f, b in jobs:
-            results.append(tokenize_file(tok, f, b))
-            if progress:
-                progress(len(results), len(jobs))
-
+    results = _tokenize_all(tok, [(f, base) for f in files], workers, progress)
     manifest = {
         "format": "pianomuse-shards",
         "version": 1,
@@ -215,16 +201,43 @@ def prepare(
             }
         )
     for split in SPLITS:
-        arrs = chunks[split]
-        offsets = np.zeros(len(arrs) + 1, dtype=np.int64)
-        offsets[1:] = np.cumsum([len(a) for a in arrs])
-        data = np.concatenate(arrs) if arrs else np.zeros(0, dtype=np.uint16)
-        write_bytes_atomic(data.tobytes(), out / f"{split}.bin")
-        write_bytes_atomic(offsets.tobytes(), out / f"{split}.idx")
-        manifest["splits"][split] = {"songs": len(arrs), "tokens": int(offsets[-1])}
+        manifest["splits"][split] = _write_split(chunks[split], out, split)
     tok.save(out)
     write_bytes_atomic(json.dumps(manifest, indent=1).encode(), out / MANIFEST)
     return manifest
+
+
+def _tokenize_all(
+    tok: Tokenizer,
+    jobs: list[tuple[Path, Path]],
+    workers: int,
+    progress: Callable[[int, int], None] | None,
+) -> list[FileResult]:
+    """Every (file, base) job tokenized, in the input order, in `workers` processes."""
+    results: list[FileResult] = []
+    if workers > 1:
+        ctx = mp.get_context("spawn")  # no fork of a process that may hold torch threads
+        with ctx.Pool(workers, initializer=_init_worker, initargs=(tok.config(),)) as pool:
+            for r in pool.imap(_work, jobs, chunksize=4):  # imap keeps the input order
+                results.append(r)
+                if progress:
+                    progress(len(results), len(jobs))
+    else:
+        for f, b in jobs:
+            results.append(tokenize_file(tok, f, b))
+            if progress:
+                progress(len(results), len(jobs))
+    return results
+
+
+def _write_split(arrs: list[np.ndarray], out: Path, split: str) -> dict[str, int]:
+    """A split's songs back to back (`.bin`) and their offsets (`.idx`)."""
+    offsets = np.zeros(len(arrs) + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum([len(a) for a in arrs])
+    data = np.concatenate(arrs) if arrs else np.zeros(0, dtype=np.uint16)
+    write_bytes_atomic(data.tobytes(), out / f"{split}.bin")
+    write_bytes_atomic(offsets.tobytes(), out / f"{split}.idx")
+    return {"songs": len(arrs), "tokens": int(offsets[-1])}
 
 
 def read_manifest(folder: str | os.PathLike) -> dict | None:

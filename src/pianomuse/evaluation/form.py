@@ -127,71 +127,18 @@ def form_report(
     }
     bits, notes_scored, seconds = 0.0, 0, 0.0
     for i, song in enumerate(loaded):
-        lines, notes = song["lines"], song["notes"]
-        c0, c1 = lines[context], lines[context + new]
-        spans = chord_spans(song["chords"], c0, c1)
-        new_lines = lines[context : context + new + 1]
-        before = notes["onset"] < c0
-        context_sets = bar_sets(_shifted(notes, before, 0.0), lines[: context + 1])
-        lengths = np.diff(lines[: context + 1]).tolist()
-
-        def score(n: dict[str, np.ndarray], nl: np.ndarray = new_lines) -> dict:
-            return _scores(n, spans, nl, context_sets, lengths)  # noqa: B023
-
-        truth_sel = (notes["onset"] >= c0) & (notes["onset"] < c1)
-        rows["true continuation"].append(score(_shifted(notes, truth_sel, 0.0)))
-        r0 = lines[context - new]
-        repeat = (notes["onset"] >= r0) & (notes["onset"] < c0)
-        rows["repeat the last bars"].append(score(_shifted(notes, repeat, c0 - r0)))
+        case = _Case(song, context, new)
         other = loaded[(i + 1) % len(loaded)]
-        o0, o1 = other["lines"][context], other["lines"][context + new]
-        on = other["notes"]["onset"]
-        rows["another song"].append(
-            score(_shifted(other["notes"], (on >= o0) & (on < o1), c0 - o0))
-        )
-        tpq = song["score"].tpq
+        for row, notes in _reference_rows(case, other).items():
+            rows[row].append(case.score(notes))
         sampling = Sampling(seed=seed + i)
-        if infill:
-            end = int(round(lines[context + new + SUFFIX] * tpq))
-            piece = cut_score(song["score"], end)
-            result = copilot.infill(
-                piece, context + 1, context + new, candidates=candidates, sampling=sampling
-            )
-        else:
-            cut = cut_score(song["score"], int(round(c0 * tpq)))
-            result = copilot.complete(cut, bars=new, candidates=candidates, sampling=sampling)
-        for c in result.candidates:
-            gen = notes_in_beats(c.new)
-            gen["onset"] = gen["onset"] + c0
-            rows["model"].append(score(gen, c0 + c.new_beats))
-        if steerable and not infill:
-            given = Steering(chords=progression(song["chords"], c0, c1))
-            steered = copilot.complete(
-                cut, bars=new, candidates=candidates, sampling=sampling, steering=given
-            )
-            for c in steered.candidates:
-                gen = notes_in_beats(c.new)
-                gen["onset"] = gen["onset"] + c0
-                rows["model, true chords given"].append(score(gen, c0 + c.new_beats))
-            after = lines[min(context + new + SUFFIX, len(lines) - 1)]  # the bars after
-            piece = copilot.read(cut_score(song["score"], int(round(after * tpq))))
-            if (copilot.tok.structure.kinds(piece.ids) == Kind.PART).any():
-                arranged = copilot.infill(
-                    piece,
-                    context + 1,
-                    context + new,
-                    candidates=candidates,
-                    sampling=sampling,
-                    write="accompaniment",
-                )
-                for c in arranged.candidates:
-                    gen = notes_in_beats(c.new)
-                    gen["onset"] = gen["onset"] + c0
-                    rows["accompaniment to the true melody"].append(score(gen))
+        for row, got in _model_rows(copilot, case, candidates, sampling, infill, steerable):
+            rows[row] += got
         if not infill:
-            upto = cut_score(song["score"], int(round(c1 * tpq)))
+            c0, c1 = case.new_lines[0], case.new_lines[-1]
+            upto = cut_score(song["score"], int(round(c1 * case.tpq)))
             bits += _teacher_forced_bits(copilot, upto, context)
-            notes_scored += int(truth_sel.sum())
+            notes_scored += int(case.truth.sum())
             seconds += float(np.diff(seconds_at(song["score"], np.array([c0, c1])))[0])
         if progress is not None:
             progress(i + 1, len(loaded))
@@ -213,6 +160,90 @@ def form_report(
         "bits_per_note": None if infill else bits / max(notes_scored, 1),
         "bits_per_second": None if infill else bits / max(seconds, 1e-9),
     }
+
+
+class _Case:
+    """One song cut for the table: its notes, the new bars' lines and chords, and the
+    context's bars that the new music is compared with."""
+
+    def __init__(self, song: dict[str, Any], context: int, new: int):
+        self.song, self.context, self.new = song, context, new
+        lines, notes = song["lines"], song["notes"]
+        self.tpq = song["score"].tpq
+        self.new_lines = lines[context : context + new + 1]
+        c0, c1 = self.new_lines[0], self.new_lines[-1]
+        self.spans = chord_spans(song["chords"], c0, c1)
+        before = notes["onset"] < c0
+        self.context_sets = bar_sets(_shifted(notes, before, 0.0), lines[: context + 1])
+        self.lengths = np.diff(lines[: context + 1]).tolist()
+        self.truth = (notes["onset"] >= c0) & (notes["onset"] < c1)
+
+    def score(self, notes: dict[str, np.ndarray], lines: np.ndarray | None = None) -> dict:
+        lines = self.new_lines if lines is None else lines
+        return _scores(notes, self.spans, lines, self.context_sets, self.lengths)
+
+    def placed(self, generated: Any) -> dict[str, np.ndarray]:
+        """A candidate's new notes, in the song's beats."""
+        gen = notes_in_beats(generated)
+        gen["onset"] = gen["onset"] + self.new_lines[0]
+        return gen
+
+
+def _reference_rows(case: _Case, other: dict[str, Any]) -> dict[str, dict[str, np.ndarray]]:
+    """The new bars of the reference rows: the truth, the last bars again, another song."""
+    notes, lines, c0 = case.song["notes"], case.song["lines"], case.new_lines[0]
+    r0 = lines[case.context - case.new]
+    repeat = (notes["onset"] >= r0) & (notes["onset"] < c0)
+    o0, o1 = other["lines"][case.context], other["lines"][case.context + case.new]
+    on = other["notes"]["onset"]
+    return {
+        "true continuation": _shifted(notes, case.truth, 0.0),
+        "repeat the last bars": _shifted(notes, repeat, c0 - r0),
+        "another song": _shifted(other["notes"], (on >= o0) & (on < o1), c0 - o0),
+    }
+
+
+def _model_rows(
+    copilot: Copilot,
+    case: _Case,
+    candidates: int,
+    sampling: Sampling,
+    infill: bool,
+    steerable: bool,
+) -> list[tuple[str, list[dict]]]:
+    """The model's rows for one song: free, and where it can be steered, given the true
+    chords and writing the accompaniment to the true melody."""
+    score, tpq, context, new = case.song["score"], case.tpq, case.context, case.new
+    c0, c1 = case.new_lines[0], case.new_lines[-1]
+    kw = {"candidates": candidates, "sampling": sampling}
+    if infill:
+        end = int(round(case.song["lines"][context + new + SUFFIX] * tpq))
+        result = copilot.infill(cut_score(score, end), context + 1, context + new, **kw)
+    else:
+        cut = cut_score(score, int(round(c0 * tpq)))
+        result = copilot.complete(cut, bars=new, **kw)
+    out = [("model", [case.score(case.placed(c.new), c0 + c.new_beats) for c in result.candidates])]
+    if not steerable or infill:
+        return out
+    given = Steering(chords=progression(case.song["chords"], c0, c1))
+    steered = copilot.complete(cut, bars=new, steering=given, **kw)
+    out.append(
+        (
+            "model, true chords given",
+            [case.score(case.placed(c.new), c0 + c.new_beats) for c in steered.candidates],
+        )
+    )
+    after = case.song["lines"][min(context + new + SUFFIX, len(case.song["lines"]) - 1)]
+    piece = copilot.read(cut_score(score, int(round(after * tpq))))
+    if (copilot.tok.structure.kinds(piece.ids) == Kind.PART).any():
+        arranged = copilot.infill(piece, context + 1, context + new, write="accompaniment", **kw)
+        out.append(
+            (
+                "accompaniment to the true melody",
+                [case.score(case.placed(c.new)) for c in arranged.candidates],
+            )
+        )
+    return out
 
 
 @torch.inference_mode()

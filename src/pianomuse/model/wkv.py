@@ -98,6 +98,8 @@ def wkv7_chunked(
     Y = Q S0^T + Y0 and S_L = S0 M + D, where Q, Y0, M, D are computed for every chunk at once
     (batched over B, H, chunks). Only `y = Q S^T + Y0; S = S M + D` runs in the Python loop over
     chunks. See the project's WKV7 math notes for the derivation.
+
+    Long on purpose: one dense kernel whose tensors follow the derivation step by step.
     """
     in_dtype = r.dtype
     bsz, seq, n_head, head = (int(d) for d in r.shape)

@@ -228,6 +228,48 @@ class Trainer:
             self.cfg.precision,
         )
 
+    def _bad_step(self, bad: int) -> int:
+        """A non-finite step was skipped (`bad` in a row): warn, and stop after too many."""
+        warnings.warn(
+            f"step {self.step}: non-finite loss or gradient, step skipped ({bad} in a row)",
+            stacklevel=2,
+        )
+        if bad >= self.cfg.max_bad_steps:
+            raise TrainingStopped(
+                f"stopped after {bad} non-finite steps in a row at step {self.step}; "
+                f"the last good checkpoint is kept in {self.out}"
+            )
+        return bad
+
+    def _checkpoints(self, last_val: dict[str, float] | None) -> dict[str, float] | None:
+        """Validate, keep the best and the last checkpoint, when the step asks; returns the
+        latest validation."""
+        cfg = self.cfg
+        final = self.step == self.total_steps
+        if self.step % cfg.eval_every == 0 or final:
+            last_val = self.validate()
+            if last_val is not None:
+                self.monitor.log(
+                    {
+                        "step": self.step,
+                        "val_loss": last_val["loss"],
+                        "val_ppl": last_val["ppl"],
+                        "val_bpt": last_val["bpt"],
+                    }
+                )
+                if last_val["loss"] < self.best:
+                    self.best = last_val["loss"]
+                    self.save("best")
+            self.monitor.plot()
+            spread = distributed.weight_spread(self.model, self.d)
+            if self.d.enabled:
+                self.monitor.log({"step": self.step, "rank_weight_spread": spread})
+        if self.step % cfg.save_every == 0 or final:
+            if self.val is None:
+                self.save("best")  # without validation songs the latest is the best
+            self.save("last")
+        return last_val
+
     # ----- the run -----------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         """Train to `total_steps`; returns a summary (final losses, steps, throughput)."""
@@ -259,20 +301,9 @@ class Trainer:
                 seen += r["tokens"]
                 dt = time.perf_counter() - t_step
                 lr = self.sched.get_last_lr()[0]
-                if not r["ok"]:
-                    bad += 1
-                    warnings.warn(
-                        f"step {self.step}: non-finite loss or gradient, step skipped "
-                        f"({bad} in a row)",
-                        stacklevel=1,
-                    )
-                    if bad >= cfg.max_bad_steps:
-                        raise TrainingStopped(
-                            f"stopped after {bad} non-finite steps in a row at step {self.step}; "
-                            f"the last good checkpoint is kept in {self.out}"
-                        )
+                bad = 0 if r["ok"] else self._bad_step(bad + 1)
+                if bad:
                     continue
-                bad = 0
                 tps = r["tokens"] / max(dt, 1e-9)
                 if self.step % cfg.log_every == 0:
                     self.monitor.log(
@@ -287,29 +318,7 @@ class Trainer:
                         }
                     )
                 bar.update(self.step, r["loss"], tps, lr)
-                final = self.step == self.total_steps
-                if self.step % cfg.eval_every == 0 or final:
-                    last_val = self.validate()
-                    if last_val is not None:
-                        self.monitor.log(
-                            {
-                                "step": self.step,
-                                "val_loss": last_val["loss"],
-                                "val_ppl": last_val["ppl"],
-                                "val_bpt": last_val["bpt"],
-                            }
-                        )
-                        if last_val["loss"] < self.best:
-                            self.best = last_val["loss"]
-                            self.save("best")
-                    self.monitor.plot()
-                    spread = distributed.weight_spread(self.model, self.d)
-                    if self.d.enabled:
-                        self.monitor.log({"step": self.step, "rank_weight_spread": spread})
-                if self.step % cfg.save_every == 0 or final:
-                    if self.val is None:
-                        self.save("best")  # without validation songs the latest is the best
-                    self.save("last")
+                last_val = self._checkpoints(last_val)
                 if self.on_step is not None:
                     self.on_step(self.step)
         self.monitor.close()
