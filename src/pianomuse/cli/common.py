@@ -164,7 +164,11 @@ MODEL_OPTIONS = [
 def model_options(fn: F) -> F:
     """Give a command --model, --device and --precision in place of its `model` parameter,
     which gets them as one `ModelChoice`."""
-    return _with_options(fn, "model", MODEL_OPTIONS, ModelChoice)
+    return _with_options(fn, "model", MODEL_OPTIONS, _model_choice)
+
+
+def _model_choice(model: Path | None, device: str, precision: str | None) -> ModelChoice:
+    return ModelChoice(model, device, precision)
 
 
 def steering_options(fn: F) -> F:
