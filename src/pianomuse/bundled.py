@@ -11,12 +11,18 @@ DEFAULT_MODEL_NAME = "pianomuse-small-pop909.safetensors"
 # along, and the web page. It continues a plain piece less well than the default (its model
 # card), so each job gets the model that does it best.
 PARTS_MODEL_NAME = "pianomuse-parts-pop909.safetensors"
+# The chord planner's learnt choice of experts (`pianomuse.planner.Selector`).
+PLANNER_NAME = "chord_planner.json"
 
 
 def default_model(parts: bool = False) -> Path | None:
     """The bundled default model, or with `parts` the one for chords and parts; None in an
     install without them."""
-    name = PARTS_MODEL_NAME if parts else DEFAULT_MODEL_NAME
+    return bundled_file(PARTS_MODEL_NAME if parts else DEFAULT_MODEL_NAME)
+
+
+def bundled_file(name: str) -> Path | None:
+    """A file of the bundled models' folder; None where it is absent."""
     for candidate in (
         Path(str(resources.files("pianomuse"))) / "models" / name,
         Path(__file__).resolve().parents[2] / "models" / name,

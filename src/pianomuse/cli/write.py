@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
+import numpy as np
 import typer
 
-from pianomuse.cli.common import ModelChoice, Opt, copilot_command
+from pianomuse.cli.common import ModelChoice, Opt, app, copilot_command, user_errors
 from pianomuse.errors import FieldError, UserError
 from pianomuse.steering import NO_STEERING, Steering
 
@@ -198,3 +199,45 @@ def _summary(result, paths: list[list[Path]]) -> None:
         f"decode {s.decode_steps} steps in {s.decode_s:.2f}s; {speed:.1f}x real time"
     )
     con.print(f"written to {paths[0][0].parent}")
+
+
+@app.command()
+@user_errors
+def chords(
+    song: Annotated[Path, typer.Argument(help="The piece (MIDI); chords beside it are read.")],
+    next_: Annotated[int, Opt("--next", help="Bars to plan after the piece.")] = 8,
+    candidates: Annotated[int, Opt(help="Progressions to suggest, best first.")] = 3,
+) -> None:
+    """Print a piece's chords bar by bar, then progressions for the bars after it.
+
+    The chords are the file's annotations where they lie beside it (POP909's chord_midi.txt
+    and beat_midi.txt, or SONG.chords.txt and SONG.beats.txt), else what the recogniser hears.
+    Each suggestion is in the syntax --chords takes: give it to `pianomuse complete`.
+    """
+    from pianomuse.bundled import PLANNER_NAME, bundled_file
+    from pianomuse.data.files import chord_file_for
+    from pianomuse.data.prepare import read_song
+    from pianomuse.planner import Selector, bars_text, harmony_of, plan_chords
+    from pianomuse.tokenizer import Tokenizer
+
+    if not 1 <= next_ <= 64:
+        raise FieldError("next", "must be between 1 and 64 bars")
+    if not 1 <= candidates <= 16:
+        raise FieldError("candidates", "must be between 1 and 16")
+    planner = bundled_file(PLANNER_NAME)
+    if planner is None:
+        raise UserError("the chord planner is not bundled with this install")
+    tok = Tokenizer.latest()
+    h = harmony_of(tok, tok.encode(read_song(song)))
+    source = "annotated" if chord_file_for(song) is not None else "recognised"
+    typer.echo(f"{song.name}: {h.bars} bars, chords {source}")
+    for first in range(0, h.bars, 4):
+        last = min(first + 4, h.bars)
+        beats = np.diff(h.bar_starts[first : last + 1]).tolist()
+        codes = h.codes[h.bar_starts[first] : h.bar_starts[last]]
+        typer.echo(f"  {first + 1:>4}-{last:<4} | {bars_text(codes, beats)} |")
+    beats = [h.beats_per_bar()] * next_
+    plans = plan_chords(h, beats, candidates, Selector.load(planner))
+    typer.echo(f"the next {next_} bars:")
+    for rank, plan in enumerate(plans, 1):
+        typer.echo(f"  {rank}. ({plan.expert}) {plan.progression()}")

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from pianomuse.bundled import PLANNER_NAME, bundled_file
 from pianomuse.copilot.prompts import context_window, fim_prompt, prevailing_metre
 from pianomuse.copilot.result import Candidate, Generation, Span, chords_of, new_bar_beats
 from pianomuse.devices import resolve_device
@@ -33,6 +34,7 @@ from pianomuse.limits import (
 )
 from pianomuse.model import RWKV7, load_model
 from pianomuse.model.quant import check_precision
+from pianomuse.planner import Selector
 from pianomuse.steering import NO_STEERING, Steering
 from pianomuse.steering.compile import WRITES, Plan, Scene, compile_steering
 from pianomuse.tokenizer import Kind, MidiSource, Piece, Tokenizer, blank_piece, load_score
@@ -73,6 +75,7 @@ class Copilot:
         device: str | torch.device | None = None,
         max_context_tokens: int | None = None,
         precision: str | None = None,
+        planner: Selector | None = None,
     ):
         # The weights inference runs on a CPU (`model.quant`); None: the default (int8).
         self.precision = check_precision(precision)
@@ -99,6 +102,8 @@ class Copilot:
         self.device = device or next(model.parameters()).device
         self.model.to(self.device).eval()
         self.decoder = Decoder(self.model, self.precision)
+        # How the chords of new bars are planned where none are given (`steering.plan`).
+        self.planner = planner if planner is not None else _bundled_planner()
         trained = meta.training.max_seq_len if meta.training else None
         self.max_context_tokens = int(max_context_tokens or trained or DEFAULT_CONTEXT_TOKENS)
 
@@ -172,6 +177,9 @@ class Copilot:
             prompt=window,
             parts=_has_parts(st, piece),
             keys=self._keys(piece, span),
+            candidates=candidates,
+            history=piece.ids,
+            planner=self.planner,
         )
         g = self._steer(steering, scene, context)
         return self._generate(
@@ -319,6 +327,8 @@ class Copilot:
         steered = compile_steering(steering, scene)
         if steered.density is not None:
             context["density"] = steered.density
+        if steered.plans is not None:
+            context["plans"] = steered.plans
         return steered.grammar
 
     def _gap(self, piece: Piece, first_bar: int, last_bar: int) -> tuple[int, int]:
@@ -425,6 +435,11 @@ class Copilot:
         for r, c in enumerate(out, 1):
             c.rank = r
         return Generation(out, piece, span, context, sampling, stats, self.model_info, steering)
+
+
+def _bundled_planner() -> Selector | None:
+    path = bundled_file(PLANNER_NAME)
+    return None if path is None else Selector.load(path)
 
 
 def _has_parts(st: Any, piece: Piece) -> bool:

@@ -68,6 +68,11 @@ class Generation:
         new = self.span.start_tick + np.round(c.new_beats * self.piece.tpq).astype(np.int64)
         return np.concatenate([self.piece.bar_ticks[: self.span.first_bar], new])
 
+    def plan(self, c: Candidate) -> str | None:
+        """The chords planned for the candidate (`--chords` syntax); None: none planned."""
+        plans = self.context.get("plans")
+        return plans[c.index % len(plans)] if plans else None
+
     def seconds_of_music(self) -> float:
         """Length of one candidate's new music in seconds, at the tempo at its start."""
         qpm = self.piece.qpm_at(self.span.start_tick)
@@ -90,6 +95,7 @@ class Generation:
             "context": self.context,
             "sampling": asdict(self.sampling),
             "steering": self.steering.as_dict() if self.steering is not None else {},
+            "plan": self.plan(c),
             "notes_per_bar": round(c.new.note_num() / max(len(c.new_beats) - 1, 1), 2),
             "chords": chords_of(c.new),
             "candidates": len(self.candidates),

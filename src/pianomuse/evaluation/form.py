@@ -6,14 +6,16 @@ next `new` bars the truth. Four rows are scored against the song's chords in the
 
 - the true continuation;
 - "repeat the last bars": the context's last `new` bars played again;
-- the model: `candidates` continuations from the copilot;
+- the model: `candidates` continuations from the copilot (chords planned first, where the
+  model has chords: its default);
 - "another song": the next song's bars at the same place (its own harmony, not this one's).
 
 Columns: chord fit and bass fit (`evaluation.harmony`), material reuse (how much each new bar
 resembles the best-matching bar of the context), metre kept; and for the model, the true
 continuation's bits per note and per second of music, teacher-forced, so that models with
 different tokenizers compare on the same notes. A model that writes chords and parts
-(tokenizer version 2) gets two more rows: its continuation written to the true chords, and an
+(tokenizer version 2) gets three more rows: its continuation written freely (no plan), written
+to the true chords, and an
 accompaniment written to the true melody of the new bars (the infill of that part alone, the
 4 bars after it known). The same table for infills: the new bars are
 a gap between the context and the `SUFFIX` bars after it ("true continuation" is then the
@@ -48,7 +50,7 @@ from pianomuse.tokenizer.align import CHORD_MARKER
 
 ROWS = ("true continuation", "repeat the last bars", "model", "another song")
 # Rows of a model that reads and writes chords and parts (tokenizer version 2).
-STEERED = ("model, true chords given", "accompaniment to the true melody")
+STEERED = ("model, no plan", "model, true chords given", "accompaniment to the true melody")
 SUFFIX = 4  # bars after an infill's gap that the model reads
 COLUMNS = ("chord_fit", "bass_fit", "material_reuse", "metre_kept")
 
@@ -225,6 +227,13 @@ def _model_rows(
     out = [("model", [case.score(case.placed(c.new), c0 + c.new_beats) for c in result.candidates])]
     if not steerable or infill:
         return out
+    free = copilot.complete(cut, bars=new, steering=Steering(plan="off"), **kw)
+    out.append(
+        (
+            "model, no plan",
+            [case.score(case.placed(c.new), c0 + c.new_beats) for c in free.candidates],
+        )
+    )
     given = Steering(chords=progression(case.song["chords"], c0, c1))
     steered = copilot.complete(cut, bars=new, steering=given, **kw)
     out.append(

@@ -380,3 +380,17 @@ class MaxPolyphony(Constraint):
         elif kind == Kind.DURATION and row.bar >= 0 and self._mine(g, row):
             end = row.now + int(g.duration_steps[token])
             row.state["poly"] = [*row.state.get("poly", []), (row.now, end)]
+
+
+class PerRow(Constraint):
+    """Rules of their own for each candidate: row i follows `rules[i % len(rules)]` (a chord
+    plan and its bass line per candidate, when each writes to a plan of its own)."""
+
+    def __init__(self, rules: Sequence[Constraint]):
+        self.rules = list(rules)
+
+    def narrow(self, g: Grammar, row: Row, mask: np.ndarray) -> None:
+        self.rules[row.index % len(self.rules)].narrow(g, row, mask)
+
+    def advance(self, g: Grammar, row: Row, token: int) -> None:
+        self.rules[row.index % len(self.rules)].advance(g, row, token)

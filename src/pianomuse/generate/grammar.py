@@ -44,6 +44,7 @@ class Row:
     parts_used: int = 0  # bit p set: this bar already has part p's block
     done: bool = False
     state: dict = field(default_factory=dict)  # constraints keep their own state here
+    index: int = 0  # the candidate's place in the batch (rules of its own: `PerRow`)
 
     @property
     def first_block(self) -> bool:
@@ -109,7 +110,7 @@ class Grammar:
         return int(round(self.st.bar_beats[self.metre(bar)] * self.ppb))
 
     def start(self, k: int) -> list[Row]:
-        return [Row() for _ in range(k)]
+        return [Row(index=i) for i in range(k)]
 
     def complete(self, r: Row) -> bool:
         """All the bars asked for are written (the next bar line closes the stream)."""

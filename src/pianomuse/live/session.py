@@ -56,7 +56,7 @@ class LiveSession:
         steering: Steering = NO_STEERING,
         sampling: Sampling = DEFAULT_SAMPLING,
     ):
-        self.tok, self.decoder = copilot.tok, copilot.decoder
+        self.tok, self.decoder, self.planner = copilot.tok, copilot.decoder, copilot.planner
         st = self.tok.structure
         metre = f"TimeSig_{settings.metre}"
         if metre not in st.id:
@@ -216,8 +216,15 @@ class LiveSession:
         self.status["answers"] += 1
 
     def _answer_scene(self, ids: list[int]) -> Scene:
-        """An answer's bars, after the tokens `ids`."""
-        return Scene(self.tok, metres=[self.timesig], bars=self.s.bars, prompt=np.asarray(ids))
+        """An answer's bars, after the tokens `ids` (the whole jam: chords are planned from
+        it, unless the steering gives them or turns planning off)."""
+        return Scene(
+            self.tok,
+            metres=[self.timesig],
+            bars=self.s.bars,
+            prompt=np.asarray(ids),
+            planner=self.planner,
+        )
 
     def _accompany_scene(self, ids: list[int], sounding: list[int], density: float) -> Scene:
         """After the tokens `ids`, the next bar's melody (a guess, not kept) over its

@@ -24,12 +24,14 @@ from pianomuse.generate.constraints import (
     KeysFree,
     MaxPolyphony,
     OnePart,
+    PerRow,
     Plays,
     Register,
     Scale,
 )
 from pianomuse.generate.grammar import Constraint, Grammar
 from pianomuse.harmony import parse_progression
+from pianomuse.planner import Selector, harmony_of, plan_chords
 from pianomuse.steering.request import RANGE_PARTS, Steering
 from pianomuse.tokenizer import Kind, Tokenizer
 
@@ -57,6 +59,9 @@ class Scene:
     piece_chords: Plan | None = None  # the piece's own chords in the new bars (arrange)
     plays: int | None = None  # a new bar in which the written part must play
     context_density: float | None = None  # notes a bar "as the context", if not the prompt's
+    candidates: int = 1  # rows written at once (a chord plan each, when planned)
+    history: np.ndarray | None = None  # the whole piece's tokens the planner reads (or prompt)
+    planner: Selector | None = None  # plans chords where none are given (`steering.plan`)
 
 
 @dataclass(frozen=True)
@@ -66,12 +71,13 @@ class Steered:
     grammar: Grammar
     plan: Plan | None  # the chords written, per new bar
     density: dict[str, float] | None  # notes a bar: the context's and the target
+    plans: list[str] | None = None  # the chords planned, a progression per candidate
 
 
 def compile_steering(steering: Steering, scene: Scene) -> Steered:
     """The grammar of `scene`'s new bars under every request of `steering`."""
     _check_parts(steering, scene)
-    plan = _chord_plan(steering, scene)
+    plan = _chord_plan(steering.chords, scene)
     given = scene.given
     if given is not None and scene.piece_chords is not None:
         chords = plan if plan is not None else scene.piece_chords
@@ -88,10 +94,15 @@ def compile_steering(steering: Steering, scene: Scene) -> Steered:
     if steering.max_polyphony is not None:
         constraints.append(MaxPolyphony(steering.max_polyphony, part=scene.write))
     constraints += _scale(steering, scene) + _register(steering)
+    plans = _plans(steering, scene) if plan is None and given is None else None
+    planned = _planned(steering, scene, plans or [])
     if loose is not None:
         constraints.append(ChordPlan(loose))
+    constraints += [PerRow([chords for chords, _ in planned])] if planned else []
     density, report = _density(steering, scene)
     constraints += density + _bass_line(steering, scene, plan)
+    basses = [bass for _, line in planned for bass in line]
+    constraints += [PerRow(basses)] if basses else []
     if scene.write >= 0 and not scene.guess_other:
         constraints.append(OnePart(scene.write))
     if scene.plays is not None:
@@ -107,7 +118,7 @@ def compile_steering(steering: Steering, scene: Scene) -> Steered:
         constraints=constraints,
         parts=scene.parts,
     )
-    return Steered(grammar, plan, report)
+    return Steered(grammar, plan, report, plans)
 
 
 def _check_parts(steering: Steering, scene: Scene) -> None:
@@ -154,15 +165,45 @@ def _density(steering: Steering, scene: Scene) -> tuple[list[Constraint], dict |
     return [Density(low, high, scene.write)], report
 
 
-def _chord_plan(steering: Steering, scene: Scene) -> Plan | None:
-    """The given chords in the new bars (repeated as needed)."""
-    if steering.chords is None:
+def _plans(steering: Steering, scene: Scene) -> list[str] | None:
+    """Chords for the new bars planned from the piece (`pianomuse.planner`), a progression
+    per candidate, the best first (again, if there are fewer): where none are given,
+    planning is on, and the model and the piece have chords."""
+    if steering.chords is not None or steering.plan == "off" or scene.planner is None:
+        return None
+    if not scene.tok.has_chords or scene.bars is None:
+        return None
+    history = scene.prompt if scene.history is None else scene.history
+    metres = [scene.metres[min(k, len(scene.metres) - 1)] for k in range(scene.bars)]
+    beats = [max(int(round(scene.tok.structure.bar_beats[m])), 1) for m in metres]
+    plans = plan_chords(harmony_of(scene.tok, history), beats, scene.candidates, scene.planner)
+    if not plans:
+        return None
+    return [plans[i % len(plans)].progression() for i in range(scene.candidates)]
+
+
+def _planned(
+    steering: Steering, scene: Scene, plans: Sequence[str]
+) -> list[tuple[ChordPlan, list[Constraint]]]:
+    """Per candidate, the chords planned for it and the bass line under them (under chords
+    every candidate has one, or, writing a melody, none)."""
+    out = []
+    for chords in plans:
+        plan = _chord_plan(chords, scene)
+        bass = _bass_line(steering, scene, plan)
+        out.append((ChordPlan(plan), bass))
+    return out
+
+
+def _chord_plan(chords: str | None, scene: Scene) -> Plan | None:
+    """Chords in the new bars (repeated as needed), from a progression as `--chords` takes."""
+    if chords is None:
         return None
     if not scene.tok.has_chords:
         raise FieldError("chords", "need a model whose tokenizer has chords (version 2)")
     st, ppb = scene.tok.structure, scene.tok.settings.positions_per_beat
     metres = list(scene.metres)
-    chords = parse_progression(steering.chords, float(st.bar_beats[metres[0]]))
+    chords = parse_progression(chords, float(st.bar_beats[metres[0]]))
     plan = []
     for k in range(max(scene.bars or 1, len(metres))):
         length = st.bar_beats[metres[min(k, len(metres) - 1)]]

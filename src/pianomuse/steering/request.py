@@ -24,6 +24,7 @@ MAX_NOTES_PER_BAR = 200
 # voice (see `pianomuse.generate.constraints.BassLine`).
 RANGE_PARTS = {"range": -1, "melody_range": 0, "accompaniment_range": 1}
 BASS_RANGE = "bass_range"
+PLANS = ("auto", "off")
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,12 @@ class Steering:
     max_polyphony: int | None = control(
         "At most N keys sounding at once in the new music.", low=1, high=88
     )
+    plan: str = control(
+        "Chords first: auto (without --chords, plan the new bars' chords from the song, a "
+        "plan per candidate) or off (write freely).",
+        default="auto",
+        max_length=8,
+    )
     # Read off the fields above when the object is made, for the compiler:
     pitch_classes: tuple[int, ...] | None = derived()  # the scale (a key's, or the one given)
     registers: dict[int, tuple[int, int]] = derived()  # part (-1: every note) -> lowest, highest
@@ -82,9 +89,9 @@ class Steering:
     notes_per_bar: float | None = derived()  # notes a bar, as a number
 
     def __post_init__(self) -> None:
-        for name in self.names():  # "" is "not asked", as an empty form field is
+        for name, _, default, _ in self.controls():  # "" is "not asked", as in a form
             if getattr(self, name) == "":
-                object.__setattr__(self, name, None)
+                object.__setattr__(self, name, default)
         if self.key is not None and self.scale is not None:
             raise FieldError("scale", "and key both give the scale: give one of them")
         scale = _parse("key", scale_of, self.key) if self.key is not None else None
@@ -121,6 +128,8 @@ class Steering:
             c = _control("max_polyphony")
             if not c.low <= self.max_polyphony <= c.high:
                 raise FieldError("max_polyphony", f"must be between {c.low} and {c.high} keys")
+        if self.plan not in PLANS:
+            raise FieldError("plan", f"is auto or off, not {self.plan!r}")
         if self.chords is not None:
             _parse("chords", parse_progression, self.chords, 4.0)
             self._check_chords_in_scale()
@@ -149,9 +158,11 @@ class Steering:
         return cls(**{name: get(name, None) for name in cls.names() if get(name, None) is not None})
 
     def as_dict(self) -> dict[str, Any]:
-        """The sidecar's record of the requests: the fields asked, as `from_fields` takes them."""
-        values = {name: getattr(self, name) for name in self.names()}
-        return {name: v for name, v in values.items() if v is not None and v is not False}
+        """The sidecar's record of the requests: the fields asked (not left at their default),
+        as `from_fields` takes them."""
+        asked = {name: getattr(self, name) for name in self.names()}
+        defaults = {name: default for name, _, default, _ in self.controls()}
+        return {name: v for name, v in asked.items() if v != defaults[name]}
 
     def _check_chords_in_scale(self) -> None:
         if self.pitch_classes is None or self.chromatic:
