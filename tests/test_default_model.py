@@ -40,8 +40,17 @@ def test_first_command_continues_the_example(bundled, tmp_path):
     assert r.exit_code == 0, r.output
     assert "written to" in r.output
     meta = json.loads((tmp_path / "candidate_1.json").read_text())
-    assert meta["model"] == bundled.name and meta["bars"] == 2
+    # Chords planned first, then written: by the bundled model that reads chords.
+    assert meta["model"] == default_model(parts=True).name and meta["bars"] == 2
+    assert meta["plan"] and [c[1] for c in meta["chords"]][:1] == [meta["plan"].split(":")[0]]
     assert load_score(tmp_path / "candidate_1_continuation.mid").note_num() == meta["notes"] > 0
+    r = CliRunner().invoke(
+        app,
+        ["complete", str(EXAMPLE), "-o", str(tmp_path / "free"), "--bars", "2", "--plan", "off"],
+    )
+    assert r.exit_code == 0, r.output
+    meta = json.loads((tmp_path / "free" / "candidate_1.json").read_text())
+    assert meta["model"] == bundled.name and meta["plan"] is None
 
 
 def test_bundled_model_infills_validly(bundled):

@@ -52,7 +52,9 @@ def complete(
         raise UserError("use --bars or --max-new-tokens, not both")
     if bars is None and max_new_tokens is None:
         bars = 8
-    parts = steering.chords is not None
+    # Chords given or planned need the model that reads chords (the planned bars fit the
+    # song's harmony better than the other model's free writing: README, plan then write).
+    parts = steering.chords is not None or (steering.plan == "auto" and bars is not None)
     result = model.copilot(parts).complete(
         src,
         bars=bars,
