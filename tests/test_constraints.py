@@ -7,8 +7,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from pianomuse.generate.constraints import KeysFree, MaxPolyphony
+from pianomuse.generate.constraints import ChordPlan, Density, KeysFree, MaxPolyphony
 from pianomuse.generate.grammar import Grammar, Row
+from pianomuse.harmony import parse_symbol
 from pianomuse.tokenizer import Kind, PianoTokenizerV2
 
 
@@ -119,3 +120,28 @@ def test_max_polyphony_counts_the_written_part_across_blocks():
     walks = _random_walk(g, 6, rng)
     assert all(_most_at_once(n, part=1) <= 2 for n in walks)
     assert max(_most_at_once(n) for n in walks) > 2
+
+
+def test_a_density_reached_leaves_a_due_chord_its_position():
+    """Once a bar has all its notes, a chord still due later in the bar keeps its position
+    (and the chord its token): a density and a chord plan never leave no token."""
+    v2 = PianoTokenizerV2()
+    st = v2.structure
+    c, g7 = v2.chord_ids(parse_symbol("C")), v2.chord_ids(parse_symbol("G"))
+    rules = [ChordPlan([[(0, c), (48, g7)]]), Density(1, 1)]
+    g = Grammar(st, v2.settings.positions_per_beat, [st.id["TimeSig_4/4"]], 1, constraints=rules)
+    rows = g.start(1)
+
+    def take(token: int) -> None:
+        assert g.allowed(rows)[0, token], token
+        g.advance(rows, torch.tensor([token]))
+
+    for name in ("Bar_None", "TimeSig_4/4", "Position_0"):
+        take(st.id[name])
+    take(c[0])  # the first chord, then the bar's one note
+    take(st.pitch_id[60])
+    take(int(np.flatnonzero(g.allowed(rows)[0].numpy())[0]))  # a velocity
+    take(int(np.flatnonzero(g.allowed(rows)[0].numpy())[0]))  # a duration
+    assert np.flatnonzero(g.allowed(rows)[0].numpy()).tolist() == [st.id["Position_48"]]
+    take(st.id["Position_48"])
+    assert np.flatnonzero(g.allowed(rows)[0].numpy()).tolist() == [g7[0]]

@@ -200,8 +200,10 @@ class Density(Constraint):
     def narrow(self, g: Grammar, row: Row, mask: np.ndarray) -> None:
         n = row.state.get("notes", 0)
         if n >= self.high and (self.part < 0 or row.part == self.part):
-            # A new block would need a note too (a Part is followed by a Position).
-            mask &= ~(g.of_kind[Kind.PITCH] | g.of_kind[Kind.POSITION] | g.of_kind[Kind.PART])
+            # A new block would need a note too (a Part is followed by a Position); a
+            # position where a given chord is due stays open for the chord alone.
+            due = g.of_kind[Kind.POSITION] & chord_due(row, row.bar_start + g.value)
+            mask &= ~(g.of_kind[Kind.PITCH] | g.of_kind[Kind.POSITION] | g.of_kind[Kind.PART]) | due
             if not mask.any() and row.last == Kind.POSITION:
                 mask |= g.of_kind[Kind.CHORD]  # an open position may still take a chord
         elif n < self.low:
