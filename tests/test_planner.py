@@ -3,8 +3,6 @@ a selector fitted on real songs, and plans the copilot writes to exactly."""
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 from typer.testing import CliRunner
