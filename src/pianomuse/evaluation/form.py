@@ -53,6 +53,7 @@ ROWS = ("true continuation", "repeat the last bars", "model", "another song")
 STEERED = ("model, no plan", "model, true chords given", "accompaniment to the true melody")
 SUFFIX = 4  # bars after an infill's gap that the model reads
 COLUMNS = ("chord_fit", "bass_fit", "material_reuse", "metre_kept")
+EXTERNAL = "chord_accuracy"  # the column an outside measure fills (`form_report(external=)`)
 
 
 def _shifted(notes: dict[str, np.ndarray], sel: np.ndarray, by: float) -> dict[str, np.ndarray]:
@@ -113,10 +114,12 @@ def form_report(
     seed: int = 0,
     infill: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    external: Callable[[dict, dict, float], float | None] | None = None,
 ) -> dict[str, Any]:
     """The table of the module docstring, as {row: {column: mean}} plus the model's bits.
     With `infill`, the new bars are a gap the model fills knowing the `SUFFIX` bars after it
-    (and its bits are not measured)."""
+    (and its bits are not measured). `external(new notes, true notes, first new beat)` adds
+    a column of a measure from outside the project (`EXTERNAL`)."""
     reader = Tokenizer.latest()
     loaded = []
     for path in songs:
@@ -129,7 +132,7 @@ def form_report(
     }
     bits, notes_scored, seconds = 0.0, 0, 0.0
     for i, song in enumerate(loaded):
-        case = _Case(song, context, new)
+        case = _Case(song, context, new, external)
         other = loaded[(i + 1) % len(loaded)]
         for row, notes in _reference_rows(case, other).items():
             rows[row].append(case.score(notes))
@@ -147,7 +150,7 @@ def form_report(
 
     def mean(values: list[dict[str, float | None]]) -> dict[str, float | None]:
         out = {}
-        for col in COLUMNS:
+        for col in COLUMNS + ((EXTERNAL,) if external is not None else ()):
             xs = [v[col] for v in values if v[col] is not None]
             out[col] = float(np.mean(xs)) if xs else None
         return out
@@ -168,8 +171,8 @@ class _Case:
     """One song cut for the table: its notes, the new bars' lines and chords, and the
     context's bars that the new music is compared with."""
 
-    def __init__(self, song: dict[str, Any], context: int, new: int):
-        self.song, self.context, self.new = song, context, new
+    def __init__(self, song: dict[str, Any], context: int, new: int, external: Any = None):
+        self.song, self.context, self.new, self.external = song, context, new, external
         lines, notes = song["lines"], song["notes"]
         self.tpq = song["score"].tpq
         self.new_lines = lines[context : context + new + 1]
@@ -182,7 +185,11 @@ class _Case:
 
     def score(self, notes: dict[str, np.ndarray], lines: np.ndarray | None = None) -> dict:
         lines = self.new_lines if lines is None else lines
-        return _scores(notes, self.spans, lines, self.context_sets, self.lengths)
+        out = _scores(notes, self.spans, lines, self.context_sets, self.lengths)
+        if self.external is not None:  # a measure from outside, against the true bars
+            truth = _shifted(self.song["notes"], self.truth, 0.0)
+            out[EXTERNAL] = self.external(notes, truth, float(self.new_lines[0]))
+        return out
 
     def placed(self, generated: Any) -> dict[str, np.ndarray]:
         """A candidate's new notes, in the song's beats."""
