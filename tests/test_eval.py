@@ -152,3 +152,17 @@ def test_form_of_a_model_that_takes_chords_and_parts(trained_model):
     assert rows["model, true chords given"]["chord_fit"] is not None
     assert rows["accompaniment to the true melody"]["chord_fit"] is not None
     assert rows["model, true chords given"]["metre_kept"] == 1.0
+
+
+def test_texture_broken_on_hand_made_notes():
+    from pianomuse.evaluation.form import texture_broken
+
+    def notes(pitches: list[int]) -> dict:
+        return {"pitch": np.array(pitches)}
+
+    recent = notes([40, 48, 55, 60, 64] * 4)  # 5 notes a bar over 4 bars, bass about E2
+    assert texture_broken(notes([41, 50, 57, 62, 65] * 2), 2, recent, 4) == 0.0  # same kind
+    assert texture_broken(notes([28, 48, 55, 60, 64] * 2), 2, recent, 4) == 1.0  # bass drops
+    assert texture_broken(notes([40, 48, 55, 60, 64] * 5), 2, recent, 4) == 1.0  # 2.5x busier
+    assert texture_broken(notes([40, 60] * 2), 2, recent, 4) == 1.0  # 0.4x as busy
+    assert texture_broken(notes([]), 2, recent, 4) == 1.0  # silence

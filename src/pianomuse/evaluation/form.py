@@ -52,7 +52,8 @@ ROWS = ("true continuation", "repeat the last bars", "model", "another song")
 # Rows of a model that reads and writes chords and parts (tokenizer version 2).
 STEERED = ("model, no plan", "model, true chords given", "accompaniment to the true melody")
 SUFFIX = 4  # bars after an infill's gap that the model reads
-COLUMNS = ("chord_fit", "bass_fit", "material_reuse", "metre_kept")
+COLUMNS = ("chord_fit", "bass_fit", "material_reuse", "metre_kept", "texture_broken")
+RECENT_BARS = 4  # the context's last bars whose texture the new bars should keep
 EXTERNAL = "chord_accuracy"  # the column an outside measure fills (`form_report(external=)`)
 
 
@@ -93,6 +94,17 @@ def progression(changes: list[tuple[float, Any]], start: float, end: float) -> s
         if a < b:
             items.append(f"{changes[i][1].symbol()}:{b - a:g}")
     return " ".join(items)
+
+
+def texture_broken(notes: dict, bars: int, recent: dict, recent_bars: int) -> float:
+    """1 where the new bars leave the texture of the context's last bars (`recent`): their
+    bass register (10th-percentile pitch) moves more than a fifth, or their notes per bar are
+    off by more than 2x; else 0."""
+    if len(notes["pitch"]) == 0 or len(recent["pitch"]) == 0:
+        return float(len(notes["pitch"]) != len(recent["pitch"]))
+    moved = abs(np.percentile(notes["pitch"], 10) - np.percentile(recent["pitch"], 10)) > 7
+    ratio = (len(notes["pitch"]) / bars) / (len(recent["pitch"]) / recent_bars)
+    return float(moved or not 0.5 <= ratio <= 2.0)
 
 
 def _scores(notes, spans, new_lines, context_sets, context_lengths) -> dict[str, float | None]:
@@ -182,10 +194,13 @@ class _Case:
         self.context_sets = bar_sets(_shifted(notes, before, 0.0), lines[: context + 1])
         self.lengths = np.diff(lines[: context + 1]).tolist()
         self.truth = (notes["onset"] >= c0) & (notes["onset"] < c1)
+        recent = (notes["onset"] >= lines[max(context - RECENT_BARS, 0)]) & before
+        self.recent = _shifted(notes, recent, 0.0)
 
     def score(self, notes: dict[str, np.ndarray], lines: np.ndarray | None = None) -> dict:
         lines = self.new_lines if lines is None else lines
         out = _scores(notes, self.spans, lines, self.context_sets, self.lengths)
+        out["texture_broken"] = texture_broken(notes, len(lines) - 1, self.recent, RECENT_BARS)
         if self.external is not None:  # a measure from outside, against the true bars
             truth = _shifted(self.song["notes"], self.truth, 0.0)
             out[EXTERNAL] = self.external(notes, truth, float(self.new_lines[0]))
