@@ -150,10 +150,12 @@ FIELDS = {
     "bass_range": ({"bass_range": "C2-C3"}, "BassLine", lambda c: (c.low, c.high) == (36, 48)),
     "density": ({"density": "4"}, "Density", lambda c: c.low <= 4 <= c.high),
     "max_polyphony": ({"max_polyphony": 2}, "MaxPolyphony", lambda c: c.most == 2),
-    # Planned chords (and their bass line): the answer's, from the jam (the start check has
-    # no jam to plan from).
+    # Read off the jam, so in the answer's grammar alone (the start check has no jam yet):
+    # planned chords (and their bass line), and the texture kept (notes a bar).
     "plan": ({"plan": "auto"}, "PerRow", lambda c: type(c.rules[0]).__name__ == "ChordPlan"),
+    "texture": ({"texture": "keep"}, "Density", lambda c: 0 < c.low < c.high),
 }
+FROM_THE_JAM = ("plan", "texture")
 
 
 def test_the_socket_honours_every_steering_field(trained_model, monkeypatch):
@@ -195,6 +197,6 @@ def test_the_socket_honours_every_steering_field(trained_model, monkeypatch):
                 _until(ws, "jam")
             kind, check = want
             assert len(grammars) >= 2, name  # checked at the start, then the music written
-            for g in grammars[0 if name != "plan" else 1 :]:
+            for g in grammars[1 if name in FROM_THE_JAM else 0 :]:
                 mine = [c for c in g.constraints if type(c).__name__ == kind]
                 assert mine and check(mine[0]), (name, g.constraints)

@@ -392,3 +392,36 @@ def test_max_polyphony_on_complete_infill_and_arrange(copilot, trained_model, tm
         app, ["complete", *base, "-o", str(tmp_path / "x"), "--max-polyphony", "0"]
     )
     assert run.exit_code == 1 and "--max-polyphony must be between 1 and 88" in run.output
+
+
+def test_the_texture_is_kept_where_nothing_else_asks(copilot):
+    """By default the new bars keep the context's last bars' notes a bar (within 0.5-2x)
+    and bass register (a fourth below to a fifth above its 10th-percentile pitch); a density
+    or bass range asked wins, and `texture="free"` drops both."""
+    from pianomuse.generate.constraints import BassLine, Density
+    from pianomuse.steering.compile import Scene, compile_steering
+
+    tok = copilot.tok
+    ids = tok.encode(aligned_song("002"))
+    st = tok.structure
+    last4 = ids[st.bar_starts(ids)[-4] :]
+    pitches = st.value[last4[st.kinds(last4) == Kind.PITCH]]
+    p10, per_bar = int(np.percentile(pitches, 10)), len(pitches) / 4
+    scene = Scene(tok, metres=[st.id["TimeSig_2/4"]], bars=2, prompt=ids, parts=True)
+
+    def rules(steering):
+        got = compile_steering(steering, scene).grammar.constraints
+        return {type(c).__name__: c for c in got}
+
+    kept = rules(Steering(plan="off"))
+    assert (kept["Density"].low, kept["Density"].high) == (
+        int(np.ceil(0.5 * per_bar)),
+        int(2 * per_bar),
+    )
+    assert (kept["BassLine"].low, kept["BassLine"].high) == (p10 - 5, p10 + 7)
+    asked = rules(Steering(plan="off", density="6", bass_range="C2-C3"))
+    assert (asked["Density"].low, asked["Density"].high) == (6, 6)
+    assert (asked["BassLine"].low, asked["BassLine"].high) == (36, 48)
+    assert "Density" not in rules(Steering(plan="off", texture="free"))
+    assert "BassLine" not in rules(Steering(plan="off", texture="free"))
+    assert isinstance(kept["Density"], Density) and isinstance(kept["BassLine"], BassLine)

@@ -222,7 +222,7 @@ class LiveSession:
             self.tok,
             metres=[self.timesig],
             bars=self.s.bars,
-            prompt=np.asarray(ids),
+            prompt=np.asarray(ids, dtype=np.int64),
             planner=self.planner,
         )
 
@@ -234,7 +234,7 @@ class LiveSession:
             self.tok,
             metres=[self.timesig],
             bars=2,
-            prompt=np.asarray(ids),
+            prompt=np.asarray(ids, dtype=np.int64),
             parts=True,
             write=WRITES["accompaniment"],
             guess_other=True,

@@ -39,6 +39,12 @@ Plan = list[list[tuple[int, list[int]]]]  # per new bar: (position, [Chord id, B
 WRITES = {"melody": 0, "accompaniment": 1}  # the part a job writes alone
 PASSING_BEATS = 0.5  # a chromatic passing note lasts at most half a beat
 DENSITY_SLACK = 0.15  # every bar within +-15 % of the density asked (+-20 % promised: rounding)
+# The texture kept where nothing else asks (`steering.texture`): each new bar's notes within
+# these multiples of the context's last bars' notes a bar, and the bass line from a fourth
+# below to a fifth above their bass register (10th-percentile pitch).
+RECENT_BARS = 4
+KEPT_DENSITY = (0.5, 2.0)
+KEPT_REGISTER = (5, 7)
 
 
 @dataclass(frozen=True)
@@ -147,9 +153,14 @@ def _register(steering: Steering) -> list[Constraint]:
 
 
 def _density(steering: Steering, scene: Scene) -> tuple[list[Constraint], dict | None]:
-    """The density asked, as a constraint, and the sidecar's record of it."""
+    """The density asked (or kept from the context's last bars: `steering.texture`), as a
+    constraint, and the sidecar's record of it."""
     if steering.density is None:
-        return [], None
+        recent = _recent(steering, scene)
+        if recent is None:
+            return [], None
+        low, high = int(np.ceil(KEPT_DENSITY[0] * recent[1])), int(KEPT_DENSITY[1] * recent[1])
+        return [Density(low, max(high, 1), scene.write)], {"kept": [low, max(high, 1)]}
     context = scene.context_density
     if context is None:
         context = notes_per_bar(scene.tok, scene.prompt, scene.write)
@@ -220,7 +231,10 @@ def _chord_plan(chords: str | None, scene: Scene) -> Plan | None:
 def _bass_line(steering: Steering, scene: Scene, plan: Plan | None) -> list[Constraint]:
     """Under chords the written accompaniment's lowest voice plays each chord's bass, inside
     the bass range if one is asked (without chords, each span's lowest note keeps to it)."""
-    if scene.write == WRITES["melody"] or (plan is None and steering.bass is None):
+    bass = steering.bass
+    if bass is None and (recent := _recent(steering, scene)) is not None:
+        bass = (max(recent[0] - KEPT_REGISTER[0], 21), min(recent[0] + KEPT_REGISTER[1], 108))
+    if scene.write == WRITES["melody"] or (plan is None and bass is None):
         return []
     st = scene.tok.structure
     if plan is not None:
@@ -229,8 +243,26 @@ def _bass_line(steering: Steering, scene: Scene, plan: Plan | None) -> list[Cons
         spans = [[(p, int(st.value[ids[-1]])) for p, ids in bar] for bar in plan]
     else:
         spans = [[(0, -1)] for _ in range(max(scene.bars or 1, len(scene.metres)))]
-    low, high = steering.bass if steering.bass is not None else (0, 127)
+    low, high = bass if bass is not None else (0, 127)
     return [BassLine(spans, WRITES["accompaniment"], low, high)]
+
+
+def _recent(steering: Steering, scene: Scene) -> tuple[int, float] | None:
+    """The bass register (10th-percentile pitch) and notes a bar of the written part in the
+    prompt's last `RECENT_BARS` bars, where the texture is kept; None where it is free, or
+    the prompt has no notes of that part."""
+    if steering.texture == "free" or scene.write == WRITES["melody"]:
+        return None
+    st, ids = scene.tok.structure, np.asarray(scene.prompt, dtype=np.int64)
+    starts = st.bar_starts(ids)
+    if len(starts) == 0:
+        return None
+    tail = ids[starts[max(len(starts) - RECENT_BARS, 0)] :]
+    pitch = (st.kinds(tail) == Kind.PITCH) & _in_part(st, tail, scene.write)
+    if not pitch.any():
+        return None
+    bars = min(RECENT_BARS, len(starts))
+    return int(np.percentile(st.value[tail[pitch]], 10)), float(pitch.sum()) / bars
 
 
 def _with_chords(tok: Tokenizer, block: Sequence[int], chords: Sequence[Any]) -> list[int]:
@@ -262,16 +294,22 @@ def _with_chords(tok: Tokenizer, block: Sequence[int], chords: Sequence[Any]) ->
 def notes_per_bar(tok: Tokenizer, ids: np.ndarray, part: int = -1) -> float | None:
     """Notes per bar of `ids` (of `part` alone, if >= 0); None without a bar."""
     st = tok.structure
-    ids = np.asarray(ids)
+    ids = np.asarray(ids, dtype=np.int64)
     k = st.kinds(ids)
     bars = int((k == Kind.BAR).sum())
     if bars == 0:
         return None
-    notes = k == Kind.PITCH
-    if part >= 0:
-        # Each token's part: the last Part token before it in its bar (-1: none yet).
-        marks = np.where(k == Kind.PART, st.value[ids], np.where(k == Kind.BAR, -1, -2))
-        last = np.maximum.accumulate(np.where(marks != -2, np.arange(len(ids)), 0))
-        current = np.where(marks[last] == -2, -1, marks[last])
-        notes &= current == part
+    notes = (k == Kind.PITCH) & _in_part(st, ids, part)
     return float(notes.sum()) / bars
+
+
+def _in_part(st: Any, ids: np.ndarray, part: int) -> np.ndarray:
+    """Whether each token is in `part`'s block (every token for part -1)."""
+    if part < 0:
+        return np.ones(len(ids), dtype=bool)
+    k = st.kinds(ids)
+    # Each token's part: the last Part token before it in its bar (-1: none yet).
+    marks = np.where(k == Kind.PART, st.value[ids], np.where(k == Kind.BAR, -1, -2))
+    last = np.maximum.accumulate(np.where(marks != -2, np.arange(len(ids)), 0))
+    current = np.where(marks[last] == -2, -1, marks[last])
+    return current == part

@@ -25,6 +25,7 @@ MAX_NOTES_PER_BAR = 200
 RANGE_PARTS = {"range": -1, "melody_range": 0, "accompaniment_range": 1}
 BASS_RANGE = "bass_range"
 PLANS = ("auto", "off")
+TEXTURES = ("keep", "free")
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,12 @@ class Steering:
     )
     max_polyphony: int | None = control(
         "At most N keys sounding at once in the new music.", low=1, high=88
+    )
+    texture: str = control(
+        "keep (where nothing else asks, the new bars stay in the context's bass register and "
+        "near its notes a bar) or free.",
+        default="keep",
+        max_length=8,
     )
     plan: str = control(
         "Chords first: auto (without --chords, plan the new bars' chords from the song, a "
@@ -130,6 +137,8 @@ class Steering:
                 raise FieldError("max_polyphony", f"must be between {c.low} and {c.high} keys")
         if self.plan not in PLANS:
             raise FieldError("plan", f"is auto or off, not {self.plan!r}")
+        if self.texture not in TEXTURES:
+            raise FieldError("texture", f"is keep or free, not {self.texture!r}")
         if self.chords is not None:
             _parse("chords", parse_progression, self.chords, 4.0)
             self._check_chords_in_scale()
