@@ -243,6 +243,9 @@ class Copilot:
             close_id=st.id["FIM_End"],
             parts=_has_parts(st, piece),
             keys=self._keys(piece, span),
+            candidates=candidates,
+            history=piece.ids[: st.bar_starts(piece.ids)[i]],  # planned from the bars before
+            planner=self.planner,
         )
         if write is not None:
             # The given part is written out ahead of the model in every bar, with the bar's

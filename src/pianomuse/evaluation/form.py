@@ -44,7 +44,7 @@ from pianomuse.evaluation.harmony import (
     metre_kept,
 )
 from pianomuse.harmony import parse_label
-from pianomuse.steering import Steering
+from pianomuse.steering import NO_STEERING, Steering
 from pianomuse.tokenizer import Kind, Tokenizer, cut_score, notes_in_beats, seconds_at
 from pianomuse.tokenizer.align import CHORD_MARKER
 
@@ -140,7 +140,7 @@ def form_report(
             loaded.append(song)
     steerable = copilot.tok.has_chords
     rows: dict[str, list[dict[str, float | None]]] = {
-        r: [] for r in ROWS + (STEERED if steerable and not infill else ())
+        r: [] for r in ROWS + (() if not steerable else STEERED[:1] if infill else STEERED)
     }
     bits, notes_scored, seconds = 0.0, 0, 0.0
     for i, song in enumerate(loaded):
@@ -242,20 +242,23 @@ def _model_rows(
     kw = {"candidates": candidates, "sampling": sampling}
     if infill:
         end = int(round(case.song["lines"][context + new + SUFFIX] * tpq))
-        result = copilot.infill(cut_score(score, end), context + 1, context + new, **kw)
+        gap = cut_score(score, end)
+
+        def write(steering: Steering = NO_STEERING) -> Any:
+            return copilot.infill(gap, context + 1, context + new, steering=steering, **kw)
     else:
         cut = cut_score(score, int(round(c0 * tpq)))
-        result = copilot.complete(cut, bars=new, **kw)
-    out = [("model", [case.score(case.placed(c.new), c0 + c.new_beats) for c in result.candidates])]
+
+        def write(steering: Steering = NO_STEERING) -> Any:
+            return copilot.complete(cut, bars=new, steering=steering, **kw)
+
+    out = []
+    for row, steering in (("model", NO_STEERING), ("model, no plan", Steering(plan="off"))):
+        if row == "model" or steerable:
+            got = write(steering).candidates
+            out.append((row, [case.score(case.placed(c.new), c0 + c.new_beats) for c in got]))
     if not steerable or infill:
         return out
-    free = copilot.complete(cut, bars=new, steering=Steering(plan="off"), **kw)
-    out.append(
-        (
-            "model, no plan",
-            [case.score(case.placed(c.new), c0 + c.new_beats) for c in free.candidates],
-        )
-    )
     given = Steering(chords=progression(case.song["chords"], c0, c1))
     steered = copilot.complete(cut, bars=new, steering=given, **kw)
     out.append(
