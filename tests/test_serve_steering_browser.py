@@ -237,3 +237,49 @@ def test_a_melody_alone_gets_an_accompaniment(server, browser, tmp_path):
         assert lowest % 12 == bass and 35 <= lowest <= 47, (a, lowest)
     assert notes(got, False) == notes(mine, False)  # elsewhere the melody alone, as it was
     assert _severe(d) == []
+
+
+def test_a_candidates_plan_is_edited_on_its_chord_lane(server, browser):
+    """Without chords typed, a continuation is written to a plan of its own; a click on a
+    new bar of its chord lane changes that bar's chords, the edited plan lands in the chords
+    field, and Continue writes to it."""
+    from selenium.webdriver.common.actions.action_builder import ActionBuilder
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.expected_conditions import alert_is_present, staleness_of
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    d = browser
+    _open(d, server, EXAMPLE)
+    _fill(d.find_element(By.ID, "steering-form"), chords="")
+    _fill(d.find_element(By.ID, "continue-form"), bars="2", candidates="1")
+    d.find_element(By.ID, "continue").click()
+    _wait(d, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".candidate canvas")) == 1, 60)
+    name = "pop909_099_opening_continuation_1.json"
+    (d.downloads / name).unlink(missing_ok=True)  # an earlier test's download of that name
+    sidecar = json.loads(_download(d, "a.download-json", name).read_text())
+    plan = sidecar["plan"].split(" | ")
+    assert len(plan) == 2 and sidecar["steering"] == {}
+    roll = d.find_element(By.CSS_SELECTOR, ".candidate canvas")
+    d.execute_script("arguments[0].scrollIntoView({block: 'center', behavior: 'instant'})", roll)
+    x, y = d.execute_script(
+        "const c = arguments[0], g = c.geometry, r = c.getBoundingClientRect();"
+        "return [r.left + (g.view.bar_beats[16] + 0.5 - g.from) * g.ppb, r.top + g.lane / 2];",
+        roll,
+    )  # the first new bar (bar 17), in the chord band
+    click = ActionBuilder(d)
+    click.pointer_action.move_to_location(int(x), int(y)).click()
+    click.perform()
+    prompt = WebDriverWait(d, 10).until(alert_is_present())
+    assert prompt.text.startswith("Chords of bar 17")
+    prompt.send_keys("Am")
+    prompt.accept()
+    chords = d.find_element(By.CSS_SELECTOR, "#steering-form [name=chords]")
+    assert chords.get_attribute("value") == f"Am | {plan[1]}"
+    d.find_element(By.ID, "continue").click()
+    WebDriverWait(d, 60).until(staleness_of(roll))  # the new candidate replaced it
+    _wait(d, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".candidate canvas")) == 1, 60)
+    (d.downloads / name).unlink()
+    sidecar = json.loads(_download(d, "a.download-json", name).read_text())
+    assert sidecar["steering"]["chords"] == f"Am | {plan[1]}" and sidecar["plan"] is None
+    assert sidecar["chords"][0] == [0.0, "Am"]
+    assert _severe(d) == []

@@ -387,6 +387,27 @@ function addCandidate(box, out, c) {
   const [newFrom, newTo] = [out.new_from_beat, out.new_to_beat];
   const chordsNew = { from: newFrom, to: newTo };
   drawRoll(canvas, c.view, { fromBar, toBar, newFrom, newTo, ppb, chords: c.view.chords, chordsNew });
+  if (out.kind === "continuation" && c.sidecar.plan) editPlan(canvas, out, c);
+}
+
+// A click on a new bar of a candidate's chord lane edits that bar of the candidate's plan
+// (in the syntax the chords field takes); the edited plan goes into the Steering card, and
+// Continue writes to it.
+function editPlan(canvas, out, c) {
+  canvas.title = "Click a new bar in the chord band to change its chords";
+  canvas.addEventListener("click", (e) => {
+    const r = canvas.getBoundingClientRect();
+    if (e.clientY - r.top >= canvas.geometry.lane) return;
+    const bar = barAtX(canvas, e.clientX - r.left); // 0-based, in the view
+    const bars = c.sidecar.plan.split("|").map((s) => s.trim());
+    const k = bar - (out.first_new_bar - 1);
+    if (k < 0 || k >= bars.length) return;
+    const text = window.prompt(`Chords of bar ${bar + 1} ("Am", or "C:2 G:2")`, bars[k]);
+    if (text === null || !text.trim()) return;
+    bars[k] = text.trim();
+    $("steering-form").elements.chords.value = bars.join(" | ");
+    showMessage(`Bar ${bar + 1} is now ${bars[k]}: Continue writes to the edited plan.`, "info");
+  });
 }
 
 // ---------- wiring ------------------------------------------------------------------------
