@@ -251,6 +251,13 @@ def test_the_bass_plays_each_chords_bass_inside_its_range(copilot):
         ),
         (dict(key="C major", scale="C,D"), "give one of them"),
         (dict(max_polyphony=0), "between 1 and 88"),
+        (dict(key="C major", range="C#4-C#4"), "range C#4-C#4 holds no note of the key"),
+        (dict(scale="C", melody_range="D4-B4"), "melody_range D4-B4 holds no note of the scale"),
+        (dict(density="200"), "at most 48 notes a bar"),
+        (dict(chords="C:3.99 G:0.01"), "a chord lasts at least 0.25"),
+        (dict(chords=" ".join(["C:0.01"] * 400)), "a chord lasts at least 0.25"),
+        (dict(plan="sometimes"), "plan is auto or off"),
+        (dict(texture="loose"), "texture is keep or free"),
         (dict(density="0"), "more than 0"),
         (dict(key="C major", chords="C Eb"), "outside the scale"),
     ],
@@ -258,6 +265,13 @@ def test_the_bass_plays_each_chords_bass_inside_its_range(copilot):
 def test_bad_steering_is_one_line(kwargs, words):
     with pytest.raises(FieldError, match=words):
         Steering(**kwargs)
+
+
+def test_a_long_value_is_not_quoted_back_whole():
+    with pytest.raises(FieldError) as e:
+        Steering(key="C" * 10_000)
+    assert len(str(e.value)) <= 300 and "\n" not in str(e.value)
+    assert Steering(key="C major", chromatic=True, range="C#4-C#4").registers == {-1: (61, 61)}
 
 
 def test_arrange_command_and_steering_options(trained_model, tmp_path):

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pianomuse.limits import MIN_CHORD_BEATS
+
 PITCH_CLASSES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 _FLATS = {"Db": "C#", "Eb": "D#", "Gb": "F#", "Ab": "G#", "Bb": "A#", "Cb": "B", "Fb": "E"}
 _SHARPS = {"E#": "F", "B#": "C"}
@@ -335,8 +337,10 @@ def parse_progression(text: str, bar_beats: float) -> list[list[tuple[float, Cho
             length = float(length_s) if length_s else bar_beats
         except ValueError:
             raise ValueError(f"{item!r}: the length after ':' must be a number of beats") from None
-        if not 0 < length <= 64 or math.isnan(length):
-            raise ValueError(f"{item!r}: a chord lasts more than 0 and at most 64 beats")
+        if not MIN_CHORD_BEATS <= length <= 64 or math.isnan(length):
+            raise ValueError(
+                f"{item!r}: a chord lasts at least {MIN_CHORD_BEATS:g} and at most 64 beats"
+            )
         chord = parse_symbol(symbol)
         end = at + length
         while at < end - 1e-9:

@@ -27,3 +27,7 @@ MAX_SEED = 2**31 - 1
 # (1/t of a float32 logit), above MAX_TEMPERATURE the draw is noise.
 MIN_TEMPERATURE = 0.01
 MAX_TEMPERATURE = 5.0
+# The shortest chord a progression may give: a sixteenth note, room for a note to sound it.
+MIN_CHORD_BEATS = 0.25
+# Notes a bar a density may ask: the densest bars of POP909 hold about this many.
+MAX_NOTES_PER_BAR = 48

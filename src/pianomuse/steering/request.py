@@ -17,9 +17,9 @@ from typing import Any
 
 from pianomuse.errors import FieldError
 from pianomuse.harmony import PITCH_CLASSES, note_number, parse_progression, pitch_class, scale_of
+from pianomuse.limits import MAX_NOTES_PER_BAR
 
 DENSITY_WORDS = {"sparser": 0.5, "as-context": 1.0, "busier": 1.5}
-MAX_NOTES_PER_BAR = 200
 # The parts a range can be asked for; "all" is every note, "bass" the accompaniment's lowest
 # voice (see `pianomuse.generate.constraints.BassLine`).
 RANGE_PARTS = {"range": -1, "melody_range": 0, "accompaniment_range": 1}
@@ -118,6 +118,14 @@ class Steering:
             if inside is not None and inside[1] - inside[0] < 11:
                 what = f"the {name} {getattr(self, name)}"
                 raise FieldError(BASS_RANGE, f"leaves less than an octave inside {what}")
+        if scale is not None and not self.chromatic:
+            for name in (*RANGE_PARTS, BASS_RANGE):
+                span = registers.get(RANGE_PARTS[name]) if name in RANGE_PARTS else bass
+                if span is not None and not any(
+                    p % 12 in scale for p in range(span[0], span[1] + 1)
+                ):
+                    what = "key" if self.key is not None else "scale"
+                    raise FieldError(name, f"{getattr(self, name)} holds no note of the {what}")
         object.__setattr__(self, "pitch_classes", scale)
         object.__setattr__(self, "registers", {p: r for p, r in registers.items() if r})
         object.__setattr__(self, "bass", bass)
