@@ -6,7 +6,7 @@ MIDI -> tokens -> MIDI within a grid step, and whose velocity lands in the right
 per song; and, on the songs with a triplet feel (more than --triplet-share of their onsets on
 triplet positions off the 16th grid), the share of onsets kept exactly (within 1/48 beat).
 
-    uv run python benchmarks/tokenizer_roundtrip.py PATH/TO/pop909 [--version 2] [--grid 8,12]
+    uv run python benchmarks/tokenizer_roundtrip.py PATH/TO/pop909 [--version 2] [--grid 24]
 """
 
 from __future__ import annotations
@@ -38,7 +38,11 @@ def main() -> None:
     ap.add_argument("data", type=Path)
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--version", type=int, default=2, choices=(1, 2))
-    ap.add_argument("--grid", default="8,12", help="version 2: beat subdivisions (union)")
+    ap.add_argument(
+        "--grid",
+        default=",".join(str(g) for g in TokenizerSettingsV2().grid),
+        help="version 2: beat subdivisions (union); default: the shipped tokenizer's",
+    )
     ap.add_argument("--triplet-share", type=float, default=0.05)
     args = ap.parse_args()
     if args.version == 1:

@@ -296,3 +296,35 @@ def test_a_loaded_model_carries_its_tokenizer_and_its_window(trained_model):
     b = by_path.complete(song, bars=1, candidates=2, sampling=Sampling(seed=9))
     assert [c.tokens.tolist() for c in a.candidates] == [c.tokens.tolist() for c in b.candidates]
     assert 200 < a.context["tokens"] <= 256
+
+
+def test_a_sidecar_alone_makes_its_file_again(trained_model, tmp_path):
+    """Every setting that shapes the music is in the sidecar: the same call made from the
+    sidecar's fields alone (the model and the piece it names) gives the same bytes, at both
+    precisions (int8 and fp32 draw differently)."""
+    from pianomuse.copilot import write
+    from pianomuse.steering import Steering
+
+    song = POP909 / "002" / "002.mid"
+    for precision in ("int8", "fp32"):
+        first = Copilot(trained_model, precision=precision).complete(
+            song,
+            bars=2,
+            candidates=2,
+            sampling=Sampling(seed=11, temperature=1.1, top_k=40),
+            steering=Steering(key="B major", max_polyphony=3),
+            context_bars=8,
+        )
+        files = write(first, tmp_path / precision)
+        side = json.loads(files[1][-1].read_text())  # rank 2's sidecar
+        assert side["precision"] == precision
+        again = Copilot(trained_model, precision=side["precision"]).complete(
+            song,
+            bars=side["bars"],
+            candidates=side["candidates"],
+            sampling=Sampling(**side["sampling"]),
+            steering=Steering.from_fields(side["steering"]),
+            context_bars=side["context"]["context_bars"],
+        )
+        assert side["source_sha256"] == again.sidecar(again.candidates[0])["source_sha256"]
+        assert again.candidates[1].full_midi == files[1][0].read_bytes()

@@ -166,3 +166,18 @@ def test_texture_broken_on_hand_made_notes():
     assert texture_broken(notes([40, 48, 55, 60, 64] * 5), 2, recent, 4) == 1.0  # 2.5x busier
     assert texture_broken(notes([40, 60] * 2), 2, recent, 4) == 1.0  # 0.4x as busy
     assert texture_broken(notes([]), 2, recent, 4) == 1.0  # silence
+
+
+def test_another_song_is_never_the_song_itself(trained_model):
+    """With one song there is no other song: that row is left empty, not filled with the
+    song's own bars (which would score like the truth)."""
+    from conftest import POP909
+    from pianomuse.copilot import Copilot
+    from pianomuse.evaluation.form import form_report
+
+    rep = form_report(
+        Copilot(trained_model), [POP909 / "003" / "003.mid"], context=8, new=2, candidates=1
+    )
+    assert rep["songs"] == 1
+    assert set(rep["rows"]["another song"].values()) == {None}
+    assert rep["rows"]["true continuation"]["chord_fit"] is not None

@@ -97,6 +97,7 @@ class Copilot:
             raise UserError("the model's vocabulary does not match the tokenizer's")
         self.model, self.tok = model, tokenizer
         self.model_info["tokenizer_hash"] = tokenizer.hash
+        self.model_info["precision"] = self.precision  # int8 and fp32 sample differently
         if isinstance(device, str):
             device = resolve_device(device)
         self.device = device or next(model.parameters()).device
@@ -170,6 +171,8 @@ class Copilot:
         )
         span = Span("continuation", piece.n_bars, bars, int(piece.bar_ticks[-1]))
         context = {"first_bar": first + 1, "last_bar": piece.n_bars, "tokens": len(window)}
+        if context_bars is not None or max_new_tokens is not None:
+            context |= {"context_bars": context_bars, "max_new_tokens": max_new_tokens}
         scene = Scene(
             self.tok,
             metres=[prevailing_metre(st, window)],

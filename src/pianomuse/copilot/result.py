@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -96,6 +97,7 @@ class Generation:
             "sampling": asdict(self.sampling),
             "steering": self.steering.as_dict() if self.steering is not None else {},
             "plan": self.plan(c),
+            "source_sha256": hashlib.sha256(self.piece.midi).hexdigest()[:16],
             "notes_per_bar": round(c.new.note_num() / max(len(c.new_beats) - 1, 1), 2),
             "chords": chords_of(c.new),
             "candidates": len(self.candidates),

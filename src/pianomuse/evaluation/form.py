@@ -145,7 +145,7 @@ def form_report(
     bits, notes_scored, seconds = 0.0, 0, 0.0
     for i, song in enumerate(loaded):
         case = _Case(song, context, new, external)
-        other = loaded[(i + 1) % len(loaded)]
+        other = loaded[(i + 1) % len(loaded)] if len(loaded) > 1 else None
         for row, notes in _reference_rows(case, other).items():
             rows[row].append(case.score(notes))
         sampling = Sampling(seed=seed + i)
@@ -213,18 +213,21 @@ class _Case:
         return gen
 
 
-def _reference_rows(case: _Case, other: dict[str, Any]) -> dict[str, dict[str, np.ndarray]]:
-    """The new bars of the reference rows: the truth, the last bars again, another song."""
+def _reference_rows(case: _Case, other: dict[str, Any] | None) -> dict[str, dict[str, np.ndarray]]:
+    """The new bars of the reference rows: the truth, the last bars again, another song
+    (none when there is no other song)."""
     notes, lines, c0 = case.song["notes"], case.song["lines"], case.new_lines[0]
     r0 = lines[case.context - case.new]
     repeat = (notes["onset"] >= r0) & (notes["onset"] < c0)
-    o0, o1 = other["lines"][case.context], other["lines"][case.context + case.new]
-    on = other["notes"]["onset"]
-    return {
+    rows = {
         "true continuation": _shifted(notes, case.truth, 0.0),
         "repeat the last bars": _shifted(notes, repeat, c0 - r0),
-        "another song": _shifted(other["notes"], (on >= o0) & (on < o1), c0 - o0),
     }
+    if other is not None:
+        o0, o1 = other["lines"][case.context], other["lines"][case.context + case.new]
+        on = other["notes"]["onset"]
+        rows["another song"] = _shifted(other["notes"], (on >= o0) & (on < o1), c0 - o0)
+    return rows
 
 
 def _model_rows(
