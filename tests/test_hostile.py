@@ -408,3 +408,81 @@ def test_a_generation_whose_client_has_gone_is_dropped():
             time.sleep(0.05)
     # 32 bars x 8 candidates take the bundled model far longer than the disconnect did.
     assert seen < 0.5
+
+
+# ----- the live socket ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def live_url(trained_model):
+    from pianomuse.copilot import Copilot
+    from pianomuse.serve import ServeLimits, web_app
+    from serve_helpers import LiveServer
+
+    with LiveServer(web_app(Copilot(trained_model), ServeLimits(max_live=2))) as url:
+        yield url.replace("http://", "ws://") + "/api/live"
+
+
+def _next(ws, kind: str, timeout: float = 30) -> dict:
+    while True:
+        msg = json.loads(ws.recv(timeout=timeout))
+        if msg["type"] == kind:
+            return msg
+
+
+def test_a_clock_that_jumps_a_day_ahead_costs_nothing(live_url):
+    """One note, then a tick a day later at 300 bpm in 1/4 (432,000 bars): the bars after the
+    last note's few silent ones are skipped unread, so the tick is answered at once and the
+    session goes on."""
+    from websockets.sync.client import connect
+
+    with connect(live_url, open_timeout=30) as ws:
+        ws.send(json.dumps({"type": "start", "bpm": 300, "metre": "1/4"}))
+        _next(ws, "ready")
+        ws.send(json.dumps({"type": "on", "t": 0, "pitch": 60}))
+        ws.send(json.dumps({"type": "off", "t": 0.1, "pitch": 60}))
+        t0 = time.monotonic()
+        ws.send(json.dumps({"type": "tick", "t": 86_399}))
+        ws.send(json.dumps({"type": "stop", "t": 86_400}))
+        jam = _next(ws, "jam")
+        assert time.monotonic() - t0 < 10
+    assert jam["status"]["bars_absorbed"] < 20
+
+
+def test_binary_frames_and_deep_nesting_are_answered_in_one_line(live_url):
+    from websockets.sync.client import connect
+
+    with connect(live_url, open_timeout=30) as ws:
+        ws.send(json.dumps({"type": "start", "bpm": 120}))
+        _next(ws, "ready")
+        ws.send(b"\x00\x01")
+        assert "not a binary frame" in _next(ws, "error")["message"]
+        ws.send("[" * 200_000 + "]" * 200_000)
+        assert "at most" in _next(ws, "error")["message"]  # too long, before any parsing
+        ws.send("[" * 3000 + "]" * 3000)
+        assert "flat JSON object" in _next(ws, "error")["message"]
+        ws.send(json.dumps({"type": "stop", "t": 1}))
+        assert _next(ws, "jam")["status"]["dropped"] == 3
+
+
+def test_idle_sockets_do_not_keep_everyone_out(live_url, monkeypatch):
+    """Sockets that never start, or go quiet, are closed: two of them no longer hold the
+    server's two live slots."""
+    from contextlib import ExitStack
+
+    from websockets.sync.client import connect
+
+    from pianomuse.serve import live
+
+    monkeypatch.setattr(live, "LIVE_START_S", 1.0)
+    monkeypatch.setattr(live, "LIVE_IDLE_S", 1.0)
+    with ExitStack() as stack:
+        quiet = [stack.enter_context(connect(live_url, open_timeout=30)) for _ in range(2)]
+        started = quiet[1]
+        started.send(json.dumps({"type": "start", "bpm": 120}))
+        _next(started, "ready")
+        for ws in quiet:
+            assert "no message for too long" in _next(ws, "error", timeout=10)["message"]
+        with connect(live_url, open_timeout=30) as ws:
+            ws.send(json.dumps({"type": "start", "bpm": 120}))
+            assert _next(ws, "ready")["bar_s"] == 2.0

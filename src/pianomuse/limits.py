@@ -31,3 +31,11 @@ MAX_TEMPERATURE = 5.0
 MIN_CHORD_BEATS = 0.25
 # Notes a bar a density may ask: the densest bars of POP909 hold about this many.
 MAX_NOTES_PER_BAR = 48
+# A live jam: the silent bars after the last note that go into the model (later ones are
+# skipped, so a clock that jumps ahead costs nothing), how long a socket may wait before its
+# start and between messages, and what one message may hold.
+LIVE_SILENT_BARS = 4
+LIVE_START_S = 30.0
+LIVE_IDLE_S = 60.0
+LIVE_MESSAGE_BYTES = 16_384
+LIVE_JSON_DEPTH = 4

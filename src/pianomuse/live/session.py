@@ -25,7 +25,7 @@ from pianomuse.copilot import Copilot
 from pianomuse.copilot.core import DEFAULT_SAMPLING
 from pianomuse.errors import FieldError
 from pianomuse.generate.sampling import Sampling
-from pianomuse.limits import TOKENS_PER_BAR
+from pianomuse.limits import LIVE_SILENT_BARS, TOKENS_PER_BAR
 from pianomuse.live.settings import LiveSettings, Out
 from pianomuse.model import RWKVState
 from pianomuse.steering import NO_STEERING, Steering
@@ -427,6 +427,12 @@ class LiveSession:
                 # A key of this bar is still down: wait (a bar at most) for its length. Playing
                 # along cannot wait: the note is read as lasting until now.
                 break
+            if not held and self._silent_since(b) > LIVE_SILENT_BARS:
+                # Long silent: skip to the next bar with a note, or to now, unread.
+                nxt = min(self._next_onset(b * self.s.bar_beats), now) / self.s.bar_beats
+                skip = max(int(np.floor(nxt + 1e-9)) - b, 1)
+                self.fed, b = self.fed + skip, b + skip
+                continue
             t0 = time.perf_counter()
             self.state, self.logits, self.ids = self._feed(
                 self.state, self.logits, range(b, b + 1), self.ids
@@ -435,6 +441,24 @@ class LiveSession:
             self.status["bars_absorbed"] += 1
             self.fed += 1
             b += 1
+
+    def _silent_since(self, b: int) -> int:
+        """Bars from the last onset before the end of bar b (the player's or the
+        copilot's) to that end. Both lists are kept in onset order, so this is a bisection."""
+        end = (b + 1) * self.s.bar_beats
+        i = bisect.bisect_left(self.player, end, key=lambda n: n[0])
+        j = bisect.bisect_left(self.copilot, end, key=lambda n: n.onset)
+        onsets = [self.player[i - 1][0]] if i else []
+        onsets += [self.copilot[j - 1].onset] if j else []
+        return b + 1 - self.bar_of(max(onsets)) if onsets else b + 1 - self._first_bar()
+
+    def _next_onset(self, lo: float) -> float:
+        """The first onset at or after `lo` beats, the player's or the copilot's (inf: none)."""
+        i = bisect.bisect_left(self.player, lo, key=lambda n: n[0])
+        j = bisect.bisect_left(self.copilot, lo, key=lambda n: n.onset)
+        later = [self.player[i][0]] if i < len(self.player) else []
+        later += [self.copilot[j].onset] if j < len(self.copilot) else []
+        return min(later, default=np.inf)
 
     # ----- the end ---------------------------------------------------------------------
     def stop(self, t: float) -> bytes:

@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from pianomuse.copilot import Copilot
 from pianomuse.errors import UserError
+from pianomuse.limits import LIVE_IDLE_S, LIVE_JSON_DEPTH, LIVE_MESSAGE_BYTES, LIVE_START_S
 from pianomuse.live import LiveSession, LiveSettings, Out
 from pianomuse.serve.schemas import DrawIn, SteeringIn, problem_line
 from pianomuse.steering import Steering
@@ -70,13 +71,16 @@ def add_live_route(app: FastAPI, copilot: Copilot, max_sessions: int) -> None:
                 await _jam(ws, session)
         except WebSocketDisconnect:
             pass
+        except TimeoutError:  # a socket that says nothing holds no live slot
+            await _error(ws, "closed: no message for too long")
+            await ws.close()
         finally:
             open_sessions[0] -= 1
 
 
 async def _start(ws: WebSocket, copilot: Copilot) -> LiveSession | None:
     try:
-        body = LiveStart.model_validate(await _receive(ws))
+        body = LiveStart.model_validate(await _receive(ws, LIVE_START_S))
         settings = LiveSettings(
             bpm=body.bpm,
             metre=body.metre,
@@ -105,7 +109,7 @@ async def _start(ws: WebSocket, copilot: Copilot) -> LiveSession | None:
 async def _jam(ws: WebSocket, session: LiveSession) -> None:
     while True:
         try:
-            event = LiveEvent.model_validate(await _receive(ws))
+            event = LiveEvent.model_validate(await _receive(ws, LIVE_IDLE_S))
         except ValidationError as e:
             session.status["dropped"] += 1
             await _error(ws, problem_line(e.errors()))
@@ -146,12 +150,46 @@ def _status(session: LiveSession) -> dict[str, Any]:
     return {k: s[k] for k in ("dropped", "bars_absorbed", "answers", "cancelled")}
 
 
-async def _receive(ws: WebSocket) -> Any:
-    text = await ws.receive_text()
+async def _receive(ws: WebSocket, wait_s: float) -> Any:
+    """The next message, checked before it is parsed: text, not too long, not nested deeper
+    than a message needs. A socket silent for `wait_s` seconds is closed (`TimeoutError`)."""
+    with anyio.fail_after(wait_s):
+        message = await ws.receive()
+    if message["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(message.get("code", 1000))
+    text = message.get("text")
+    if text is None:
+        raise ValueError("a message is JSON text, not a binary frame")
+    if len(text) > LIVE_MESSAGE_BYTES:
+        raise ValueError(f"a message is at most {LIVE_MESSAGE_BYTES} bytes")
+    if _depth(text) > LIVE_JSON_DEPTH:
+        raise ValueError("a message is a flat JSON object")
     try:
-        return json.loads(text)
+        body = json.loads(text)
     except ValueError:
         raise ValueError("a message must be a JSON object") from None
+    if not isinstance(body, dict):
+        raise ValueError("a message must be a JSON object")
+    return body
+
+
+def _depth(text: str) -> int:
+    """How deep brackets nest in JSON text, strings aside (counted without parsing)."""
+    depth = most = 0
+    quoted = escaped = False
+    for ch in text:
+        if quoted:
+            escaped, quoted = (False, quoted) if escaped else (ch == "\\", ch != '"')
+        elif ch == '"':
+            quoted = True
+        elif ch in "[{":
+            depth += 1
+            most = max(most, depth)
+            if most > LIVE_JSON_DEPTH:
+                break
+        elif ch in "]}":
+            depth -= 1
+    return most
 
 
 async def _error(ws: WebSocket, message: str) -> None:
