@@ -77,6 +77,9 @@ def live(
         bool, Opt(help="Open virtual ports (named by --in/--out) a DAW can route to and from.")
     ] = False,
     list_ports: Annotated[bool, Opt("--list-ports", help="List the MIDI ports and stop.")] = False,
+    midi_api: Annotated[
+        str, Opt("--midi-api", help="auto, alsa, jack, coremidi or windows (python-rtmidi's).")
+    ] = "auto",
     bpm: Annotated[str, Opt(help="Tempo in beats a minute, or 'clock' to follow MIDI clock.")] = (
         "96"
     ),
@@ -121,7 +124,7 @@ def live(
     from pianomuse.live import ports as midi
 
     if list_ports:
-        inputs, outputs = midi.list_ports()
+        inputs, outputs = midi.list_ports(midi_api)
         typer.echo("inputs:  " + (", ".join(inputs) or "none"))
         typer.echo("outputs: " + (", ".join(outputs) or "none"))
         return
@@ -133,7 +136,7 @@ def live(
         metre=metre, bars=bars, silence_bars=silence_bars, trigger_note=trigger_note, mode=mode
     )
     settings = replace(settings, bpm=tempo) if tempo is not None else settings
-    inport, outport = midi.open_ports(in_, out, virtual)
+    inport, outport = midi.open_ports(in_, out, virtual, midi_api)
     if tempo is None:
         settings = replace(settings, bpm=midi.follow_clock(inport))
     typer.echo("Getting the model ready (a few seconds)...")

@@ -25,29 +25,43 @@ DRUMS = 9  # MIDI channel 10
 CLOCKS_PER_BEAT = 24  # MIDI clock
 
 
-def _backend() -> Any:
-    if sys.platform.startswith("linux") and not Path("/dev/snd/seq").exists():
+# The MIDI systems python-rtmidi speaks, by the names `--midi-api` takes.
+APIS = {"auto": "", "alsa": "LINUX_ALSA", "jack": "UNIX_JACK", "coremidi": "MACOSX_CORE",
+        "windows": "WINDOWS_MM"}  # fmt: skip
+
+
+def _backend(api: str = "auto") -> Any:
+    if api not in APIS:
+        raise UserError(f"--midi-api is one of {', '.join(APIS)}, not {api!r}")
+    alsa = api == "alsa" or (api == "auto" and sys.platform.startswith("linux"))
+    if alsa and not Path("/dev/snd/seq").exists():
         # Checked first: ALSA itself would print its own lines before failing.
-        raise UserError("no MIDI subsystem on this machine (Linux without the ALSA sequencer)")
+        raise UserError(
+            "no MIDI subsystem on this machine (Linux without the ALSA sequencer; "
+            "with a JACK server running, --midi-api jack)"
+        )
+    name = "mido.backends.rtmidi" + (f"/{APIS[api]}" if APIS[api] else "")
     try:
-        return mido.Backend("mido.backends.rtmidi", load=True)
+        return mido.Backend(name, load=True)
     except Exception as e:  # noqa: BLE001 - whatever the backend raises, one line
         raise UserError(f"no MIDI subsystem on this machine: {e}") from None
 
 
-def list_ports() -> tuple[list[str], list[str]]:
+def list_ports(api: str = "auto") -> tuple[list[str], list[str]]:
     """The MIDI inputs and outputs this machine has."""
-    backend = _backend()
+    backend = _backend(api)
     try:
         return backend.get_input_names(), backend.get_output_names()
     except Exception as e:  # noqa: BLE001
         raise UserError(f"no MIDI subsystem on this machine: {e}") from None
 
 
-def open_ports(inp: str | None, out: str | None, virtual: bool = False) -> tuple[Any, Any]:
+def open_ports(
+    inp: str | None, out: str | None, virtual: bool = False, api: str = "auto"
+) -> tuple[Any, Any]:
     """Open the input and output by name, or with `virtual` create ports of those names
     (default "Piano Muse in/out") that a DAW routes to and from."""
-    backend = _backend()
+    backend = _backend(api)
     if virtual:
         if sys.platform == "win32":
             raise UserError(
@@ -61,7 +75,7 @@ def open_ports(inp: str | None, out: str | None, virtual: bool = False) -> tuple
             )
         except Exception as e:  # noqa: BLE001
             raise UserError(f"cannot open virtual MIDI ports: {e}") from None
-    inputs, outputs = list_ports()
+    inputs, outputs = list_ports(api)
     if inp not in inputs:
         raise UserError(f"no MIDI input named {inp!r}; inputs: {', '.join(inputs) or 'none'}")
     if out not in outputs:

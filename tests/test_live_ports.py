@@ -1,0 +1,121 @@
+"""`pianomuse live` through real MIDI ports: a JACK server (its dummy driver needs no sound
+hardware; `.ci/run` starts one), the live command's virtual ports on it, and a client that
+plays into them and listens to the answer, as a keyboard and a synthesiser would."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mido
+import pytest
+
+from pianomuse.tokenizer import load_score
+from test_live import phrase
+
+ROOT = Path(__file__).resolve().parent.parent
+TRIGGER = 108  # the key that asks for an answer at once
+
+
+def _jack_running() -> bool:
+    if shutil.which("jack_wait") is None:
+        return False
+    return subprocess.run(["jack_wait", "-c"], capture_output=True).returncode == 0
+
+
+pytestmark = pytest.mark.skipif(
+    not _jack_running(),
+    reason="needs a running JACK server (.ci/run installs Debian's jackd2 and starts "
+    "`jackd --no-realtime -d dummy`)",
+)
+
+
+def _live(trained_model: Path, jam: Path, *args: str) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "pianomuse", "live", "--virtual", "--midi-api", "jack",
+           "--model", str(trained_model), "--jam", str(jam), "--no-click", *args]  # fmt: skip
+    return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)  # fmt: skip
+
+
+def _ports(backend) -> tuple:
+    """The client's ends of the live command's ports, once they exist."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        to_live = [n for n in backend.get_output_names() if n.endswith("Piano Muse in")]
+        from_live = [n for n in backend.get_input_names() if n.endswith("Piano Muse out")]
+        if to_live and from_live:
+            return backend.open_output(to_live[0]), backend.open_input(from_live[0])
+        time.sleep(0.1)
+    pytest.fail("the live command's ports did not appear")
+
+
+def _line(proc: subprocess.Popen, words: str) -> str:
+    for line in proc.stdout:
+        if words in line:
+            return line
+    pytest.fail(f"the live command ended before {words!r}")
+
+
+def test_a_phrase_played_into_the_ports_is_answered_on_them(trained_model, tmp_path):
+    """A phrase played in real time into the live command's input port, then the trigger
+    key: the answer comes back on its output port from the next bar line, and the saved jam
+    holds the phrase note for note. The trigger-to-first-note time is printed (README)."""
+    backend = mido.Backend("mido.backends.rtmidi/UNIX_JACK", load=True)
+    jam = tmp_path / "jam.mid"
+    proc = _live(trained_model, jam, "--bpm", "120", "--bars", "1", "--seconds", "12",
+                 "--trigger-note", str(TRIGGER))  # fmt: skip
+    try:
+        to_live, from_live = _ports(backend)
+        _line(proc, "Jamming at 120 bpm")
+        t0 = time.perf_counter()
+        events = phrase(1)  # bar one of song 002, at 120 bpm: two seconds
+        for at, kind, pitch, vel in events:
+            time.sleep(max(at - (time.perf_counter() - t0), 0))
+            to_live.send(mido.Message("note_on" if kind == "on" else "note_off", note=pitch,
+                                      velocity=vel))  # fmt: skip
+        asked = time.perf_counter() - t0
+        to_live.send(mido.Message("note_on", note=TRIGGER, velocity=100))
+        heard = []
+        while time.perf_counter() - t0 < asked + 4:
+            for msg in from_live.iter_pending():
+                if msg.type == "note_on" and msg.velocity > 0:
+                    heard.append(time.perf_counter() - t0)
+            time.sleep(0.001)
+        proc.wait(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0
+    bar = 2.0  # seconds at 120 bpm in 4/4
+    start = -(-(asked + 0.25) // bar) * bar  # the first bar line at least the lead ahead
+    assert heard and heard[0] >= start - 0.05 and heard[-1] < start + bar + 0.1
+    saved = load_score(jam)
+    player, answer = saved.tracks[0].notes, saved.tracks[1].notes
+    assert len(player) == sum(kind == "on" for _, kind, _, _ in events)
+    # The answer's first note was due at its onset in the jam (the jam's clock starts as
+    # the command says "Jamming"): it arrives on the port a few ms after, never before.
+    due = answer[0].time / saved.tpq * 0.5
+    late = heard[0] - due
+    waited, due_ms = 1000 * (heard[0] - asked), 1000 * (due - asked)
+    print(f"trigger to first answer note {waited:.0f} ms (due {due_ms:.0f} ms after it)")
+    assert late >= -0.005  # how late is timing, for benchmarks/live_latency.py, not a test
+
+
+def test_the_tempo_follows_midi_clock_sent_over_the_port(trained_model, tmp_path):
+    """`--bpm clock`: MIDI clock at 100 bpm (24 a beat) sent into the live command's input
+    port as soon as it opens sets the jam's tempo."""
+    backend = mido.Backend("mido.backends.rtmidi/UNIX_JACK", load=True)
+    proc = _live(trained_model, tmp_path / "jam.mid", "--bpm", "clock", "--seconds", "1")
+    try:
+        to_live, _ = _ports(backend)
+        t0, gap = time.perf_counter(), 60 / 100 / 24
+        for k in range(int(4 / gap)):  # four seconds: past the two the command listens for
+            time.sleep(max(t0 + k * gap - time.perf_counter(), 0))
+            to_live.send(mido.Message("clock"))
+        line = _line(proc, "Jamming at")
+        proc.wait(timeout=60)
+    finally:
+        proc.kill()
+    assert abs(float(line.split("Jamming at ")[1].split(" bpm")[0]) - 100) <= 2
