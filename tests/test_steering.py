@@ -440,3 +440,34 @@ def test_the_texture_is_kept_where_nothing_else_asks(copilot):
     assert "Density" not in rules(Steering(plan="off", texture="free"))
     assert "BassLine" not in rules(Steering(plan="off", texture="free"))
     assert isinstance(kept["Density"], Density) and isinstance(kept["BassLine"], BassLine)
+
+
+def test_arrange_writes_a_whole_song_longer_than_one_gap(trained_model, tmp_path):
+    """`arrange SONG.mid` with its default bars (all 20 of a melody) writes them window by
+    window: the melody kept note for note, an accompaniment in every bar, one new track."""
+    import json
+
+    from symusic import Score, Track
+    from typer.testing import CliRunner
+
+    from pianomuse.cli import app
+
+    song = aligned_song("004")
+    melody = Score(song.tpq)
+    melody.tempos, melody.time_signatures = song.tempos, song.time_signatures
+    melody.tracks.append(Track(name="Lead", program=0))
+    melody.tracks[0].notes = song.tracks[0].notes.filter(lambda n: n.time < song.tpq * 80)
+    path = tmp_path / "melody.mid"
+    path.write_bytes(melody.dumps_midi())
+    out = tmp_path / "arr"
+    args = ["arrange", str(path), "--model", str(trained_model), "-o", str(out)]
+    r = CliRunner().invoke(app, [*args, "--candidates", "2"])
+    assert r.exit_code == 0, r.output
+    meta = json.loads((out / "arrangement_1.json").read_text())
+    assert meta["kind"] == "arrange" and meta["bars"] == 20 and meta["context"]["windows"] == 3
+    full = load_score(out / "arrangement_1.mid")
+    assert full.tracks[0].notes == load_score(path).tracks[0].notes  # the melody, untouched
+    assert [t.name for t in full.tracks] == ["Lead", "Piano Muse"]
+    onsets = notes_in_beats(load_score(out / "arrangement_1_continuation.mid"))["onset"]
+    bars_with_notes = set((onsets // 4).astype(int).tolist())
+    assert len(bars_with_notes) >= 18  # nearly every bar of the twenty is accompanied

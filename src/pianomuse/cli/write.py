@@ -151,7 +151,7 @@ def arrange(
     cp = model.copilot(parts=True)
     piece = cp.read(song, write=write_)
     i, j = _bar_range(bars) if bars is not None else (1, piece.n_bars)
-    result = cp.infill(
+    result = cp.arrange(
         piece, i, j, candidates=candidates, sampling=sampling, steering=steering, write=write_
     )
     _summary(result, write(result, output_dir, stem="arrangement"))

@@ -273,6 +273,24 @@ class Copilot:
             steering=steering,
         )
 
+    def arrange(
+        self,
+        midi: MidiSource | Piece,
+        first_bar: int,
+        last_bar: int,
+        *,
+        write: str = "accompaniment",
+        candidates: int = 4,
+        sampling: Sampling = DEFAULT_SAMPLING,
+        steering: Steering = NO_STEERING,
+        progress: Progress | None = None,
+    ) -> Generation:
+        """`infill(write=...)` over any number of bars (`pianomuse.copilot.arrange`)."""
+        from pianomuse.copilot.arrange import arrange  # it builds on this class
+
+        return arrange(self, midi, first_bar, last_bar, write=write, candidates=candidates,
+                       sampling=sampling, steering=steering, progress=progress)  # fmt: skip
+
     # ----- music from chords alone ------------------------------------------------------
     def sketch(
         self,

@@ -146,9 +146,15 @@ def _with_tracks(
         for i, track in enumerate(out.tracks):
             if tracks is None or i in tracks:
                 track.notes = track.notes.filter(lambda n: not a <= n.time < b)
+    ours = {t.name: t for t in out.tracks if t.name.startswith(NEW_TRACK_NAME)}
     for t in new.tracks:
+        notes = t.shift_time(at_tick, inplace=False).notes
+        if _name(t, new) in ours:  # new music written into the piece before: one track
+            ours[_name(t, new)].notes.extend(notes)
+            ours[_name(t, new)].notes.sort()
+            continue
         track = Track(name=_name(t, new), program=0, is_drum=False, ttype=out.ttype)
-        track.notes = t.shift_time(at_tick, inplace=False).notes
+        track.notes = notes
         out.tracks.append(track)
     out.markers.extend(m.shift_time(at_tick) for m in new.markers)
     if metre_changes:
