@@ -70,3 +70,22 @@ def piano_roll_png(
     fig.savefig(buf, format="png")
     plt.close(fig)
     return buf.getvalue()
+
+
+def curve_png(x: Sequence[float], y: Sequence[float], xlabel: str, ylabel: str) -> bytes:
+    """A PNG of one curve (a tuning's held-out bits against minutes)."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    ax.plot(x, y, marker="o", ms=3, color=NEW_COLOUR)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()

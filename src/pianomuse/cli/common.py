@@ -128,17 +128,21 @@ def sampling_options(fn: F) -> F:
 
 @dataclass(frozen=True)
 class ModelChoice:
-    """The model a command runs and where: --model, --device, --precision."""
+    """The model a command runs and where: --model, --device, --precision, --style."""
 
     path: Path | None  # the model file; None: the bundled one for the job
     device: str = "cpu"  # cpu, cuda, cuda:N or auto
     precision: str | None = None  # the weights inference runs on a CPU (None: the default)
+    style: Path | None = None  # a style tuned for the model (`pianomuse tune`)
 
     def copilot(self, parts: bool = False) -> Any:
         """A `Copilot` of the model (`parts`: the job needs chords or parts)."""
         from pianomuse.copilot import Copilot
+        from pianomuse.style import Style
 
-        return Copilot(model_path(self.path, parts), device=self.device, precision=self.precision)
+        style = None if self.style is None else Style.load(self.style)
+        path = model_path(self.path, parts)
+        return Copilot(path, device=self.device, precision=self.precision, style=style)
 
 
 MODEL_OPTIONS = [
@@ -158,17 +162,20 @@ MODEL_OPTIONS = [
         None,
         help="Weights inference runs on a CPU: int8 (decoding 2-3x faster, the default) or fp32.",
     ),  # fmt: skip
+    _option("style", Path | None, None, help="A style tuned for the model (pianomuse tune)."),
 ]
 
 
 def model_options(fn: F) -> F:
-    """Give a command --model, --device and --precision in place of its `model` parameter,
-    which gets them as one `ModelChoice`."""
+    """Give a command --model, --device, --precision and --style in place of its `model`
+    parameter, which gets them as one `ModelChoice`."""
     return _with_options(fn, "model", MODEL_OPTIONS, _model_choice)
 
 
-def _model_choice(model: Path | None, device: str, precision: str | None) -> ModelChoice:
-    return ModelChoice(model, device, precision)
+def _model_choice(
+    model: Path | None, device: str, precision: str | None, style: Path | None
+) -> ModelChoice:
+    return ModelChoice(model, device, precision, style)
 
 
 def steering_options(fn: F) -> F:

@@ -37,6 +37,7 @@ from pianomuse.model.quant import check_precision
 from pianomuse.planner import Selector
 from pianomuse.steering import NO_STEERING, Steering
 from pianomuse.steering.compile import WRITES, Plan, Scene, compile_steering
+from pianomuse.style import Style
 from pianomuse.tokenizer import Kind, MidiSource, Piece, Tokenizer, blank_piece, load_score
 from pianomuse.tokenizer.compose import (
     NEVER,
@@ -76,6 +77,7 @@ class Copilot:
         max_context_tokens: int | None = None,
         precision: str | None = None,
         planner: Selector | None = None,
+        style: Style | None = None,
     ):
         # The weights inference runs on a CPU (`model.quant`); None: the default (int8).
         self.precision = check_precision(precision)
@@ -102,7 +104,14 @@ class Copilot:
             device = resolve_device(device)
         self.device = device or next(model.parameters()).device
         self.model.to(self.device).eval()
-        self.decoder = Decoder(self.model, self.precision)
+        self.style = style
+        if style is not None:  # it writes in a style tuned for this model (`pianomuse tune`)
+            style.check(self.model, self.model_info.get("model_sha256"))
+            self.model = style.apply(self.model).to(self.device).eval()
+            self.model_info["style"] = style.meta.get("name", "in-memory")
+        start = None if style is None else style.start(1)
+        key = "" if style is None else f"-style-{id(style)}"
+        self.decoder = Decoder(self.model, self.precision, start, key)
         # How the chords of new bars are planned where none are given (`steering.plan`).
         self.planner = planner if planner is not None else _bundled_planner()
         trained = meta.training.max_seq_len if meta.training else None

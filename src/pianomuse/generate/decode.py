@@ -57,15 +57,18 @@ class KeptPrefills:
         self._kept: OrderedDict[bytes, tuple[torch.Tensor, RWKVState]] = OrderedDict()
         self._lock = threading.Lock()  # the server decodes in worker threads
 
-    def prefill(self, model: RWKV7, idx: torch.Tensor) -> tuple[torch.Tensor, RWKVState]:
-        """`model.prefill(idx [1, T], last_only=True)`, or what it gave for these ids."""
+    def prefill(
+        self, model: RWKV7, idx: torch.Tensor, start: RWKVState | None = None
+    ) -> tuple[torch.Tensor, RWKVState]:
+        """`model.prefill(idx [1, T], start, last_only=True)`, or what it gave for these ids
+        (a cache serves one start: `kept_prefills`)."""
         key = idx.cpu().numpy().tobytes()
         with self._lock:
             hit = self._kept.get(key)
             if hit is not None:
                 self._kept.move_to_end(key)
                 return hit
-        got = model.prefill(idx, last_only=True)
+        got = model.prefill(idx, start, last_only=True)
         with self._lock:
             self._kept[key] = got
             while len(self._kept) > self.size:
@@ -77,9 +80,12 @@ class KeptPrefills:
             self._kept.clear()
 
 
-def kept_prefills(model: RWKV7, precision: str = DEFAULT_PRECISION) -> KeptPrefills:
-    """The prefills kept for `model` at `precision`, until its weights change."""
-    return cached_on(model, f"prefills_{precision}", KeptPrefills)
+def kept_prefills(
+    model: RWKV7, precision: str = DEFAULT_PRECISION, start_key: str = ""
+) -> KeptPrefills:
+    """The prefills kept for `model` at `precision` from the start `start_key` names (a
+    style's; "" for zeros), until its weights change."""
+    return cached_on(model, f"prefills_{precision}{start_key}", KeptPrefills)
 
 
 def _budget(max_new_tokens: int, grammar: Grammar | None, bars: int | None) -> int:
@@ -133,6 +139,8 @@ def continue_tokens(
     max_new_tokens: int = 4096,
     progress: Callable[[float], None] | None = None,
     precision: str = DEFAULT_PRECISION,
+    start: RWKVState | None = None,
+    start_key: str = "",
 ) -> tuple[list[Continuation], DecodeStats]:
     """K continuations of `context` (token ids, starting with its header).
 
@@ -140,13 +148,14 @@ def continue_tokens(
     open the next one is dropped); `max_new_tokens` caps the length (with a grammar, the cap
     closes the open bars instead of cutting a note). `progress`, if given, is called after
     every step with the share of the work done (bars written, or tokens without `bars`).
-    `precision` picks the weights on a CPU (`inference_model`, `fast_step`).
+    `precision` picks the weights on a CPU (`inference_model`, `fast_step`); `start` is the
+    state the context is read from (a style's; None: zeros), named by `start_key`.
     """
     device = next(model.parameters()).device
     t0 = time.perf_counter()
     idx = torch.as_tensor(np.asarray(context), dtype=torch.long, device=device)[None]  # [1, T]
     runner = inference_model(model, precision)
-    logits, state = kept_prefills(model, precision).prefill(runner, idx)
+    logits, state = kept_prefills(model, precision, start_key).prefill(runner, idx, start)
     t1 = time.perf_counter()
     out: list[list[int]] = [[] for _ in range(candidates)]
     logp: list[list[float]] = [[] for _ in range(candidates)]
@@ -232,10 +241,17 @@ class Decoder:
 
     model: RWKV7
     precision: str = DEFAULT_PRECISION  # the weights inference runs on a CPU
+    start: RWKVState | None = None  # the state a context is read from (a style's; None: zeros)
+    start_key: str = ""  # names `start` in the kept prefills
 
     def candidates(self, context: np.ndarray, **kw: Any) -> tuple[list[Continuation], DecodeStats]:
         """`continue_tokens` of this model."""
-        return continue_tokens(self.model, context, precision=self.precision, **kw)
+        return continue_tokens(self.model, context, precision=self.precision, start=self.start,
+                               start_key=self.start_key, **kw)  # fmt: skip
+
+    def start_state(self) -> RWKVState | None:
+        """A copy of the start, for a stream of prefills (live play)."""
+        return None if self.start is None else self.start.clone()
 
     def stream(self, logits: torch.Tensor, state: RWKVState, **kw: Any) -> Iterator[int]:
         """`stream_tokens` of this model."""

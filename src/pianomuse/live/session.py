@@ -405,6 +405,8 @@ class LiveSession:
                 metre=self.s.time_signature,
             )
             x = torch.as_tensor(new, dtype=torch.long)[None]  # [1, T]
+            if state is None:  # the jam's first bar: from the style's start, if any
+                state = self.decoder.start_state()
             with torch.inference_mode():
                 logits, state = self.prefill(x, state)  # a new state; `state` stays
             ids += new.tolist()
