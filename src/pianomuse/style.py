@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from pianomuse.atomic import write_bytes_atomic
 from pianomuse.errors import UserError
@@ -88,11 +88,9 @@ class Style:
 
     def save(self, path: Path) -> None:
         """The style as a safetensors file (its facts in the metadata); written atomically."""
-        tmp = path.with_name(path.name + ".part")
-        save_file({k: v.contiguous() for k, v in self.tensors.items()}, str(tmp),
-                  metadata={"pianomuse_style": json.dumps(self.meta)})  # fmt: skip
-        write_bytes_atomic(tmp.read_bytes(), path)
-        tmp.unlink()
+        tensors = {k: v.contiguous() for k, v in self.tensors.items()}
+        data = save(tensors, metadata={"pianomuse_style": json.dumps(self.meta)})
+        write_bytes_atomic(data, path)
 
     @classmethod
     def load(cls, path: Path) -> Style:
