@@ -181,3 +181,14 @@ def test_another_song_is_never_the_song_itself(trained_model):
     assert rep["songs"] == 1
     assert set(rep["rows"]["another song"].values()) == {None}
     assert rep["rows"]["true continuation"]["chord_fit"] is not None
+
+
+def test_bars_looped_on_hand_made_bars():
+    from pianomuse.evaluation.harmony import bars_looped
+
+    a, b, c = {(60, 0)}, {(62, 0)}, {(64, 4)}
+    assert bars_looped([a, a, a, a]) == 1.0  # one bar over and over
+    assert bars_looped([a, b, a, b]) == pytest.approx(2 / 3)  # a two-bar loop, from bar 3
+    assert bars_looped([a, b, c, a]) == 0.0  # a comes back after three bars: form, not a loop
+    assert bars_looped([a, set(), set()]) == 0.0  # silence is no loop
+    assert bars_looped([a]) is None

@@ -37,6 +37,7 @@ from pianomuse.copilot.prompts import context_window
 from pianomuse.data.prepare import read_song
 from pianomuse.evaluation.harmony import (
     bar_sets,
+    bars_looped,
     bass_fit,
     chord_fit,
     chord_spans,
@@ -52,7 +53,14 @@ ROWS = ("true continuation", "repeat the last bars", "model", "another song")
 # Rows of a model that reads and writes chords and parts (tokenizer version 2).
 STEERED = ("model, no plan", "model, true chords given", "accompaniment to the true melody")
 SUFFIX = 4  # bars after an infill's gap that the model reads
-COLUMNS = ("chord_fit", "bass_fit", "material_reuse", "metre_kept", "texture_broken")
+COLUMNS = (
+    "chord_fit",
+    "bass_fit",
+    "material_reuse",
+    "bars_looped",
+    "metre_kept",
+    "texture_broken",
+)
 RECENT_BARS = 4  # the context's last bars whose texture the new bars should keep
 EXTERNAL = "chord_accuracy"  # the column an outside measure fills (`form_report(external=)`)
 
@@ -112,6 +120,7 @@ def _scores(notes, spans, new_lines, context_sets, context_lengths) -> dict[str,
         "chord_fit": chord_fit(notes, spans),
         "bass_fit": bass_fit(notes, spans),
         "material_reuse": material_reuse(bar_sets(notes, new_lines), context_sets),
+        "bars_looped": bars_looped(bar_sets(notes, new_lines)),
         "metre_kept": metre_kept(np.diff(new_lines).tolist(), context_lengths),
     }
 

@@ -73,6 +73,13 @@ def material_reuse(new_bars: list[set], context_bars: list[set]) -> float | None
     return float(np.mean(scores)) if scores else None
 
 
+def bars_looped(new_bars: list[set]) -> float | None:
+    """Share of the new bars (after the first) that repeat, note for note, one of the two
+    bars before them: a loop, where music varies what comes back."""
+    looped = [bool(bar) and bar in new_bars[max(k - 2, 0) : k] for k, bar in enumerate(new_bars)]
+    return float(np.mean(looped[1:])) if len(new_bars) > 1 else None
+
+
 def metre_kept(new_lengths: list[float], context_lengths: list[float]) -> float:
     """Share of new bars as long as the bar length most of the context's bars have."""
     values, counts = np.unique(np.round(context_lengths, 6), return_counts=True)
