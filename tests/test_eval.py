@@ -6,6 +6,7 @@ import json
 import math
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from pianomuse.cli import app
