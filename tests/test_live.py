@@ -286,10 +286,17 @@ def test_the_port_loop_plays_the_answer_on_time_and_silences_it(copilot):
     assert bpm_from_clock([k * 60 / (96 * 24) for k in range(100)]) == pytest.approx(96)
 
 
-def test_the_accompaniment_plays_along_bar_by_bar(copilot):
+def test_the_accompaniment_plays_along_bar_by_bar(trained_model):
     """Mode accompany: the player plays the song's melody; from the third bar on, the copilot
     plays an accompaniment in every bar, written two bars ahead, and the state holds both
     parts as they sounded."""
+    # fp32 weights: the written bars enter the state through the one-token step and the
+    # player's through the sequence path. With int8 weights those are two kernels (int8 for
+    # the step, the int8 weights rounded to bf16 for a sequence) whose outputs differ by a
+    # bf16 rounding now and then, which depends on the CPU's kernels and broke a 1e-4
+    # comparison on another machine; in fp32 both paths are the same weights and the
+    # comparison checks the state alone.
+    copilot = Copilot(trained_model, precision="fp32")
     song = aligned_song("002")
     melody = next(t for t in song.tracks if t.name == "MELODY").notes.numpy()
     beats, bar = 60 / BPM, 4 * song.tpq

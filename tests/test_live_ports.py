@@ -1,13 +1,16 @@
-"""`pianomuse live` through real MIDI ports: a JACK server (its dummy driver needs no sound
-hardware; `.ci/run` starts one), the live command's virtual ports on it, and a client that
-plays into them and listens to the answer, as a keyboard and a synthesiser would."""
+"""`pianomuse live` through real MIDI ports: a JACK server of the test's own (its dummy driver
+needs no sound hardware; `.ci/run` installs Debian's jackd2), the live command's virtual ports
+on it, and a client that plays into them and listens to the answer, as a keyboard and a
+synthesiser would."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import mido
@@ -19,18 +22,48 @@ from test_live import phrase
 ROOT = Path(__file__).resolve().parent.parent
 TRIGGER = 108  # the key that asks for an answer at once
 
-
-def _jack_running() -> bool:
-    if shutil.which("jack_wait") is None:
-        return False
-    return subprocess.run(["jack_wait", "-c"], capture_output=True).returncode == 0
-
-
 pytestmark = pytest.mark.skipif(
-    not _jack_running(),
-    reason="needs a running JACK server (.ci/run installs Debian's jackd2 and starts "
-    "`jackd --no-realtime -d dummy`)",
+    shutil.which("jackd") is None or shutil.which("jack_wait") is None,
+    reason="needs JACK's server and tools (.ci/run installs Debian's jackd2)",
 )
+
+
+@pytest.fixture(scope="module", autouse=True)
+def jack_server(tmp_path_factory) -> Iterator[str]:
+    """A JACK server named for this test process, started here and stopped after the module.
+
+    A server shared with the machine (one started by the CI script) can stop or restart while
+    the suite runs, and the tests then fail on a missing server; a private one lives exactly as
+    long as the tests that use it, and its own output explains a failed start. libjack reads
+    the server's name from JACK_DEFAULT_SERVER, in this process and in the live command's."""
+    name = f"pianomuse-test-{os.getpid()}"
+    # Its output goes to a file: a pipe nobody reads would block the server once full.
+    log = tmp_path_factory.mktemp("jack") / "jackd.log"
+    with log.open("w") as out:
+        server = subprocess.Popen(
+            ["jackd", "--name", name, "--no-realtime", "-d", "dummy", "-r", "48000", "-p", "256"],
+            stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    ready = subprocess.run(["jack_wait", "--server", name, "--wait", "--timeout", "20"],
+                           capture_output=True, text=True)  # fmt: skip
+    if ready.returncode != 0 or server.poll() is not None:
+        server.kill()
+        server.wait()
+        pytest.fail(f"jackd did not start: {log.read_text()[-2000:]}")
+    old = os.environ.get("JACK_DEFAULT_SERVER")
+    os.environ["JACK_DEFAULT_SERVER"] = name
+    try:
+        yield name
+    finally:
+        if old is None:
+            os.environ.pop("JACK_DEFAULT_SERVER", None)
+        else:
+            os.environ["JACK_DEFAULT_SERVER"] = old
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
 
 
 def _live(trained_model: Path, jam: Path, *args: str) -> subprocess.Popen:
