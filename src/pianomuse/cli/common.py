@@ -128,18 +128,29 @@ def sampling_options(fn: F) -> F:
 
 @dataclass(frozen=True)
 class ModelChoice:
-    """The model a command runs and where: --model, --device, --precision, --style."""
+    """The model a command runs and where: --model, --device, --precision, --style,
+    --threads."""
 
     path: Path | None  # the model file; None: the bundled one for the job
     device: str = "cpu"  # cpu, cuda, cuda:N or auto
     precision: str | None = None  # the weights inference runs on a CPU (None: the default)
     style: Path | None = None  # a style tuned for the model (`pianomuse tune`)
+    threads: int | None = None  # CPU threads (None: `pianomuse.threads`' policy)
+
+    def __post_init__(self) -> None:
+        from pianomuse.threads import check_threads
+
+        if self.threads is not None:
+            check_threads(self.threads)
 
     def copilot(self, parts: bool = False) -> Any:
-        """A `Copilot` of the model (`parts`: the job needs chords or parts)."""
+        """A `Copilot` of the model (`parts`: the job needs chords or parts), on the threads
+        the choice says."""
         from pianomuse.copilot import Copilot
         from pianomuse.style import Style
+        from pianomuse.threads import use_inference_threads
 
+        use_inference_threads(self.threads)
         style = None if self.style is None else Style.load(self.style)
         path = model_path(self.path, parts)
         return Copilot(path, device=self.device, precision=self.precision, style=style)
@@ -163,19 +174,26 @@ MODEL_OPTIONS = [
         help="Weights inference runs on a CPU: int8 (decoding 2-3x faster, the default) or fp32.",
     ),  # fmt: skip
     _option("style", Path | None, None, help="A style tuned for the model (pianomuse tune)."),
+    _option(
+        "threads",
+        int | None,
+        None,
+        help="CPU threads (default 1: decoding one token at a time gains nothing from a second "
+        "core and loses much when another program uses one).",
+    ),  # fmt: skip
 ]
 
 
 def model_options(fn: F) -> F:
-    """Give a command --model, --device, --precision and --style in place of its `model`
-    parameter, which gets them as one `ModelChoice`."""
+    """Give a command --model, --device, --precision, --style and --threads in place of its
+    `model` parameter, which gets them as one `ModelChoice`."""
     return _with_options(fn, "model", MODEL_OPTIONS, _model_choice)
 
 
 def _model_choice(
-    model: Path | None, device: str, precision: str | None, style: Path | None
+    model: Path | None, device: str, precision: str | None, style: Path | None, threads: int | None
 ) -> ModelChoice:
-    return ModelChoice(model, device, precision, style)
+    return ModelChoice(model, device, precision, style, threads)
 
 
 def steering_options(fn: F) -> F:

@@ -1,0 +1,72 @@
+"""Decoding with one or two threads, on an idle machine and beside a busy core.
+
+    uv run python benchmarks/threads_under_load.py [--repeats 3] [--bars 4]
+
+A copilot runs beside other programs. This writes `--bars` bars after song 001's opening
+(the bundled model, 1 candidate, the default int8 weights) with PyTorch on 1 thread and on
+every core, first with the machine as it is, then with a process spinning on core 0 (a
+stand-in for a browser or a DAW). Prints the best wall time of each, and the ratio
+(other policy / one thread: above 1 means one thread is faster). The default policy
+(`pianomuse.threads`) must never lose to the better of the two.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from pianomuse.bundled import default_model
+from pianomuse.copilot import Copilot, Sampling
+from pianomuse.generate.decode import kept_prefills
+from pianomuse.threads import DEFAULT_INFERENCE_THREADS, max_threads
+
+SONG = Path(__file__).resolve().parent.parent / "tests" / "data" / "pop909" / "001" / "001.mid"
+HOG = "import os; os.sched_setaffinity(0, {0})\nwhile True: pass"
+
+
+def best_wall(cp: Copilot, threads: int, bars: int, repeats: int) -> float:
+    torch.set_num_threads(threads)
+    best = float("inf")
+    for r in range(repeats):
+        kept_prefills(cp.model, cp.precision).clear()  # a first ask each time: prefill too
+        t0 = time.perf_counter()
+        cp.complete(SONG, bars=bars, candidates=1, sampling=Sampling(seed=r))
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--bars", type=int, default=4)
+    args = ap.parse_args()
+    cores = max_threads()
+    cp = Copilot(default_model(), max_context_tokens=1024)
+    cp.warm_up()
+    best_wall(cp, 1, 1, 1)  # first-call costs out of the way
+    print(f"{cores} cores; {args.bars} bars after song 001, 1 candidate, best of {args.repeats}")
+    print(f"{'machine':<22} {'1 thread s':>11} {f'{cores} threads s':>12} {'ratio':>7}")
+    for label in ("as it is", "core 0 busy"):
+        hog = None
+        if label == "core 0 busy":
+            hog = subprocess.Popen([sys.executable, "-c", HOG])
+            time.sleep(0.5)
+        try:
+            one = best_wall(cp, 1, args.bars, args.repeats)
+            many = best_wall(cp, cores, args.bars, args.repeats)
+        finally:
+            if hog is not None:
+                hog.kill()
+                hog.wait()
+        print(f"{label:<22} {one:>11.2f} {many:>12.2f} {many / one:>7.2f}")
+    print(f"default policy: {DEFAULT_INFERENCE_THREADS} thread(s); os.cpu_count() {os.cpu_count()}")
+
+
+if __name__ == "__main__":
+    main()
