@@ -90,3 +90,24 @@ def browser(tmp_path_factory):
     from test_serve_browser import chromium
 
     yield from chromium(tmp_path_factory.mktemp("downloads"))
+
+
+@pytest.fixture(scope="session")
+def style_file(trained_model, tmp_path_factory) -> Path:
+    """A head style of the test model tuned on six Bach chorales (tests/data/style) for three
+    seconds, saved as `pianomuse tune` saves one."""
+    from pianomuse.data.prepare import read_song
+    from pianomuse.model import load_model
+    from pianomuse.model.checkpoint import file_sha
+    from pianomuse.style import tune
+    from pianomuse.tokenizer import Tokenizer
+
+    model = load_model(trained_model)
+    tok = Tokenizer.from_config(model.meta.tokenizer_config)
+    chorales = sorted((Path(__file__).parent / "data" / "style").glob("*.mid"))[:8]
+    pieces = [tok.encode(read_song(p)) for p in chorales]
+    style = tune(model, tok, pieces[:6], pieces[6:], method="head", minutes=0.05)
+    style.meta |= {"model": trained_model.name, "model_sha256": file_sha(trained_model)}
+    path = tmp_path_factory.mktemp("styles") / "chorales.safetensors"
+    style.save(path)
+    return path

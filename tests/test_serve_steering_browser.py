@@ -283,3 +283,26 @@ def test_a_candidates_plan_is_edited_on_its_chord_lane(server, browser):
     assert sidecar["steering"]["chords"] == f"Am | {plan[1]}" and sidecar["plan"] is None
     assert sidecar["chords"][0] == [0.0, "Am"]
     assert _severe(d) == []
+
+
+def test_a_style_file_added_on_the_page_writes_the_continuation(server, browser, style_file):
+    """The style picker: a style file chosen on the page goes to the server, the picker
+    selects it and says what it is, and Continue writes in it (the sidecar names it)."""
+    from selenium.webdriver.common.by import By
+
+    d = browser
+    _open(d, server, EXAMPLE)
+    d.find_element(By.ID, "style-file").send_keys(str(style_file))
+    info = _wait(d, lambda d: d.find_element(By.ID, "style-info").text, 60)
+    assert info.startswith("chorales.safetensors, tuned on 6 pieces: held-out bits a note")
+    picked = d.find_element(By.CSS_SELECTOR, "#steering-form [name=style] option:checked")
+    assert picked.text == "chorales.safetensors (head)"
+    _fill(d.find_element(By.ID, "steering-form"), chords="")
+    _fill(d.find_element(By.ID, "continue-form"), bars="1", candidates="1")
+    d.find_element(By.ID, "continue").click()
+    _wait(d, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".candidate canvas")) == 1, 60)
+    name = "pop909_099_opening_continuation_1.json"
+    (d.downloads / name).unlink(missing_ok=True)  # an earlier test's download of that name
+    sidecar = json.loads(_download(d, "a.download-json", name).read_text())
+    assert sidecar["style"] == "chorales.safetensors" and sidecar["bars"] == 1
+    assert _severe(d) == []

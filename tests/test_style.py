@@ -103,3 +103,45 @@ def test_a_folder_that_cannot_teach_is_one_line(trained_model, tmp_path, make, w
     r = CliRunner().invoke(app, args)
     assert r.exit_code == 1 and words in r.output and "Traceback" not in r.output
     assert not out.exists() and not out.with_suffix(".png").exists()
+
+
+def test_the_web_api_keeps_an_uploaded_style_and_writes_in_it(trained_model, style_file, tmp_path):
+    """POST /api/style, then a continuation that names it writes what `--style` writes with
+    the same seed, and its sidecar says so; a style of another model, a file that is no style
+    and an id the server does not keep are each one line naming the field."""
+    from fastapi.testclient import TestClient
+
+    from pianomuse.serve import web_app
+    from serve_helpers import midi_b64
+
+    client = TestClient(web_app(Copilot(trained_model)), base_url="http://localhost")
+    data = midi_b64(style_file)
+    r = client.post("/api/style", json={"data": data, "name": "../chorales.safetensors"})
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["name"] == "chorales.safetensors" and out["method"] == "head"
+    assert out["pieces"] == 6 and out["bits_after"] < out["bits_before"]
+    song = POP909 / "002" / "002.mid"
+    body = {"midi": midi_b64(song), "bars": 2, "candidates": 1, "seed": 3}
+    r = client.post("/api/complete", json={**body, "style": out["id"]})
+    assert r.status_code == 200, r.text
+    web = r.json()["candidates"][0]
+    assert web["sidecar"]["style"] == "chorales.safetensors"
+    styled = Copilot(trained_model, style=Style.load(style_file))
+    want = styled.complete(song, bars=2, candidates=1, sampling=Sampling(seed=3)).candidates[0]
+    assert web["sidecar"]["tokens"] == len(want.tokens)
+    assert web["sidecar"]["notes"] == int(want.new.note_num())
+    assert web["sidecar"]["mean_loglik"] == pytest.approx(want.loglik, abs=1e-6)
+    plain = client.post("/api/complete", json=body).json()["candidates"][0]["sidecar"]
+    assert "style" not in plain and plain["mean_loglik"] != web["sidecar"]["mean_loglik"]
+    other = Style.load(style_file)
+    other.meta["model_sha256"] = "0" * 64
+    other.save(tmp_path / "other.safetensors")
+    for sent, words in (
+        (midi_b64(tmp_path / "other.safetensors"), "style: this style was tuned for"),
+        (midi_b64(song), "style: not a Piano Muse style"),
+    ):
+        r = client.post("/api/style", json={"data": sent, "name": "x.safetensors"})
+        assert r.status_code == 400 and r.json()["detail"].startswith(words), r.text
+    r = client.post("/api/complete", json={**body, "style": "0123456789abcdef"})
+    assert r.status_code == 400 and r.json()["detail"].startswith("style: is not on this server")

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pianomuse.planner import Selector
 
 DEFAULT_MODEL_NAME = "pianomuse-small-pop909.safetensors"
 # The model for chords and parts (tokenizer version 2): steering by chords, arrange, playing
@@ -19,6 +23,14 @@ def default_model(parts: bool = False) -> Path | None:
     """The bundled default model, or with `parts` the one for chords and parts; None in an
     install without them."""
     return bundled_file(PARTS_MODEL_NAME if parts else DEFAULT_MODEL_NAME)
+
+
+def bundled_planner() -> Selector | None:
+    """The bundled chord planner; None in an install without it."""
+    from pianomuse.planner import Selector
+
+    path = bundled_file(PLANNER_NAME)
+    return None if path is None else Selector.load(path)
 
 
 def bundled_file(name: str) -> Path | None:

@@ -16,6 +16,8 @@ for (a style is refused on another model).
 from __future__ import annotations
 
 import copy
+import functools
+import hashlib
 import json
 import math
 import time
@@ -47,6 +49,17 @@ class Style:
 
     tensors: dict[str, torch.Tensor]
     meta: dict[str, Any] = field(default_factory=dict)
+
+    @functools.cached_property
+    def digest(self) -> str:
+        """sha256 of the tensors (names and bytes): what tells two styles apart."""
+        h = hashlib.sha256()
+        for name in sorted(self.tensors):
+            h.update(name.encode())
+            h.update(
+                self.tensors[name].detach().cpu().flatten().view(torch.uint8).numpy().tobytes()
+            )
+        return h.hexdigest()
 
     @property
     def method(self) -> str:

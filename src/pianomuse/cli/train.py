@@ -313,10 +313,10 @@ def tune(
     """
     from rich.progress import Progress
 
-    from pianomuse.copilot.core import file_sha
     from pianomuse.data.files import find_midi_files
     from pianomuse.data.prepare import read_song
     from pianomuse.model import load_model
+    from pianomuse.model.checkpoint import file_sha
     from pianomuse.render import curve_png
     from pianomuse.style import tune as run
     from pianomuse.tokenizer import MidiInputError, Tokenizer

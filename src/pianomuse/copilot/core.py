@@ -7,7 +7,7 @@ chooses the prompt, the metre and the constraints, and calls one generation path
 
 from __future__ import annotations
 
-import hashlib
+import copy
 import os
 from collections.abc import Callable
 from dataclasses import replace
@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pianomuse.bundled import PLANNER_NAME, bundled_file
+from pianomuse.bundled import bundled_planner
 from pianomuse.copilot.prompts import context_window, fim_prompt, prevailing_metre
 from pianomuse.copilot.result import Candidate, Generation, Span, chords_of, new_bar_beats
 from pianomuse.devices import resolve_device
@@ -33,6 +33,7 @@ from pianomuse.limits import (
     TOKENS_PER_BAR,
 )
 from pianomuse.model import RWKV7, load_model
+from pianomuse.model.checkpoint import file_sha
 from pianomuse.model.quant import check_precision
 from pianomuse.planner import Selector
 from pianomuse.steering import NO_STEERING, Steering
@@ -51,14 +52,6 @@ from pianomuse.tokenizer.remi2 import TRACK_OF_PART
 
 Progress = Callable[[float], None]
 DEFAULT_SAMPLING = Sampling()  # frozen: safe to share as a default
-
-
-def file_sha(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:16]
 
 
 class Copilot:
@@ -104,18 +97,35 @@ class Copilot:
             device = resolve_device(device)
         self.device = device or next(model.parameters()).device
         self.model.to(self.device).eval()
+        self.base_model = self.model  # the weights as loaded, before any style
+        self._use_style(style)
+        # How the chords of new bars are planned where none are given (`steering.plan`).
+        self.planner = planner if planner is not None else bundled_planner()
+        trained = meta.training.max_seq_len if meta.training else None
+        self.max_context_tokens = int(max_context_tokens or trained or DEFAULT_CONTEXT_TOKENS)
+
+    def _use_style(self, style: Style | None) -> None:
+        """Write in `style` (tuned for this model by `pianomuse tune`; None: none)."""
         self.style = style
-        if style is not None:  # it writes in a style tuned for this model (`pianomuse tune`)
+        self.model = self.base_model
+        self.model_info.pop("style", None)
+        if style is not None:
             style.check(self.model, self.model_info.get("model_sha256"))
             self.model = style.apply(self.model).to(self.device).eval()
             self.model_info["style"] = style.meta.get("name", "in-memory")
         start = None if style is None else style.start(1)
-        key = "" if style is None else f"-style-{id(style)}"
+        # Kept prefills are found by this key: the style's content, so that two styles never
+        # share one (an object's id can come back after it is freed).
+        key = "" if style is None else f"-style-{style.digest}"
         self.decoder = Decoder(self.model, self.precision, start, key)
-        # How the chords of new bars are planned where none are given (`steering.plan`).
-        self.planner = planner if planner is not None else _bundled_planner()
-        trained = meta.training.max_seq_len if meta.training else None
-        self.max_context_tokens = int(max_context_tokens or trained or DEFAULT_CONTEXT_TOKENS)
+
+    def with_style(self, style: Style | None) -> Copilot:
+        """This copilot in `style` (None: in none): the same weights, tokenizer, planner and
+        settings, nothing read again; a head style copies the weights it changes."""
+        out = copy.copy(self)
+        out.model_info = dict(self.model_info)
+        out._use_style(style)
+        return out
 
     def warm_up(self) -> None:
         """Make what the first generation would otherwise make on its way (on a CPU: the
@@ -468,11 +478,6 @@ class Copilot:
         for r, c in enumerate(out, 1):
             c.rank = r
         return Generation(out, piece, span, context, sampling, stats, self.model_info, steering)
-
-
-def _bundled_planner() -> Selector | None:
-    path = bundled_file(PLANNER_NAME)
-    return None if path is None else Selector.load(path)
 
 
 def _has_parts(st: Any, piece: Piece) -> bool:

@@ -28,6 +28,7 @@ from pianomuse.serve.gate import BodyLimit, Busy, Gate, HostCheck, Stopped
 from pianomuse.serve.live import add_live_route
 from pianomuse.serve.routes import Served, api
 from pianomuse.serve.schemas import problem_line
+from pianomuse.serve.styles import StyleShelf
 
 STATIC = Path(__file__).parent / "static"
 
@@ -81,7 +82,8 @@ def create_app(copilot: Copilot, limits: ServeLimits) -> FastAPI:
     )
     # Generation runs one at a time; reading an upload is queued too: 30 large uploads at
     # once would hold 30 parsed pieces.
-    state = Served(copilot, limits, Gate(limits.queue, limits.max_seconds), Gate(limits.queue))
+    gates = Gate(limits.queue, limits.max_seconds), Gate(limits.queue)
+    state = Served(copilot, limits, *gates, StyleShelf(copilot))
     app.state.served = state
     app.state.gates = (state.gate, state.reading)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

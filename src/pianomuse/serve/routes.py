@@ -29,7 +29,10 @@ from pianomuse.serve.schemas import (
     PieceView,
     SamplingIn,
     StatusOut,
+    StyleIn,
+    StyleOut,
 )
+from pianomuse.serve.styles import StyleShelf
 from pianomuse.serve.views import generation_out, piece_view
 from pianomuse.steering import Steering
 from pianomuse.tokenizer import Piece
@@ -39,20 +42,27 @@ if TYPE_CHECKING:
     from pianomuse.serve.app import ServeLimits
 
 
+def safe_name(name: str, default: str) -> str:
+    """An uploaded file's name as messages show it: its last part, plain characters only."""
+    return re.sub(r"[^\w.\- ]", "_", Path(name.replace("\\", "/")).name)[:80] or default
+
+
 @dataclass(frozen=True)
 class Served:
-    """What the app serves: the shared copilot, the limits of a request, and the gates
-    generation (`gate`) and reading an upload (`reading`) go through."""
+    """What the app serves: the shared copilot, the limits of a request, the gates
+    generation (`gate`) and reading an upload (`reading`) go through, and the styles
+    uploaded."""
 
     copilot: Copilot
     limits: ServeLimits
     gate: Gate
     reading: Gate
+    styles: StyleShelf
 
     def read_piece(self, body: PieceIn, write: str | None = None) -> Piece:
         """The uploaded piece, read by the model's tokenizer (to `write` one part: see
         `Copilot.read`); every problem is a one-line UserError."""
-        name = re.sub(r"[^\w.\- ]", "_", Path(body.name.replace("\\", "/")).name)[:80] or "piece"
+        name = safe_name(body.name, "piece")
         try:
             data = base64.b64decode(body.midi, validate=True)
         except (binascii.Error, ValueError):
@@ -137,10 +147,11 @@ async def complete(body: CompleteIn, request: Request, s: Serving) -> Generation
     settings, steering = s.sampling(body), Steering.from_fields(body)
     if body.bars > s.limits.max_bars:
         raise UserError(f"bars: at most {s.limits.max_bars} per request")
+    cp = s.styles.copilot(body.style)
     p = await s.upload(request, body)
     return await s.generate(
         request,
-        lambda progress: s.copilot.complete(
+        lambda progress: cp.complete(
             p,
             bars=body.bars,
             candidates=body.candidates,
@@ -156,10 +167,11 @@ async def infill(body: InfillIn, request: Request, s: Serving) -> GenerationOut:
     """Rewrite bars first_bar..last_bar so that they lead into the music after them."""
     settings, steering = s.sampling(body), Steering.from_fields(body)
     s.check_gap(body.first_bar, body.last_bar)
+    cp = s.styles.copilot(body.style)
     p = await s.upload(request, body)
     return await s.generate(
         request,
-        lambda progress: s.copilot.infill(
+        lambda progress: cp.infill(
             p,
             body.first_bar,
             body.last_bar,
@@ -176,6 +188,7 @@ async def arrange(body: ArrangeIn, request: Request, s: Serving) -> GenerationOu
     """Keep one part of the piece and write the other (`write`) in bars
     first_bar..last_bar; with no piece, write that part over `chords` alone (4/4)."""
     settings, steering = s.sampling(body), Steering.from_fields(body)
+    cp = s.styles.copilot(body.style)
     if body.midi is None:
         if steering.chords is None:
             raise UserError("midi: give a piece, or chords to write from")
@@ -184,7 +197,7 @@ async def arrange(body: ArrangeIn, request: Request, s: Serving) -> GenerationOu
             raise UserError(f"bars: at most {s.limits.max_gap_bars} without a piece")
         return await s.generate(
             request,
-            lambda progress: s.copilot.sketch(
+            lambda progress: cp.sketch(
                 bars=n,
                 write=body.write,
                 steering=steering,
@@ -199,7 +212,7 @@ async def arrange(body: ArrangeIn, request: Request, s: Serving) -> GenerationOu
     s.check_gap(first, last)
     return await s.generate(
         request,
-        lambda progress: s.copilot.infill(
+        lambda progress: cp.infill(
             p,
             first,
             last,
@@ -210,3 +223,18 @@ async def arrange(body: ArrangeIn, request: Request, s: Serving) -> GenerationOu
             progress=progress,
         ),
     )
+
+
+@api.post("/api/style")
+async def style(body: StyleIn, request: Request, s: Serving) -> StyleOut:
+    """Keep a style file (`pianomuse tune`) for this model; requests write in it by its id."""
+    name = safe_name(body.name, "style.safetensors")
+
+    def work(_: Any) -> StyleOut:
+        style_id, st = s.styles.add(body.data, name)
+        m = st.meta
+        return StyleOut(id=style_id, name=str(m.get("name", name)), method=st.method,
+                        pieces=m.get("pieces"), bits_before=m.get("bits_per_note_before"),
+                        bits_after=m.get("bits_per_note_after"))  # fmt: skip
+
+    return await s.reading.run(work, request.is_disconnected)

@@ -49,16 +49,38 @@ def _steering_fields() -> type[BaseModel]:
 SteeringIn = _steering_fields()
 
 
-class CompleteIn(PieceIn, SamplingIn, SteeringIn):
+class InStyleIn(BaseModel):
+    style: str | None = Field(
+        None, max_length=64, description="Write in a style uploaded to /api/style (its id)."
+    )
+
+
+class StyleIn(BaseModel):
+    data: str = Field(description="The style file (`pianomuse tune`), base64-encoded.")
+    name: str = Field(
+        "style.safetensors", max_length=200, description="File name, for messages only."
+    )
+
+
+class StyleOut(BaseModel):
+    id: str = Field(description="What requests send as `style` to write in it.")
+    name: str
+    method: str = Field(description="What the style changes: head (the output layer) or state.")
+    pieces: int | None = Field(description="Pieces it was tuned on.")
+    bits_before: float | None = Field(description="Held-out bits per note without it.")
+    bits_after: float | None = Field(description="Held-out bits per note with it.")
+
+
+class CompleteIn(PieceIn, SamplingIn, SteeringIn, InStyleIn):
     bars: int = Field(4, ge=1, description="Bars to add after the end of the piece.")
 
 
-class InfillIn(PieceIn, SamplingIn, SteeringIn):
+class InfillIn(PieceIn, SamplingIn, SteeringIn, InStyleIn):
     first_bar: int = Field(ge=1, description="First bar to rewrite (1-based).")
     last_bar: int = Field(ge=1, description="Last bar to rewrite (1-based, inclusive).")
 
 
-class ArrangeIn(SamplingIn, SteeringIn):
+class ArrangeIn(SamplingIn, SteeringIn, InStyleIn):
     midi: str | None = Field(
         None, description="The piece, MIDI base64 (its melody track is kept); none: from chords."
     )

@@ -277,6 +277,8 @@ async function generate(kind) {
     ...fields,
     ...steeringFields(),
   };
+  const style = $("steering-form").elements.style.value;
+  if (style) body.style = style;
   startProgress(label);
   try {
     const out = await api(path, body, (wait) => {
