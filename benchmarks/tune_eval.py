@@ -5,6 +5,7 @@ without the style, measured against their true continuations (music statistics: 
 in pitch classes, groove, notes a bar, polyphony; lower is closer).
 
     uv run python benchmarks/tune_eval.py [--folder DIR] [--model M] [--minutes 5]
+        [--methods head,lora,state]
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ def main() -> None:
     ap.add_argument("--folder", type=Path, default=ROOT / "tests" / "data" / "style")
     ap.add_argument("--model", type=Path, default=default_model(parts=True))
     ap.add_argument("--minutes", type=float, default=5.0)
+    ap.add_argument("--methods", default=",".join(METHODS), help="comma-separated")
     args = ap.parse_args()
     base = load_model(args.model)
     tok = Tokenizer.from_config(base.meta.tokenizer_config)
@@ -61,7 +63,7 @@ def main() -> None:
     lines = [tok.read_piece(s).bar_ticks for s in held_scores]
     print(f"{args.folder.name}: {len(train)} pieces to learn, {len(held)} held out")
     rows = {"base model": (None, continuations(Copilot(args.model), held_scores, lines))}
-    for method in METHODS:
+    for method in args.methods.split(","):
         t0 = time.perf_counter()
         style: Style = tune(base, tok, train, [pieces[i] for i in held], method=method,
                             minutes=args.minutes)  # fmt: skip

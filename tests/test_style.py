@@ -28,7 +28,7 @@ def pieces(trained_model) -> list[np.ndarray]:
     return [tok.encode(read_song(p)) for p in sorted(STYLE.glob("*.mid"))[:8]]
 
 
-@pytest.mark.parametrize("method", ["head", "state"])
+@pytest.mark.parametrize("method", ["head", "state", "lora"])
 def test_tuning_lowers_the_held_out_bits(trained_model, pieces, method):
     model = load_model(trained_model)
     tok = Tokenizer.from_config(model.meta.tokenizer_config)
@@ -145,3 +145,21 @@ def test_the_web_api_keeps_an_uploaded_style_and_writes_in_it(trained_model, sty
         assert r.status_code == 400 and r.json()["detail"].startswith(words), r.text
     r = client.post("/api/complete", json={**body, "style": "0123456789abcdef"})
     assert r.status_code == 400 and r.json()["detail"].startswith("style: is not on this server")
+
+
+def test_a_lora_style_applied_is_what_it_learnt_through(trained_model, pieces):
+    """`Style.apply` adds B A into the weights once; the parametrised copy tuning trains
+    through adds it at every call: the two give the same logits."""
+    from pianomuse.style import _with_low_rank
+
+    model = load_model(trained_model)
+    tok = Tokenizer.from_config(model.meta.tokenizer_config)
+    style = tune(model, tok, pieces[:6], pieces[6:], method="lora", minutes=0.05)
+    assert any(t.abs().max() > 0 for k, t in style.tensors.items() if k.endswith("lora_b"))
+    idx = torch.as_tensor(pieces[0][:128])[None]
+    with torch.no_grad():
+        merged, _ = style.apply(model).prefill(idx)
+        learnt, _ = _with_low_rank(model, style.tensors).prefill(idx)
+        plain, _ = model.prefill(idx)
+    assert torch.allclose(merged, learnt, atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(merged, plain, atol=1e-3)

@@ -1,12 +1,14 @@
 """Styles: the copilot taught a handful of a user's pieces, on a CPU, in minutes.
 
-Two ways, both leaving the model's file untouched (a style is a small file of its own):
+Three ways, all leaving the model's file untouched (a style is a small file of its own):
 
 - `state` (state tuning): only the recurrence's initial state is learnt, the state every
   prompt then starts from instead of zeros. A recurrent model carries everything it has
   heard in that state, so a learnt one is "having heard pieces like these"; its tensors are
   the model's state size (about 0.4 MB for the 6 x 256 model).
 - `head`: only the output layer (the final norm and the head) is learnt.
+- `lora`: a low-rank change B A (rank `LORA_RANK`) of every projection of every block is
+  learnt (Hu et al. 2021, "LoRA"); applied, it is added to the weights.
 
 `tune` learns one from token streams and reports the held-out pieces' bits per note with
 and without it; `Style.save`/`load` keep it in a safetensors file, with the model it was made
@@ -30,17 +32,23 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save
+from torch import nn
+from torch.nn.utils import parametrize
 
 from pianomuse.atomic import write_bytes_atomic
 from pianomuse.errors import UserError
 from pianomuse.model import RWKV7, RWKVState
 from pianomuse.tokenizer import Kind, Tokenizer
 
-METHODS = ("state", "head")
+METHODS = ("state", "head", "lora")
 WINDOW = 512  # tokens of a training window
 BATCH = 4  # windows a step
 EVAL_TOKENS = 1024  # tokens of each held-out piece that are scored
-LEARNING_RATE = {"state": 0.02, "head": 1e-3}  # the best of a few tried on the chorales
+LEARNING_RATE = {"state": 0.02, "head": 1e-3, "lora": 1e-3}  # tried on the chorales
+# Rank 4 on the six projections of each block: 0.44 MB for the 6 x 256 model, within the
+# 1 MB a style may weigh.
+LORA_RANK = 4
+LORA_TARGETS = ("att.receptance", "att.key", "att.value", "att.output", "ffn.key", "ffn.value")
 
 
 @dataclass
@@ -74,15 +82,18 @@ class Style:
         return RWKVState(*layers).expand(batch)
 
     def apply(self, model: RWKV7) -> RWKV7:
-        """The model this style writes with: a copy with its layers swapped in (`head`), or
-        the model itself (`state`: it changes the start, not the weights)."""
-        if self.method != "head":
+        """The model this style writes with: a copy with its layers swapped in (`head`) or
+        its low-rank changes added (`lora`), or the model itself (`state`: it changes the
+        start, not the weights)."""
+        if self.method == "state":
             return model
         out = copy.deepcopy(model)
         with torch.no_grad():
             for name, p in out.named_parameters():
                 if name in self.tensors:
                     p.copy_(self.tensors[name])
+                elif self.method == "lora" and f"{name}.lora_a" in self.tensors:
+                    p.add_(self.tensors[f"{name}.lora_b"] @ self.tensors[f"{name}.lora_a"])
         return out
 
     def check(self, model: RWKV7, model_sha256: str | None) -> None:
@@ -156,7 +167,8 @@ def tune(
         raise UserError(f"--method is one of {', '.join(METHODS)}, not {method!r}")
     gen = torch.Generator().manual_seed(seed)
     model = copy.deepcopy(model).eval().requires_grad_(False)
-    params = _learnable(model, method)
+    params = _learnable(model, method, gen)
+    learner = _with_low_rank(model, params) if method == "lora" else model
     opt = torch.optim.Adam(params.values(), lr=LEARNING_RATE[method])
     style = Style(params, {"method": method, "n_layer": model.config.n_layer})
     before = bits_per_note(model, held_out, tok.structure, None)
@@ -164,7 +176,7 @@ def tune(
     while (elapsed := time.perf_counter() - t0) < 60 * minutes:
         idx, mask = _batch(pieces, tok, gen)
         state = style.start(BATCH) if method == "state" else None
-        logits, _ = model.prefill(idx[:, :-1], state)
+        logits, _ = learner.prefill(idx[:, :-1], state)
         loss = F.cross_entropy(logits.flatten(0, 1).float(), idx[:, 1:].flatten(), reduction="none")
         loss = (loss * mask.flatten()).sum() / mask.sum()
         opt.zero_grad(set_to_none=True)
@@ -195,9 +207,19 @@ def tune(
     return out
 
 
-def _learnable(model: RWKV7, method: str) -> dict[str, torch.Tensor]:
-    """The tensors a method learns: the initial state (zeros at first), or the model's own
-    output layer (from its weights)."""
+def _learnable(model: RWKV7, method: str, gen: torch.Generator) -> dict[str, torch.Tensor]:
+    """The tensors a method learns: the initial state (zeros at first), the model's own
+    output layer (from its weights), or low-rank changes (A random, B zeros: no change at
+    first, as LoRA starts)."""
+    if method == "lora":
+        out = {}
+        for name, m in model.named_modules():
+            if name.endswith(LORA_TARGETS) and isinstance(m, nn.Linear):
+                a = torch.randn(LORA_RANK, m.in_features, generator=gen) / math.sqrt(m.in_features)
+                out[f"{name}.weight.lora_a"] = a.requires_grad_(True)
+                out[f"{name}.weight.lora_b"] = torch.zeros(m.out_features, LORA_RANK,
+                                                           requires_grad=True)  # fmt: skip
+        return out
     if method == "head":
         names = ("ln_out.weight", "ln_out.bias", "head.weight")
         found = dict(model.named_parameters())
@@ -205,6 +227,27 @@ def _learnable(model: RWKV7, method: str) -> dict[str, torch.Tensor]:
     zeros = RWKVState.zeros(model.config, 1)
     return {f"{name}.{i}": t.requires_grad_(True)
             for name in _STATE for i, t in enumerate(getattr(zeros, name))}  # fmt: skip
+
+
+class _PlusLowRank(nn.Module):
+    """A weight's parametrisation W -> W + B A, so that training sees the change it learns."""
+
+    def __init__(self, a: torch.Tensor, b: torch.Tensor) -> None:
+        super().__init__()
+        self.a, self.b = a, b  # [r, in], [out, r]: the learnt tensors themselves
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        return weight + self.b @ self.a
+
+
+def _with_low_rank(model: RWKV7, params: dict[str, torch.Tensor]) -> RWKV7:
+    """A copy of `model` whose targeted weights read W + B A from `params` as they learn."""
+    out = copy.deepcopy(model)
+    for name, m in out.named_modules():
+        if f"{name}.weight.lora_a" in params:
+            a, b = params[f"{name}.weight.lora_a"], params[f"{name}.weight.lora_b"]
+            parametrize.register_parametrization(m, "weight", _PlusLowRank(a, b))
+    return out
 
 
 def _batch(

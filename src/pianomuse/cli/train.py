@@ -299,9 +299,10 @@ def tune(
         "my-style.safetensors"
     ),
     model: ModelOpt = None,
-    method: Annotated[str, Opt(help="head (the output layer) or state (the start state).")] = (
-        "head"
-    ),
+    method: Annotated[
+        str,
+        Opt(help="head (the output layer), lora (low-rank changes) or state (the start state)."),
+    ] = ("head"),
     minutes: Annotated[float, Opt(help="How long to tune.")] = 10.0,
     seed: Annotated[int, Opt(help="Seed of the windows drawn.")] = 0,
 ) -> None:
