@@ -156,7 +156,7 @@ def tune(
     pieces: Sequence[np.ndarray],
     held_out: Sequence[np.ndarray],
     *,
-    method: str = "state",
+    method: str = "lora",
     minutes: float = 10.0,
     seed: int = 0,
     progress: Callable[[float, float | None], None] | None = None,

@@ -301,8 +301,11 @@ def tune(
     model: ModelOpt = None,
     method: Annotated[
         str,
-        Opt(help="head (the output layer), lora (low-rank changes) or state (the start state)."),
-    ] = ("head"),
+        Opt(
+            help="lora (low-rank changes of every layer; README: your style), head (the "
+            "output layer) or state (the start state)."
+        ),
+    ] = "lora",
     minutes: Annotated[float, Opt(help="How long to tune.")] = 10.0,
     seed: Annotated[int, Opt(help="Seed of the windows drawn.")] = 0,
 ) -> None:

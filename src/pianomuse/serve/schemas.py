@@ -65,7 +65,7 @@ class StyleIn(BaseModel):
 class StyleOut(BaseModel):
     id: str = Field(description="What requests send as `style` to write in it.")
     name: str
-    method: str = Field(description="What the style changes: head (the output layer) or state.")
+    method: str = Field(description="What the style changes: lora, head or state (README).")
     pieces: int | None = Field(description="Pieces it was tuned on.")
     bits_before: float | None = Field(description="Held-out bits per note without it.")
     bits_after: float | None = Field(description="Held-out bits per note with it.")
