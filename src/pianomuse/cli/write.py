@@ -16,6 +16,23 @@ if TYPE_CHECKING:
     from pianomuse.generate.sampling import Sampling
 
 
+OutputsOpt = Annotated[
+    str,
+    Opt(
+        help="Files to write per candidate, comma-separated: whole, new, roll, sidecar (the "
+        "default set), score and new_score (MusicXML: the whole piece, the new bars)."
+    ),
+]
+DEFAULT_OUTPUTS = "whole,new,roll,sidecar"
+
+
+def _outputs(text: str) -> tuple[str, ...]:
+    """The writers named by --outputs, checked before any model loads."""
+    from pianomuse.copilot.writers import check_outputs
+
+    return check_outputs([o.strip() for o in text.split(",") if o.strip()])
+
+
 @copilot_command
 def complete(
     context: Annotated[Path | None, typer.Argument(help="The piece to continue (MIDI).")] = None,
@@ -37,6 +54,7 @@ def complete(
         int | None, Opt("--context-bars", help="Use only the last N bars as context.")
     ] = None,
     steering: Steering = NO_STEERING,
+    outputs: OutputsOpt = DEFAULT_OUTPUTS,
 ) -> None:
     """Continue a piano MIDI file by N bars, K candidates at once.
 
@@ -45,6 +63,7 @@ def complete(
     """
     from pianomuse.copilot import write
 
+    chosen = _outputs(outputs)
     src = context or context_midi
     if src is None:
         raise UserError("give the MIDI file to continue: pianomuse complete CONTEXT.mid")
@@ -64,7 +83,7 @@ def complete(
         max_new_tokens=max_new_tokens,
         steering=steering,
     )
-    _summary(result, write(result, output_dir))
+    _summary(result, write(result, output_dir, outputs=chosen))
 
 
 @copilot_command
@@ -78,6 +97,7 @@ def infill(
     candidates: Annotated[int, Opt(help="Alternatives to write, from one prefill.")] = 4,
     sampling: Sampling = None,  # the sampling options (`sampling_options`)
     steering: Steering = NO_STEERING,
+    outputs: OutputsOpt = DEFAULT_OUTPUTS,
 ) -> None:
     """Rewrite bars I..J of a piece so that they lead into what follows.
 
@@ -86,12 +106,13 @@ def infill(
     """
     from pianomuse.copilot import write
 
+    chosen = _outputs(outputs)
     i, j = _bar_range(bars)
     parts = steering.chords is not None
     result = model.copilot(parts).infill(
         song, i, j, candidates=candidates, sampling=sampling, steering=steering
     )
-    _summary(result, write(result, output_dir, stem="infill"))
+    _summary(result, write(result, output_dir, stem="infill", outputs=chosen))
 
 
 @copilot_command
@@ -118,6 +139,7 @@ def arrange(
     candidates: Annotated[int, Opt(help="Alternatives to write, from one prefill.")] = 4,
     sampling: Sampling = None,  # the sampling options (`sampling_options`)
     steering: Steering = NO_STEERING,
+    outputs: OutputsOpt = DEFAULT_OUTPUTS,
 ) -> None:
     """Keep one part of a piece note for note and write the other for some bars.
 
@@ -129,6 +151,7 @@ def arrange(
     from pianomuse.copilot import write
     from pianomuse.harmony import parse_progression
 
+    chosen = _outputs(outputs)
     if song is None:
         if steering.chords is None:
             raise UserError("arrange needs a song, or --chords to write from")
@@ -146,7 +169,7 @@ def arrange(
             sampling=sampling,
             qpm=tempo,
         )
-        _summary(result, write(result, output_dir, stem=write_))
+        _summary(result, write(result, output_dir, stem=write_, outputs=chosen))
         return
     cp = model.copilot(parts=True)
     piece = cp.read(song, write=write_)
@@ -154,7 +177,7 @@ def arrange(
     result = cp.arrange(
         piece, i, j, candidates=candidates, sampling=sampling, steering=steering, write=write_
     )
-    _summary(result, write(result, output_dir, stem="arrangement"))
+    _summary(result, write(result, output_dir, stem="arrangement", outputs=chosen))
 
 
 def _bar_range(text: str) -> tuple[int, int]:

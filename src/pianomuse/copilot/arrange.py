@@ -75,7 +75,7 @@ def arrange(
     total = DecodeStats(
         *(sum(getattr(s, f) for s in stats) for f in DecodeStats.__dataclass_fields__)
     )
-    return Generation(out, piece, span, context, sampling, total, cp.model_info, steering)
+    return Generation(out, piece, span, context, sampling, total, cp.model_info, steering, cp.tok)
 
 
 def _whole(

@@ -19,7 +19,8 @@ import torch
 
 from pianomuse.bundled import bundled_planner
 from pianomuse.copilot.prompts import context_window, fim_prompt, prevailing_metre
-from pianomuse.copilot.result import Candidate, Generation, Span, chords_of, new_bar_beats
+from pianomuse.copilot.result import Candidate, Generation, Span, new_bar_beats
+from pianomuse.copilot.score import as_read
 from pianomuse.devices import resolve_device
 from pianomuse.errors import FieldError, UserError
 from pianomuse.generate.decode import Decoder
@@ -147,14 +148,7 @@ class Copilot:
     def chords(self, piece: Piece) -> list[list[Any]]:
         """[beat, symbol] of the piece's chord changes as the model reads them (annotated,
         else recognised; none with a tokenizer without chords), in the piece's own beats."""
-        if not self.tok.has_chords:
-            return []
-        read = self.tok.structure.bar_lines(piece.ids)  # the tokens' beats
-        own = piece.bar_ticks / piece.tpq  # the same bar lines in the file's beats
-        return [
-            [round(float(np.interp(beat, read, own)), 4), symbol]
-            for beat, symbol in chords_of(self.tok.decode(piece.ids))
-        ]
+        return as_read(self.tok, piece)[1] if self.tok.has_chords else []
 
     # ----- continuation ------------------------------------------------------------------
     def complete(
@@ -477,7 +471,8 @@ class Copilot:
         out.sort(key=lambda c: (-c.loglik, c.index))
         for r, c in enumerate(out, 1):
             c.rank = r
-        return Generation(out, piece, span, context, sampling, stats, self.model_info, steering)
+        info = self.model_info
+        return Generation(out, piece, span, context, sampling, stats, info, steering, self.tok)
 
 
 def _has_parts(st: Any, piece: Piece) -> bool:

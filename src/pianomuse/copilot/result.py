@@ -41,6 +41,7 @@ class Candidate:
     new_beats: np.ndarray  # (bars + 1,) bar lines of the new bars, beats from the start
     full: Any  # symusic Score of the whole piece with the new music, as written
     full_midi: bytes  # the whole piece's MIDI file
+    simplified: list[str] = field(default_factory=list)  # what a score writer simplified
 
 
 @dataclass
@@ -55,6 +56,7 @@ class Generation:
     stats: DecodeStats
     model_info: dict[str, Any] = field(default_factory=dict)
     steering: Any = None  # the `Steering` the new music kept to
+    tokenizer: Any = None  # the `Tokenizer` the model read the piece with (for scores)
 
     def end_tick(self, c: Candidate) -> int:
         """Where the candidate's new music ends (its last bar line)."""
@@ -101,6 +103,7 @@ class Generation:
             "notes_per_bar": round(c.new.note_num() / max(len(c.new_beats) - 1, 1), 2),
             "chords": chords_of(c.new),
             "candidates": len(self.candidates),
+            **({"score_simplified": c.simplified} if c.simplified else {}),
             **self.model_info,
         }
 

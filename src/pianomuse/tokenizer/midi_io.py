@@ -170,6 +170,24 @@ def notes_in_beats(score: Score) -> dict[str, np.ndarray]:
     }
 
 
+def melody_flags(score: Score) -> np.ndarray:
+    """For each note in `notes_in_beats`' order: whether its track is a melody (named
+    "Melody", as tokenizer v2 writes it, or "MELODY", as POP909 names it)."""
+    tracks = [t for t in score.tracks if not t.is_drum and len(t.notes)]
+    if not tracks:
+        return np.zeros(0, bool)
+    arrays = [t.notes.numpy() for t in tracks]
+    flags = np.concatenate(
+        [
+            np.full(len(a["time"]), t.name.strip().lower() == "melody")
+            for t, a in zip(tracks, arrays, strict=True)
+        ]
+    )
+    time = np.concatenate([a["time"] for a in arrays])
+    pitch = np.concatenate([a["pitch"] for a in arrays])
+    return flags[np.lexsort((pitch, time))]
+
+
 def seconds_at(score: Score, beats: np.ndarray) -> np.ndarray:
     """Seconds from the start of a score at the given quarter-note beats, through its tempo
     map (120 qpm before the first tempo event, as the MIDI standard says)."""

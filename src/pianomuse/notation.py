@@ -1,0 +1,171 @@
+"""Scores: notes in beats engraved as a MusicXML piano grand staff (music21 writes the file)
+and drawn as SVG (Verovio).
+
+music21 does what a score needs and a hand-written writer would get wrong: notes that cross
+a bar line are split and tied, durations such as 1/3 beat become triplets, overlapping notes
+in one staff become voices, and chord symbols are real <harmony> elements. This module is the
+only one that imports music21 or Verovio; both are imported when a score is asked for, not
+before (music21 takes seconds to import).
+
+Layout: the melody part, where the piece has one, on the upper staff; every other note on the
+upper staff from middle C up and on the lower staff below it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+
+SPLIT_PITCH = 60  # middle C: the lowest note of the upper staff, for notes of no melody part
+# The coarser grid a score falls back to when the engraver cannot lay out the file's own
+# rhythms (a 1/64 triplet): sixteenth notes, no tuplets.
+FALLBACK_GRID = 4
+
+
+@dataclass(frozen=True)
+class ScoreNotes:
+    """What a score shows. Times are quarter-note beats from the start of the piece."""
+
+    onset: np.ndarray  # (n,) float beats
+    duration: np.ndarray  # (n,) float beats
+    pitch: np.ndarray  # (n,) MIDI pitches
+    melody: np.ndarray  # (n,) bool: the note belongs to the melody part (upper staff)
+    metres: list[tuple[float, int, int]]  # (beat, numerator, denominator) of each change
+    end: float  # the last bar line, beats
+    qpm: float  # tempo at the start
+    grid: int  # positions a beat the notes are quantised to (the tokenizer's)
+    key: str | None = None  # "C major", "A minor"; None: detected from the notes
+    chords: list[tuple[float, str]] = field(default_factory=list)  # (beat, "Am7")
+    marks: list[tuple[float, str]] = field(default_factory=list)  # (beat, text) above the staff
+    title: str = ""
+
+
+def musicxml(s: ScoreNotes) -> tuple[bytes, list[str]]:
+    """The score as MusicXML bytes, and what had to be simplified to lay it out (empty when
+    nothing was)."""
+    from music21.musicxml.m21ToXml import GeneralObjectExporter
+
+    simplified: list[str] = []
+    for grid in (s.grid, FALLBACK_GRID):
+        try:
+            return GeneralObjectExporter(_score(s, grid, simplified)).parse(), simplified
+        except Exception as e:  # noqa: BLE001 - any engraving failure: try the coarser grid
+            if grid == FALLBACK_GRID:
+                raise
+            simplified.append(
+                f"rhythms quantised to sixteenth notes ({type(e).__name__} at the file's grid)"
+            )
+    raise AssertionError("unreachable")
+
+
+def svg(xml: bytes, page_width: int = 2100) -> str:
+    """The score drawn by Verovio as one SVG (all systems on one tall page)."""
+    import verovio
+
+    tk = verovio.toolkit()
+    tk.setOptions({"pageWidth": page_width, "adjustPageHeight": True, "breaks": "auto",
+                   "scale": 40, "footer": "none", "header": "none"})  # fmt: skip
+    if not tk.loadData(xml.decode()):
+        raise ValueError("Verovio could not read the score")
+    # One page per call would cut the piece; a page as tall as the piece holds it whole.
+    tk.setOptions({"pageHeight": 60000})
+    tk.redoLayout()
+    return tk.renderToSVG(1)
+
+
+def _beats(x: float, grid: int) -> Fraction:
+    return Fraction(round(x * grid), grid)
+
+
+def _score(s: ScoreNotes, grid: int, simplified: list[str]) -> Any:
+    from music21 import clef, expressions, instrument, key, layout, meter, stream, tempo
+
+    upper, lower = stream.PartStaff(id="upper"), stream.PartStaff(id="lower")
+    upper.insert(0, instrument.Piano())
+    for part in (upper, lower):
+        for beat, num, den in s.metres:
+            part.insert(_beats(beat, grid), meter.TimeSignature(f"{num}/{den}"))
+    upper.insert(0, tempo.MetronomeMark(number=round(s.qpm)))
+    _place_notes(s, grid, upper, lower)
+    end = _beats(s.end, grid)
+    for part in (upper, lower):
+        part.makeRests(fillGaps=True, inPlace=True, timeRangeFromBarDuration=False)
+        if part.highestTime < end:  # the last bar runs to its bar line
+            from music21 import note
+
+            part.insert(part.highestTime, note.Rest(quarterLength=end - part.highestTime))
+    k = _key(s, upper, lower)
+    for part in (upper, lower):
+        part.insert(0, key.KeySignature(k.sharps))
+    for beat, symbol in s.chords:
+        if symbol == "N":  # no chord
+            upper.insert(_beats(beat, grid), expressions.TextExpression("N.C."))
+            continue
+        try:
+            upper.insert(_beats(beat, grid), _chord_symbol(symbol))
+        except Exception:  # noqa: BLE001 - a symbol music21 cannot read stays as text
+            upper.insert(_beats(beat, grid), expressions.TextExpression(symbol))
+            simplified.append(f"chord {symbol} written as text")
+    for beat, text in s.marks:
+        upper.insert(_beats(beat, grid), expressions.RehearsalMark(text))
+    score = stream.Score()
+    if s.title:
+        from music21 import metadata
+
+        score.metadata = metadata.Metadata(title=s.title)
+    score.insert(0, upper)
+    score.insert(0, lower)
+    score.insert(0, layout.StaffGroup([upper, lower], name="Piano", symbol="brace"))
+    lower.insert(0, clef.BassClef())
+    return score
+
+
+def _place_notes(s: ScoreNotes, grid: int, upper: Any, lower: Any) -> None:
+    """Notes sounding together for the same time in one staff go in as one chord."""
+    from music21 import chord, note
+
+    on = np.array([_beats(x, grid) for x in s.onset], dtype=object)
+    length = [max(_beats(d, grid), Fraction(1, grid)) for d in s.duration]
+    top = s.melody | (s.pitch >= SPLIT_PITCH)
+    groups: dict[tuple[bool, Fraction, Fraction], list[int]] = {}
+    for i in range(len(on)):
+        groups.setdefault((bool(top[i]), on[i], length[i]), []).append(int(s.pitch[i]))
+    for (is_top, at, dur), pitches in sorted(groups.items(), key=lambda g: (g[0][1], g[0][2])):
+        pitches = sorted(set(pitches))
+        n = note.Note(pitches[0]) if len(pitches) == 1 else chord.Chord(pitches)
+        n.quarterLength = dur
+        (upper if is_top else lower).insert(at, n)
+
+
+def _key(s: ScoreNotes, *parts: Any) -> Any:
+    """The key asked for, else the one the notes suggest (Krumhansl-Schmuckler)."""
+    from music21 import key, stream
+
+    if s.key:
+        tonic, _, mode = s.key.partition(" ")
+        return key.Key(tonic.replace("b", "-"), mode or "major")
+    both = stream.Score([p.flatten().notes.stream() for p in parts])
+    return both.analyze("key") if len(both.flatten().notes) else key.Key("C")
+
+
+def _chord_symbol(symbol: str) -> Any:
+    """A <harmony> element's chord. music21 names a seventh-suspended-fourth chord with a kind
+    MusicXML does not have; MusicXML spells it as a suspended fourth with an added minor
+    seventh."""
+    from music21 import harmony
+
+    cs = harmony.ChordSymbol(_figure(symbol))
+    if cs.chordKind == "suspended-fourth-seventh":
+        cs = harmony.ChordSymbol(_figure(symbol).replace("7sus4", "sus4", 1))
+        cs.addChordStepModification(harmony.ChordStepModification("add", 7, -1))
+    return cs
+
+
+def _figure(symbol: str) -> str:
+    """A lead-sheet symbol ('Bbm7', 'E/G#') as music21 spells it ('B-m7', 'E/G#')."""
+    root, _, bass = symbol.partition("/")
+    spell = lambda s: s[0] + s[1:].replace("b", "-", 1) if len(s) > 1 and s[1] == "b" else s  # noqa: E731
+    return spell(root) + ("/" + spell(bass) if bass else "")
