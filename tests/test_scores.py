@@ -16,9 +16,9 @@ from typer.testing import CliRunner
 
 from conftest import POP909, SONGS, aligned_song
 from pianomuse.cli import app
-from pianomuse.copilot.score import metres
+from pianomuse.copilot.score import read_score
 from pianomuse.notation import ScoreNotes, musicxml, svg
-from pianomuse.tokenizer import PianoTokenizerV2, load_score, melody_flags, notes_in_beats
+from pianomuse.tokenizer import PianoTokenizerV2, load_score, notes_in_beats
 
 SCHEMA = Path(__file__).parent / "data" / "musicxml"
 GRID = 24  # positions a beat of tokenizer version 2
@@ -60,23 +60,8 @@ def _read_back(xml: bytes, tmp_path: Path) -> Counter:
 
 
 def _opening(name: str, bars: int = 16) -> ScoreNotes:
-    """A POP909 song's first bars as tokenizer v2 reads them (its grid, its parts)."""
-    tok = PianoTokenizerV2()
-    ids = tok.encode(aligned_song(name))
-    lines = tok.structure.bar_lines(ids)[: bars + 1]
-    read = tok.decode(ids)
-    n = notes_in_beats(read)
-    keep = n["onset"] < lines[-1]
-    return ScoreNotes(
-        onset=n["onset"][keep],
-        duration=np.minimum(n["duration"][keep], lines[-1] - n["onset"][keep]),
-        pitch=n["pitch"][keep],
-        melody=melody_flags(read)[keep],
-        metres=metres(lines),
-        end=float(lines[-1]),
-        qpm=90.0,
-        grid=GRID,
-    )
+    """A POP909 song's first bars as tokenizer v2 reads them (its grid, parts and chords)."""
+    return read_score(PianoTokenizerV2(), aligned_song(name), bars=bars)
 
 
 def _wanted(s: ScoreNotes) -> Counter:

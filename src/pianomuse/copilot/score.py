@@ -32,6 +32,29 @@ def as_read(tok: Tokenizer, piece: Piece) -> tuple[dict[str, np.ndarray], list[l
     return n, [[round(float(np.interp(b, read, own)), 4), s] for b, s in chords]
 
 
+def read_score(
+    tok: Tokenizer, score: Any, *, bars: int | None = None, key: str | None = None, title: str = ""
+) -> ScoreNotes:
+    """A MIDI score (symusic) as the tokenizer reads it: its notes on the grid, its parts and
+    chords, its first `bars` bars (None: all); the tempo is the file's first."""
+    ids = tok.encode(score)
+    lines = tok.structure.bar_lines(ids)
+    lines = lines[: bars + 1] if bars is not None else lines
+    read = tok.decode(ids)
+    n = notes_in_beats(read)
+    keep = n["onset"] < lines[-1]
+    notes = {k: v[keep] for k, v in n.items()} | {"melody": melody_flags(read)[keep]}
+    notes["duration"] = np.minimum(notes["duration"], lines[-1] - notes["onset"])
+    chords = [ch for ch in (chords_of(read) if tok.has_chords else []) if ch[0] < lines[-1]]
+    qpm = float(score.tempos[0].qpm) if len(score.tempos) else 120.0
+    return ScoreNotes(
+        onset=notes["onset"], duration=notes["duration"], pitch=notes["pitch"],
+        melody=notes["melody"].astype(bool), metres=metres(lines), end=float(lines[-1]),
+        qpm=qpm, grid=tok.settings.positions_per_beat, key=key,
+        chords=[(float(b), str(sym)) for b, sym in chords], title=title,
+    )  # fmt: skip
+
+
 def whole_score(g: Generation, c: Candidate) -> ScoreNotes:
     """The whole piece with the candidate's new bars, the seam marked."""
     if g.tokenizer is None:
