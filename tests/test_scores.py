@@ -151,3 +151,30 @@ def test_complete_writes_the_scores_it_is_asked_for(trained_model, tmp_path, sch
     assert sorted(o for o, _, _ in got.elements()) == sorted(q(n["onset"]).tolist())
     bad = CliRunner().invoke(app, [*args, "--outputs", "roll,pdf"])
     assert bad.exit_code == 1 and "--outputs takes names from whole, new, roll" in bad.output
+
+
+def test_the_web_api_engraves_a_piece(trained_model, schema):
+    """POST /api/score: the MusicXML (valid) and its SVG; a key it cannot read is one line."""
+    import base64
+
+    from fastapi.testclient import TestClient
+
+    from pianomuse.copilot import Copilot
+    from pianomuse.serve import web_app
+
+    client = TestClient(web_app(Copilot(trained_model)), base_url="http://localhost")
+    midi = base64.b64encode((POP909 / SONGS[0] / f"{SONGS[0]}.mid").read_bytes()).decode()
+    r = client.post("/api/score", json={"midi": midi, "name": "x.mid", "key": "G major"})
+    assert r.status_code == 200, r.text
+    out = r.json()
+    xml = base64.b64decode(out["musicxml"])
+    assert _valid(schema, xml) and out["simplified"] == []
+    assert [e.text for e in ET.fromstring(xml).iter("fifths")][:1] == ["1"]
+    svg_notes = [
+        e for e in ET.fromstring(out["svg"]).iter() if "note" in e.get("class", "").split()
+    ]
+    assert len(svg_notes) >= len(
+        [n for n in ET.fromstring(xml).iter("note") if n.find("rest") is None]
+    )
+    bad = client.post("/api/score", json={"midi": midi, "key": "H major"})
+    assert bad.status_code == 400 and bad.json()["detail"].startswith("key")

@@ -306,3 +306,31 @@ def test_a_style_file_added_on_the_page_writes_the_continuation(server, browser,
     sidecar = json.loads(_download(d, "a.download-json", name).read_text())
     assert sidecar["style"] == "chorales.safetensors" and sidecar["bars"] == 1
     assert _severe(d) == []
+
+
+def test_a_candidate_switches_to_its_score(server, browser):
+    """The Score tab of a candidate shows its new bars engraved (SVG notes, one per written
+    note and more where ties split one), and offers the MusicXML."""
+    from selenium.webdriver.common.by import By
+
+    d = browser
+    _open(d, server, EXAMPLE)
+    _fill(d.find_element(By.ID, "continue-form"), bars="2", candidates="1")
+    d.find_element(By.ID, "continue").click()
+    _wait(d, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".candidate canvas")) == 1, 60)
+    name = "pop909_099_opening_continuation_1.json"
+    (d.downloads / name).unlink(missing_ok=True)  # an earlier test's download of that name
+    sidecar = json.loads(_download(d, "a.download-json", name).read_text())
+    tab = [b for b in d.find_elements(By.CSS_SELECTOR, ".candidate .tabs button")]
+    assert [b.text for b in tab] == ["Roll", "Score"]
+    tab[1].click()
+    drawn = _wait(
+        d, lambda d: d.find_elements(By.CSS_SELECTOR, ".candidate .score-view svg g.note"), 60
+    )
+    assert len(drawn) >= sidecar["notes"] > 0
+    assert not d.find_element(By.CSS_SELECTOR, ".candidate .roll-scroll").is_displayed()
+    xml = _download(d, "a.download-score", "pop909_099_opening_continuation_1_new.musicxml")
+    assert b"<score-partwise" in xml.read_bytes()
+    tab[0].click()
+    assert d.find_element(By.CSS_SELECTOR, ".candidate .roll-scroll").is_displayed()
+    assert _severe(d) == []

@@ -28,12 +28,14 @@ from pianomuse.serve.schemas import (
     PieceIn,
     PieceView,
     SamplingIn,
+    ScoreIn,
+    ScoreOut,
     StatusOut,
     StyleIn,
     StyleOut,
 )
 from pianomuse.serve.styles import StyleShelf
-from pianomuse.serve.views import generation_out, piece_view
+from pianomuse.serve.views import b64, generation_out, piece_view
 from pianomuse.steering import Steering
 from pianomuse.tokenizer import Piece
 from pianomuse.tokenizer.midi_io import parse_midi
@@ -236,5 +238,22 @@ async def style(body: StyleIn, request: Request, s: Serving) -> StyleOut:
         return StyleOut(id=style_id, name=str(m.get("name", name)), method=st.method,
                         pieces=m.get("pieces"), bits_before=m.get("bits_per_note_before"),
                         bits_after=m.get("bits_per_note_after"))  # fmt: skip
+
+    return await s.reading.run(work, request.is_disconnected)
+
+
+@api.post("/api/score")
+async def score(body: ScoreIn, request: Request, s: Serving) -> ScoreOut:
+    """A piece (a candidate's new bars) engraved as the model reads it: MusicXML and SVG."""
+    from pianomuse.copilot.score import read_score
+    from pianomuse.notation import musicxml, svg
+
+    key = Steering(key=body.key).key if body.key else None  # checked as --key is
+
+    def work(_: Any) -> ScoreOut:
+        p = s.read_piece(body)
+        notes = read_score(s.copilot.tok, p.source, key=key, title=p.name)
+        xml, simplified = musicxml(notes)
+        return ScoreOut(musicxml=b64(xml), svg=svg(xml), simplified=simplified)
 
     return await s.reading.run(work, request.is_disconnected)

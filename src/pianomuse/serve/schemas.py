@@ -49,6 +49,18 @@ def _steering_fields() -> type[BaseModel]:
 SteeringIn = _steering_fields()
 
 
+class ScoreIn(PieceIn):
+    key: str | None = Field(
+        None, max_length=40, description='Key signature ("E minor"); none: found from the notes.'
+    )
+
+
+class ScoreOut(BaseModel):
+    musicxml: str = Field(description="The score as MusicXML 4.0, base64-encoded.")
+    svg: str = Field(description="The score drawn (SVG), all systems on one page.")
+    simplified: list[str] = Field(description="What had to be simplified to lay it out.")
+
+
 class InStyleIn(BaseModel):
     style: str | None = Field(
         None, max_length=64, description="Write in a style uploaded to /api/style (its id)."

@@ -383,6 +383,7 @@ function addCandidate(box, out, c) {
   );
   card.append(h, legend, scroll, tools);
   box.appendChild(card);
+  addScoreTab(card, scroll, c, stem); // score.js
   // Fill the card's width (drawn once the card is laid out and has one).
   const beats = c.view.bar_beats[toBar] - c.view.bar_beats[fromBar];
   const ppb = Math.max(8, Math.min(40, (scroll.clientWidth - 2) / Math.max(beats, 1)));
