@@ -293,7 +293,17 @@ def test_a_style_file_added_on_the_page_writes_the_continuation(server, browser,
     d = browser
     _open(d, server, EXAMPLE)
     d.find_element(By.ID, "style-file").send_keys(str(style_file))
-    info = _wait(d, lambda d: d.find_element(By.ID, "style-info").text, 60)
+    info = _wait(
+        d,
+        lambda d: (
+            d.find_element(By.ID, "style-info").text
+            or (
+                d.find_element(By.ID, "message").text
+                and pytest.fail(d.find_element(By.ID, "message").text)
+            )
+        ),
+        60,
+    )
     assert info.startswith("chorales.safetensors, tuned on 6 pieces: held-out bits a note")
     picked = d.find_element(By.CSS_SELECTOR, "#steering-form [name=style] option:checked")
     assert picked.text == "chorales.safetensors (head)"

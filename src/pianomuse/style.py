@@ -38,6 +38,7 @@ from torch.nn.utils import parametrize
 from pianomuse.atomic import write_bytes_atomic
 from pianomuse.errors import UserError
 from pianomuse.model import RWKV7, RWKVState
+from pianomuse.model.cache import without_cache
 from pianomuse.tokenizer import Kind, Tokenizer
 
 METHODS = ("state", "head", "lora")
@@ -87,7 +88,7 @@ class Style:
         start, not the weights)."""
         if self.method == "state":
             return model
-        out = copy.deepcopy(model)
+        out = copy.deepcopy(model, without_cache(model))  # a served model holds graphs, locks
         with torch.no_grad():
             for name, p in out.named_parameters():
                 if name in self.tensors:
@@ -166,7 +167,7 @@ def tune(
     if method not in METHODS:
         raise UserError(f"--method is one of {', '.join(METHODS)}, not {method!r}")
     gen = torch.Generator().manual_seed(seed)
-    model = copy.deepcopy(model).eval().requires_grad_(False)
+    model = copy.deepcopy(model, without_cache(model)).eval().requires_grad_(False)
     params = _learnable(model, method, gen)
     learner = _with_low_rank(model, params) if method == "lora" else model
     opt = torch.optim.Adam(params.values(), lr=LEARNING_RATE[method])
