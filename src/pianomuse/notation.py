@@ -13,6 +13,7 @@ upper staff from middle C up and on the lower staff below it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
@@ -125,7 +126,7 @@ def _score(s: ScoreNotes, grid: int, simplified: list[str]) -> Any:
 
 def _place_notes(s: ScoreNotes, grid: int, upper: Any, lower: Any) -> None:
     """Notes sounding together for the same time in one staff go in as one chord."""
-    from music21 import chord, note
+    from music21 import chord, note, tie
 
     on = np.array([_beats(x, grid) for x in s.onset], dtype=object)
     length = [max(_beats(d, grid), Fraction(1, grid)) for d in s.duration]
@@ -135,9 +136,28 @@ def _place_notes(s: ScoreNotes, grid: int, upper: Any, lower: Any) -> None:
         groups.setdefault((bool(top[i]), on[i], length[i]), []).append(int(s.pitch[i]))
     for (is_top, at, dur), pitches in sorted(groups.items(), key=lambda g: (g[0][1], g[0][2])):
         pitches = sorted(set(pitches))
-        n = note.Note(pitches[0]) if len(pitches) == 1 else chord.Chord(pitches)
-        n.quarterLength = dur
-        (upper if is_top else lower).insert(at, n)
+        parts = _readable(dur)
+        for k, part in enumerate(parts):
+            n = note.Note(pitches[0]) if len(pitches) == 1 else chord.Chord(pitches)
+            n.quarterLength = part
+            if len(parts) > 1:
+                n.tie = tie.Tie(
+                    "start" if k == 0 else "stop" if k == len(parts) - 1 else "continue"
+                )
+            (upper if is_top else lower).insert(at, n)
+            at += part
+
+
+def _readable(length: Fraction) -> list[Fraction]:
+    """A duration as tied values of at most two dots each: music21 would write a 15/8-beat
+    note as a triple-dotted quarter, which players stumble over and readers refuse."""
+    from music21 import duration
+
+    dots, _ = duration.dottedMatch(length)
+    if dots is False or dots <= 2:
+        return [length]
+    plain = Fraction(2) ** math.floor(math.log2(length))  # the longest undotted value in it
+    return [plain, *_readable(length - plain)]
 
 
 def _key(s: ScoreNotes, *parts: Any) -> Any:
