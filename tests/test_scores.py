@@ -127,6 +127,12 @@ def test_the_score_is_drawn_as_svg_with_its_notes():
     root = ET.fromstring(svg(xml))
     drawn = [e for e in root.iter() if e.get("class", "").split()[:1] == ["note"]]
     assert len(drawn) == len(written) > len(s.onset) > 10
+    # A server engraves on worker threads: the same picture there.
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        again = ET.fromstring(pool.submit(svg, xml).result())
+    assert len([e for e in again.iter() if "note" in e.get("class", "").split()]) == len(drawn)
 
 
 def test_complete_writes_the_scores_it_is_asked_for(trained_model, tmp_path, schema):

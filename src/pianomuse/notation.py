@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -66,11 +67,14 @@ def svg(xml: bytes, page_width: int = 2100) -> str:
     """The score drawn by Verovio as one SVG (all systems on one tall page)."""
     import verovio
 
-    tk = verovio.toolkit()
+    # The resource folder named explicitly: Verovio's default lookup finds its fonts only on
+    # the thread that first made a toolkit, and a server engraves on worker threads.
+    tk = verovio.toolkit(False)
+    tk.setResourcePath(str(Path(verovio.__file__).parent / "data"))
     tk.setOptions({"pageWidth": page_width, "adjustPageHeight": True, "breaks": "auto",
                    "scale": 40, "footer": "none", "header": "none"})  # fmt: skip
     if not tk.loadData(xml.decode()):
-        raise ValueError("Verovio could not read the score")
+        raise ValueError(f"Verovio could not read the score: {tk.getLog().strip()[-300:]}")
     # One page per call would cut the piece; a page as tall as the piece holds it whole.
     tk.setOptions({"pageHeight": 60000})
     tk.redoLayout()
