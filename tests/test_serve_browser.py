@@ -128,7 +128,7 @@ def test_upload_continue_download_infill_accept(server, browser, tmp_path):
     d = browser
     d.get(server)
     assert d.title == "Piano Muse"  # `get` returns once the page has loaded
-    _wait(d, lambda d: "pianomuse-parts" in d.find_element(By.ID, "model-info").text, 30)
+    _wait(d, lambda d: "pianomuse-v3" in d.find_element(By.ID, "model-info").text, 30)
 
     # A file that is not MIDI: one clear line on the page, no piece shown.
     bad = tmp_path / "notes.mid"

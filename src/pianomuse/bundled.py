@@ -14,7 +14,7 @@ DEFAULT_MODEL_NAME = "pianomuse-small-pop909.safetensors"
 # The model for chords and parts (tokenizer version 2): steering by chords, arrange, playing
 # along, and the web page. It continues a plain piece less well than the default (its model
 # card), so each job gets the model that does it best.
-PARTS_MODEL_NAME = "pianomuse-parts-pop909.safetensors"
+PARTS_MODEL_NAME = "pianomuse-v3-pop909.safetensors"
 # The chord planner's learnt choice of experts (`pianomuse.planner.Selector`).
 PLANNER_NAME = "chord_planner.json"
 
