@@ -86,7 +86,7 @@ def main() -> None:
         for f in files:
             s = read_score(tok, read_song(f), bars=args.bars)
             t0 = time.perf_counter()
-            xml, simplified = musicxml(s)
+            xml, simplified = musicxml(s, rhythm="exact")
             seconds = time.perf_counter() - t0
             want, got = notes_of(s), read_back(xml, s.grid, Path(tmp))
             valid = bool(xsd.validate(etree.fromstring(xml, parser)))

@@ -14,7 +14,7 @@ upper staff from middle C up and on the lower staff below it.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -45,12 +45,20 @@ class ScoreNotes:
     title: str = ""
 
 
-def musicxml(s: ScoreNotes) -> tuple[bytes, list[str]]:
+def musicxml(s: ScoreNotes, rhythm: str = "readable") -> tuple[bytes, list[str]]:
     """The score as MusicXML bytes, and what had to be simplified to lay it out (empty when
-    nothing was)."""
+    nothing was). `rhythm`: "exact" writes every note on the file's own grid (a played
+    performance's 1/24-beat offsets become 24-tuplets); "readable" first moves each beat's
+    notes to sixteenths or to eighth-note triplets, whichever they lie closer to."""
     from music21.musicxml.m21ToXml import GeneralObjectExporter
 
     simplified: list[str] = []
+    if rhythm == "readable":
+        s, moved = readable(s)
+        if moved:
+            simplified.append(f"{moved} of {len(s.onset)} onsets moved to sixteenths or triplets")
+    elif rhythm != "exact":
+        raise ValueError(f"rhythm is readable or exact, not {rhythm!r}")
     for grid in (s.grid, FALLBACK_GRID):
         try:
             return GeneralObjectExporter(_score(s, grid, simplified)).parse(), simplified
@@ -61,6 +69,36 @@ def musicxml(s: ScoreNotes) -> tuple[bytes, list[str]]:
                 f"rhythms quantised to sixteenth notes ({type(e).__name__} at the file's grid)"
             )
     raise AssertionError("unreachable")
+
+
+# Each beat is read on sixteenths unless its onsets lie this much closer to eighth-note
+# triplets: a straight beat played a little unevenly must not turn into triplets.
+TRIPLET_PREFERENCE = 0.7
+READABLE_GRID = 12  # positions a beat that hold both sixteenths and triplets
+
+
+def readable(s: ScoreNotes) -> tuple[ScoreNotes, int]:
+    """The notes moved beat by beat onto sixteenths (4 a beat) or eighth-note triplets (3 a
+    beat), whichever grid the beat's onsets are closer to; each note ends on the grid of the
+    beat it ends in and lasts at least one step. Returns the notes and how many onsets moved."""
+    beat = np.floor(s.onset + 1e-9).astype(int)
+    steps = {}  # beat -> positions a beat of its grid
+    for b in np.unique(beat):
+        x = s.onset[beat == b] - b
+        duple = np.abs(x - np.round(x * 4) / 4).sum()
+        triple = np.abs(x - np.round(x * 3) / 3).sum()
+        steps[int(b)] = 3 if triple < TRIPLET_PREFERENCE * duple else 4
+
+    def snap(t: np.ndarray) -> np.ndarray:
+        n = np.array([steps.get(int(np.floor(v + 1e-9)), 4) for v in t])
+        return np.round(t * n) / n, n
+
+    onset, n_on = snap(s.onset)
+    end, _ = snap(s.onset + s.duration)
+    duration = np.maximum(end - onset, 1.0 / n_on)
+    moved = int((~np.isclose(onset, s.onset)).sum())
+    out = replace(s, onset=onset, duration=duration, grid=READABLE_GRID)
+    return out, moved
 
 
 def svg(xml: bytes, page_width: int = 2100) -> str:
