@@ -1,7 +1,8 @@
 """MusicXML round trip over a POP909-layout folder: each song's first bars as tokenizer v2
 reads them (re-timed onto its beats, with its chords), written by `pianomuse.notation`
 (music21), read back by a second library (partitura) and checked against the MusicXML 4.0
-schema (tests/data/musicxml).
+schema (tests/data/musicxml). The scores keep every note on the tokenizer's grid
+(`rhythm="exact"`); the copilot's default, "readable", is tested in tests/test_scores.py.
 
 Prints, over every song and over the songs with a triplet feel (more than --triplet-share of
 their onsets on triplet positions off the 16th grid): the share of notes read back with
