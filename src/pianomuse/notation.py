@@ -181,6 +181,9 @@ def _place_notes(s: ScoreNotes, grid: int, upper: Any, lower: Any) -> None:
         parts = _readable(dur)
         for k, part in enumerate(parts):
             n = note.Note(pitches[0]) if len(pitches) == 1 else chord.Chord(pitches)
+            for p in n.pitches:  # a pitch made from its MIDI number carries an explicit
+                if p.accidental is not None and p.accidental.alter == 0:  # natural sign
+                    p.accidental = None
             n.quarterLength = part
             if len(parts) > 1:
                 n.tie = tie.Tie(
