@@ -282,6 +282,10 @@ def test_two_process_ddp_equals_one_process(prepared, tmp_path):
         "torch.distributed.run",
         "--nproc_per_node=2",
         "--standalone",  # a free rendezvous port, whatever else runs on the machine
+        "--log-dir",  # each rank's own output, for the failure message
+        str(tmp_path / "ranks"),
+        "--redirects",
+        "3",
         "-m",
         "pianomuse",
         "train",
@@ -292,7 +296,9 @@ def test_two_process_ddp_equals_one_process(prepared, tmp_path):
         *common,
     ]
     p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert p.returncode == 0, p.stderr[-3000:]
+    ranks = "".join(f"\n--- {f.relative_to(tmp_path)}\n{f.read_text()[-1500:]}"
+                    for f in sorted((tmp_path / "ranks").rglob("*.log")))  # fmt: skip
+    assert p.returncode == 0, p.stderr[-1500:] + ranks
     single, accum = tmp_path / "single", tmp_path / "accum"
     with one_thread():  # as each DDP process runs: the thread count changes summation order
         for out, batch in (
