@@ -176,9 +176,13 @@ def _place_notes(s: ScoreNotes, grid: int, upper: Any, lower: Any) -> None:
     groups: dict[tuple[bool, Fraction, Fraction], list[int]] = {}
     for i in range(len(on)):
         groups.setdefault((bool(top[i]), on[i], length[i]), []).append(int(s.pitch[i]))
+    lines = _bar_lines(s, grid)
     for (is_top, at, dur), pitches in sorted(groups.items(), key=lambda g: (g[0][1], g[0][2])):
         pitches = sorted(set(pitches))
-        parts = _readable(dur)
+        # Split at the bar lines here, not in music21: its remainders can take four dots.
+        cuts = [b for b in lines if at < b < at + dur]
+        edges = [at, *cuts, at + dur]
+        parts = [p for a, b in zip(edges, edges[1:], strict=False) for p in _readable(b - a)]
         for k, part in enumerate(parts):
             n = note.Note(pitches[0]) if len(pitches) == 1 else chord.Chord(pitches)
             for p in n.pitches:  # a pitch made from its MIDI number carries an explicit
@@ -191,6 +195,17 @@ def _place_notes(s: ScoreNotes, grid: int, upper: Any, lower: Any) -> None:
                 )
             (upper if is_top else lower).insert(at, n)
             at += part
+
+
+def _bar_lines(s: ScoreNotes, grid: int) -> list[Fraction]:
+    """Every bar line from the metres, up to the end."""
+    end, out = _beats(s.end, grid), []
+    changes = [(_beats(b, grid), Fraction(4 * num, den)) for b, num, den in s.metres]
+    for (at, bar), nxt in zip(changes, [*changes[1:], (end, None)], strict=True):
+        while at < min(nxt[0], end):
+            out.append(at)
+            at += bar
+    return out
 
 
 def _readable(length: Fraction) -> list[Fraction]:
