@@ -97,6 +97,20 @@ def _lane_chords(d, roll) -> list:
     return json.loads(d.execute_script("return arguments[0].dataset.chords", roll))
 
 
+SIDECAR = "pop909_099_opening_continuation_1.json"  # the first candidate's, downloaded
+
+
+def _continue_one(d, bars: str) -> dict:
+    """Continue the example by `bars` bars, one candidate; that candidate's sidecar."""
+    from selenium.webdriver.common.by import By
+
+    _fill(d.find_element(By.ID, "continue-form"), bars=bars, candidates="1")
+    d.find_element(By.ID, "continue").click()
+    _wait(d, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".candidate canvas")) == 1, 60)
+    (d.downloads / SIDECAR).unlink(missing_ok=True)  # an earlier test's download
+    return json.loads(_download(d, "a.download-json", SIDECAR).read_text())
+
+
 def _severe(d) -> list:
     return [e for e in d.get_log("browser") if e["level"] == "SEVERE"]
 
@@ -251,12 +265,7 @@ def test_a_candidates_plan_is_edited_on_its_chord_lane(server, browser):
     d = browser
     _open(d, server, EXAMPLE)
     _fill(d.find_element(By.ID, "steering-form"), chords="")
-    _fill(d.find_element(By.ID, "continue-form"), bars="2", candidates="1")
-    d.find_element(By.ID, "continue").click()
-    _wait(d, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".candidate canvas")) == 1, 60)
-    name = "pop909_099_opening_continuation_1.json"
-    (d.downloads / name).unlink(missing_ok=True)  # an earlier test's download of that name
-    sidecar = json.loads(_download(d, "a.download-json", name).read_text())
+    sidecar = _continue_one(d, bars="2")
     plan = sidecar["plan"].split(" | ")
     assert len(plan) == 2 and sidecar["steering"] == {}
     roll = d.find_element(By.CSS_SELECTOR, ".candidate canvas")
@@ -278,8 +287,8 @@ def test_a_candidates_plan_is_edited_on_its_chord_lane(server, browser):
     d.find_element(By.ID, "continue").click()
     WebDriverWait(d, 60).until(staleness_of(roll))  # the new candidate replaced it
     _wait(d, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".candidate canvas")) == 1, 60)
-    (d.downloads / name).unlink()
-    sidecar = json.loads(_download(d, "a.download-json", name).read_text())
+    (d.downloads / SIDECAR).unlink()
+    sidecar = json.loads(_download(d, "a.download-json", SIDECAR).read_text())
     assert sidecar["steering"]["chords"] == f"Am | {plan[1]}" and sidecar["plan"] is None
     assert sidecar["chords"][0] == [0.0, "Am"]
     assert _severe(d) == []
@@ -305,12 +314,7 @@ def test_a_style_file_added_on_the_page_writes_the_continuation(server, browser,
     picked = d.find_element(By.CSS_SELECTOR, "#steering-form [name=style] option:checked")
     assert picked.text == "chorales.safetensors (head)"
     _fill(d.find_element(By.ID, "steering-form"), chords="")
-    _fill(d.find_element(By.ID, "continue-form"), bars="1", candidates="1")
-    d.find_element(By.ID, "continue").click()
-    _wait(d, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".candidate canvas")) == 1, 60)
-    name = "pop909_099_opening_continuation_1.json"
-    (d.downloads / name).unlink(missing_ok=True)  # an earlier test's download of that name
-    sidecar = json.loads(_download(d, "a.download-json", name).read_text())
+    sidecar = _continue_one(d, bars="1")
     assert sidecar["style"] == "chorales.safetensors" and sidecar["bars"] == 1
     assert _severe(d) == []
 
@@ -322,12 +326,7 @@ def test_a_candidate_switches_to_its_score(server, browser):
 
     d = browser
     _open(d, server, EXAMPLE)
-    _fill(d.find_element(By.ID, "continue-form"), bars="2", candidates="1")
-    d.find_element(By.ID, "continue").click()
-    _wait(d, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".candidate canvas")) == 1, 60)
-    name = "pop909_099_opening_continuation_1.json"
-    (d.downloads / name).unlink(missing_ok=True)  # an earlier test's download of that name
-    sidecar = json.loads(_download(d, "a.download-json", name).read_text())
+    sidecar = _continue_one(d, bars="2")
     tab = [b for b in d.find_elements(By.CSS_SELECTOR, ".candidate .tabs button")]
     assert [b.text for b in tab] == ["Roll", "Score"]
     tab[1].click()

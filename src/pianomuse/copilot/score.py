@@ -21,15 +21,20 @@ def as_read(tok: Tokenizer, piece: Piece) -> tuple[dict[str, np.ndarray], list[l
     """The piece's notes (with a `melody` flag) and chord changes ([beat, symbol]) as the
     model reads them, in the piece's own beats: the tokens' bar lines are mapped onto the
     file's, so a bar of the tokens falls on the same bar of the file."""
-    decoded = tok.decode(piece.ids)
+    n, chords = _decoded(tok, piece.ids)
     read = tok.structure.bar_lines(piece.ids)  # the tokens' beats
     own = piece.bar_ticks / piece.tpq  # the same bar lines in the file's beats
-    n = notes_in_beats(decoded)
     start = np.interp(n["onset"], read, own)
     n["duration"] = np.interp(n["onset"] + n["duration"], read, own) - start
-    n["onset"], n["melody"] = start, melody_flags(decoded)
-    chords = chords_of(decoded) if tok.has_chords else []
+    n["onset"] = start
     return n, [[round(float(np.interp(b, read, own)), 4), s] for b, s in chords]
+
+
+def _decoded(tok: Tokenizer, ids: np.ndarray) -> tuple[dict[str, np.ndarray], list[list[Any]]]:
+    """The notes (with a `melody` flag) and chord changes of tokens, in the tokens' beats."""
+    decoded = tok.decode(ids)
+    n = notes_in_beats(decoded) | {"melody": melody_flags(decoded)}
+    return n, chords_of(decoded) if tok.has_chords else []
 
 
 def read_score(
@@ -40,12 +45,11 @@ def read_score(
     ids = tok.encode(score)
     lines = tok.structure.bar_lines(ids)
     lines = lines[: bars + 1] if bars is not None else lines
-    read = tok.decode(ids)
-    n = notes_in_beats(read)
+    n, chords = _decoded(tok, ids)
     keep = n["onset"] < lines[-1]
-    notes = {k: v[keep] for k, v in n.items()} | {"melody": melody_flags(read)[keep]}
+    notes = {k: v[keep] for k, v in n.items()}
     notes["duration"] = np.minimum(notes["duration"], lines[-1] - notes["onset"])
-    chords = [ch for ch in (chords_of(read) if tok.has_chords else []) if ch[0] < lines[-1]]
+    chords = [ch for ch in chords if ch[0] < lines[-1]]
     qpm = float(score.tempos[0].qpm) if len(score.tempos) else 120.0
     return ScoreNotes(
         onset=notes["onset"], duration=notes["duration"], pitch=notes["pitch"],
