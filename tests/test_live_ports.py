@@ -15,6 +15,7 @@ from pathlib import Path
 
 import mido
 import pytest
+import rtmidi
 
 from pianomuse.tokenizer import load_score
 from test_live import phrase
@@ -79,24 +80,52 @@ def _live(trained_model: Path, jam: Path, *args: str) -> subprocess.Popen:
                             text=True)  # fmt: skip
 
 
-def _ports(backend) -> tuple:
-    """The client's ends of the live command's ports, once they exist."""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        to_live = [n for n in backend.get_output_names() if n.endswith("Piano Muse in")]
-        from_live = [n for n in backend.get_input_names() if n.endswith("Piano Muse out")]
-        if to_live and from_live:
-            return backend.open_output(to_live[0]), backend.open_input(from_live[0])
-        time.sleep(0.1)
-    pytest.fail("the live command's ports did not appear")
+class _Client:
+    """This process's ends of the live command's ports, through python-rtmidi (mido's own
+    backend) so that each JACK client has a name of its own: mido's port listing opens and
+    closes a client named "RtMidiIn Client" at every call, the name RtMidi gives every
+    program's client, and while the live command opened its ports such a clash once failed
+    ("Cannot open RtMidiIn Client-01 client")."""
 
+    def __init__(self) -> None:
+        tag = os.getpid()
+        self.out = rtmidi.MidiOut(rtapi=rtmidi.API_UNIX_JACK, name=f"test-keys-{tag}")
+        self.inp = rtmidi.MidiIn(rtapi=rtmidi.API_UNIX_JACK, name=f"test-synth-{tag}")
+        self.inp.ignore_types(sysex=True, timing=True, active_sense=True)
+        # One client each, listing ports until the live command's exist, then connected.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            to_live = [i for i, n in enumerate(self.out.get_ports()) if n.endswith("Piano Muse in")]
+            from_live = [
+                i for i, n in enumerate(self.inp.get_ports()) if n.endswith("Piano Muse out")
+            ]
+            if to_live and from_live:
+                self.out.open_port(to_live[0])
+                self.inp.open_port(from_live[0])
+                return
+            time.sleep(0.1)
+        self.close()
+        pytest.fail("the live command's ports did not appear")
 
-def _close(ports: tuple) -> None:
-    """Close this process's JACK ports while the server still runs: a client left open until
-    the interpreter exits talks to a server the fixture has stopped (a segmentation fault,
-    once, under load)."""
-    for port in ports:
-        port.close()
+    def send(self, msg: mido.Message) -> None:
+        self.out.send_message(msg.bytes())
+
+    def note_ons(self) -> list[int]:
+        """The pitches of the note-ons that arrived since the last call."""
+        pitches = []
+        while (event := self.inp.get_message()) is not None:
+            msg = mido.Message.from_bytes(event[0])
+            if msg.type == "note_on" and msg.velocity > 0:
+                pitches.append(msg.note)
+        return pitches
+
+    def close(self) -> None:
+        """Close this process's JACK clients while the server still runs: a client left open
+        until the interpreter exits talks to a server the fixture has stopped (a segmentation
+        fault, once, under load)."""
+        for rt in (self.out, self.inp):
+            rt.close_port()
+            rt.delete()
 
 
 def _line(proc: subprocess.Popen, words: str) -> str:
@@ -115,33 +144,30 @@ def test_a_phrase_played_into_the_ports_is_answered_on_them(trained_model, tmp_p
     each start their clock when the command says "Jamming", a moment apart that a loaded
     machine stretches, and a loaded machine delays any real-time answer; that notes are
     sent at their time is `test_live.py`'s test of the port loop, on a clock of its own."""
-    backend = mido.Backend("mido.backends.rtmidi/UNIX_JACK", load=True)
     jam = tmp_path / "jam.mid"
     proc = _live(trained_model, jam, "--bpm", "120", "--bars", "1", "--seconds", "12",
                  "--trigger-note", str(TRIGGER))  # fmt: skip
-    ports: tuple = ()
+    client = None
     try:
-        to_live, from_live = ports = _ports(backend)
+        client = _Client()
         _line(proc, "Jamming at 120 bpm")
         t0 = time.perf_counter()
         events = phrase(1)  # bar one of song 002, at 120 bpm: two seconds
         for at, kind, pitch, vel in events:
             time.sleep(max(at - (time.perf_counter() - t0), 0))
-            to_live.send(mido.Message("note_on" if kind == "on" else "note_off", note=pitch,
-                                      velocity=vel))  # fmt: skip
+            client.send(mido.Message("note_on" if kind == "on" else "note_off", note=pitch,
+                                     velocity=vel))  # fmt: skip
         asked = time.perf_counter() - t0
-        to_live.send(mido.Message("note_on", note=TRIGGER, velocity=100))
+        client.send(mido.Message("note_on", note=TRIGGER, velocity=100))
         heard = []  # (seconds, pitch) of every note-on that comes back, until the command ends
         while proc.poll() is None:
-            for msg in from_live.iter_pending():
-                if msg.type == "note_on" and msg.velocity > 0:
-                    heard.append((time.perf_counter() - t0, msg.note))
+            heard += [(time.perf_counter() - t0, p) for p in client.note_ons()]
             time.sleep(0.001)
-        heard += [(time.perf_counter() - t0, m.note) for m in from_live.iter_pending()
-                  if m.type == "note_on" and m.velocity > 0]  # fmt: skip
+        heard += [(time.perf_counter() - t0, p) for p in client.note_ons()]
     finally:
         proc.kill()
-        _close(ports)
+        if client is not None:
+            client.close()
     assert proc.returncode == 0
     saved = load_score(jam)
     player, answer = saved.tracks[0].notes, saved.tracks[1].notes
@@ -161,18 +187,18 @@ def test_a_phrase_played_into_the_ports_is_answered_on_them(trained_model, tmp_p
 def test_the_tempo_follows_midi_clock_sent_over_the_port(trained_model, tmp_path):
     """`--bpm clock`: MIDI clock at 100 bpm (24 a beat) sent into the live command's input
     port as soon as it opens sets the jam's tempo."""
-    backend = mido.Backend("mido.backends.rtmidi/UNIX_JACK", load=True)
     proc = _live(trained_model, tmp_path / "jam.mid", "--bpm", "clock", "--seconds", "1")
-    ports: tuple = ()
+    client = None
     try:
-        to_live, _ = ports = _ports(backend)
+        client = _Client()
         t0, gap = time.perf_counter(), 60 / 100 / 24
         for k in range(int(4 / gap)):  # four seconds: past the two the command listens for
             time.sleep(max(t0 + k * gap - time.perf_counter(), 0))
-            to_live.send(mido.Message("clock"))
+            client.send(mido.Message("clock"))
         line = _line(proc, "Jamming at")
         proc.wait(timeout=60)
     finally:
         proc.kill()
-        _close(ports)
+        if client is not None:
+            client.close()
     assert abs(float(line.split("Jamming at ")[1].split(" bpm")[0]) - 100) <= 2

@@ -69,9 +69,13 @@ def open_ports(
                 "its name to --in and --out"
             )
         try:
+            # Each port is its own client, named after it: RtMidi's default client names
+            # ("RtMidiIn Client") collide with any other RtMidi program on a JACK server,
+            # which then renames one of them, and under load that open can fail.
+            inp, out = inp or "Piano Muse in", out or "Piano Muse out"
             return (
-                backend.open_input(inp or "Piano Muse in", virtual=True),
-                backend.open_output(out or "Piano Muse out", virtual=True),
+                backend.open_input(inp, virtual=True, client_name=inp),
+                backend.open_output(out, virtual=True, client_name=out),
             )
         except Exception as e:  # noqa: BLE001
             raise UserError(f"cannot open virtual MIDI ports: {e}") from None
