@@ -11,8 +11,11 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import soundfile
 
-from pianomuse.tokenizer import load_score, notes_in_beats
+from onsets import onsets, recall
+from pianomuse.tokenizer import load_score, notes_in_beats, seconds_at
+from pianomuse.tokenizer.synth import sounding_seconds
 from serve_helpers import midi_b64, post
 from test_serve_browser import CHROMIUM, DRIVER, _wait
 
@@ -319,9 +322,10 @@ def test_a_style_file_added_on_the_page_writes_the_continuation(server, browser,
     assert _severe(d) == []
 
 
-def test_a_candidate_switches_to_its_score(server, browser):
+def test_a_candidate_switches_to_its_score_and_downloads_its_sound(server, browser):
     """The Score tab of a candidate shows its new bars engraved (SVG notes, one per written
-    note and more where ties split one), and offers the MusicXML."""
+    note and more where ties split one), and offers the MusicXML; its Audio button renders
+    the whole piece and downloads the MP3."""
     from selenium.webdriver.common.by import By
 
     d = browser
@@ -339,4 +343,14 @@ def test_a_candidate_switches_to_its_score(server, browser):
     assert b"<score-partwise" in xml.read_bytes()
     tab[0].click()
     assert d.find_element(By.CSS_SELECTOR, ".candidate .roll-scroll").is_displayed()
+    mp3 = _download(d, "button.render-audio", "pop909_099_opening_continuation_1.mp3")
+    samples, sr = soundfile.read(mp3)
+    opening = load_score(EXAMPLE)
+    n = notes_in_beats(opening)
+    # The sound is the piece and its new bars: longer than the opening, and the opening's
+    # notes are heard (their onsets found in the sound).
+    assert len(samples) / sr > sounding_seconds(opening)
+    assert recall(seconds_at(opening, n["onset"]), onsets(samples, sr)) >= 0.9
+    link = d.find_element(By.CSS_SELECTOR, ".candidate a.download-mp3")
+    assert link.text.startswith("Download audio (MP3, ")
     assert _severe(d) == []

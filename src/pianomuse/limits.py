@@ -10,6 +10,9 @@ MAX_NOTES = 1_000_000
 # changes, markers, controllers): 20,000 beats is ~3 hours at 120 qpm. Bars are counted
 # from the start, so a stray event far away would otherwise mean a million empty bars.
 MAX_BEATS = 20_000
+# Audio is rendered whole in memory (44.1 kHz stereo float32, 21 MB a minute): a piece
+# sounding longer than this is refused rather than taking gigabytes.
+MAX_AUDIO_SECONDS = 30 * 60
 # Bars one continuation may ask for, and alternatives written from one prefill.
 MAX_BARS = 256
 MAX_CANDIDATES = 64

@@ -20,7 +20,8 @@ OutputsOpt = Annotated[
     str,
     Opt(
         help="Files to write per candidate, comma-separated: whole, new, roll, sidecar (the "
-        "default set), score and new_score (MusicXML: the whole piece, the new bars)."
+        "default set), score and new_score (MusicXML: the whole piece, the new bars), audio "
+        "and mp3 (the whole piece played on a grand piano: WAV, MP3)."
     ),
 ]
 DEFAULT_OUTPUTS = "whole,new,roll,sidecar"

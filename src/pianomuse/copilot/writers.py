@@ -73,6 +73,17 @@ def _musicxml(make: Callable[[Generation, Candidate], Any]) -> Callable[..., byt
     return render
 
 
+def _audio(fmt: str) -> Callable[[Generation, Candidate], bytes]:
+    """A sound writer: the whole piece with the new music, played on the bundled piano."""
+
+    def render(g: Generation, c: Candidate) -> bytes:
+        from pianomuse.audio import audio_file
+
+        return audio_file(c.full_midi, fmt)
+
+    return render
+
+
 WRITERS: dict[str, Writer] = {
     "whole": Writer(".mid", lambda g, c: c.full_midi, "the whole piece with the new music"),
     "new": Writer("_continuation.mid", lambda g, c: midi_bytes(c.new), "the new bars alone"),
@@ -83,6 +94,8 @@ WRITERS: dict[str, Writer] = {
     "new_score": Writer(
         "_continuation.musicxml", _musicxml(new_score), "the new bars as a score", False
     ),
+    "audio": Writer(".wav", _audio("wav"), "the whole piece as sound (WAV)", False),
+    "mp3": Writer(".mp3", _audio("mp3"), "the whole piece as sound (MP3)", False),
     # Last: it records what the writers before it did.
     "sidecar": Writer(
         ".json",

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
 
 from pianomuse.copilot import Copilot, Generation
 from pianomuse.errors import UserError
@@ -21,6 +21,7 @@ from pianomuse.harmony import parse_progression
 from pianomuse.serve.gate import Gate
 from pianomuse.serve.schemas import (
     ArrangeIn,
+    AudioIn,
     CompleteIn,
     GenerationOut,
     InfillIn,
@@ -64,6 +65,12 @@ class Served:
     def read_piece(self, body: PieceIn, write: str | None = None) -> Piece:
         """The uploaded piece, read by the model's tokenizer (to `write` one part: see
         `Copilot.read`); every problem is a one-line UserError."""
+        name, data = self.checked_midi(body)
+        return self.copilot.read(data, name=name, write=write)
+
+    def checked_midi(self, body: PieceIn) -> tuple[str, bytes]:
+        """The uploaded MIDI file's safe name and bytes, checked against this server's limits
+        (parsed, not yet tokenized); every problem is a one-line UserError."""
         name = safe_name(body.name, "piece")
         try:
             data = base64.b64decode(body.midi, validate=True)
@@ -80,7 +87,7 @@ class Served:
         n = score.note_num()
         if n > self.limits.max_notes:
             raise UserError(f"{name}: {n} notes is more than the {self.limits.max_notes} allowed")
-        return self.copilot.read(data, name=name, write=write)
+        return name, data
 
     def sampling(self, body: SamplingIn) -> Sampling:
         """The sampling settings of a request, built once here and passed whole."""
@@ -257,3 +264,21 @@ async def score(body: ScoreIn, request: Request, s: Serving) -> ScoreOut:
         return ScoreOut(musicxml=b64(xml), svg=svg(xml), simplified=simplified)
 
     return await s.reading.run(work, request.is_disconnected)
+
+
+@api.post(
+    "/api/audio",
+    response_class=Response,
+    responses={200: {"content": {"audio/wav": {}, "audio/mpeg": {}}}},
+)
+async def audio(body: AudioIn, request: Request, s: Serving) -> Response:
+    """A piece (a candidate's whole piece) played on the bundled grand piano: the WAV or MP3
+    file itself."""
+    from pianomuse.audio import MEDIA_TYPES, audio_file
+
+    def work(_: Any) -> bytes:
+        _, data = s.checked_midi(body)
+        return audio_file(data, body.format)
+
+    return Response(await s.reading.run(work, request.is_disconnected),
+                    media_type=MEDIA_TYPES[body.format])  # fmt: skip

@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, create_model
 
+from pianomuse.audio import FORMATS
 from pianomuse.generate.sampling import Sampling
 from pianomuse.limits import MAX_SEED, MAX_TEMPERATURE
 from pianomuse.steering import Steering
@@ -52,6 +53,12 @@ SteeringIn = _steering_fields()
 class ScoreIn(PieceIn):
     key: str | None = Field(
         None, max_length=40, description='Key signature ("E minor"); none: found from the notes.'
+    )
+
+
+class AudioIn(PieceIn):
+    format: Literal[tuple(FORMATS)] = Field(  # type: ignore[valid-type]
+        "mp3", description="The sound file's format."
     )
 
 

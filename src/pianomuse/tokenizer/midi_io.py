@@ -209,11 +209,17 @@ def midi_bytes(score: Score) -> bytes:
 
 
 def cut_score(score: Score, tick: int) -> Score:
-    """The part of `score` before `tick`: notes starting earlier (kept whole), and the tempo,
-    metre and marker events before it."""
+    """The part of `score` before `tick`: notes starting earlier (kept whole), the tempo,
+    metre, marker and controller events before it, and the sustain pedal up to it (a pedal
+    held across the cut would otherwise hold the notes for as long as the song went on)."""
     out = score.copy()
     for track in out.tracks:
         track.notes = track.notes.filter(lambda n: n.time < tick)
+        track.controls = track.controls.filter(lambda c: c.time < tick)
+        pedals = track.pedals.filter(lambda p: p.time < tick)
+        for p in pedals:
+            p.duration = min(p.duration, tick - p.time)
+        track.pedals = pedals
     out.tempos = out.tempos.filter(lambda t: t.time < tick)
     out.time_signatures = out.time_signatures.filter(lambda t: t.time < tick)
     out.markers = out.markers.filter(lambda m: m.time < tick)

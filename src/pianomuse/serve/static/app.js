@@ -53,7 +53,8 @@ function stopProgress() {
 }
 
 // ---------- the API -----------------------------------------------------------------------
-async function api(path, body, onBusy) {
+// The answer's JSON, or with `asBlob` its body as a Blob (a sound file).
+async function api(path, body, onBusy, asBlob = false) {
   for (let attempt = 0; ; attempt++) {
     let res;
     try {
@@ -73,6 +74,7 @@ async function api(path, body, onBusy) {
       await sleep(wait * 1000);
       continue;
     }
+    if (res.ok && asBlob) return await res.blob();
     let data = null;
     try {
       data = await res.json();
@@ -379,6 +381,8 @@ function addCandidate(box, out, c) {
     downloadLink("Download MIDI", "download", midi(c.midi), `${stem}.mid`),
     downloadLink("New bars only", "download-new", midi(c.new_midi), `${stem}_new.mid`),
     downloadLink("Settings (JSON)", "download-json", sidecar, `${stem}.json`),
+    soundButton(c, stem, "mp3"), // score.js
+    soundButton(c, stem, "wav"),
     accept,
   );
   card.append(h, legend, scroll, tools);

@@ -2,6 +2,8 @@
 // The score tab of a candidate (app.js, `addCandidate`): its new bars engraved by the server
 // (/api/score: MusicXML drawn by Verovio as SVG), beside the roll, and the MusicXML to
 // download. Engraving takes a second or two, so it is asked for on the first switch only.
+// And its sound: the whole piece played on the server's grand piano (/api/audio), rendered
+// when asked, then kept as a download link.
 
 function addScoreTab(card, roll, c, stem) {
   const tabs = document.createElement("div");
@@ -37,4 +39,26 @@ function addScoreTab(card, roll, c, stem) {
       view.textContent = e.message;
     }
   }
+}
+
+function soundButton(c, stem, format) {
+  const label = format.toUpperCase();
+  const b = button(`Audio (${label})`, "secondary render-audio", async () => {
+    b.disabled = true;
+    b.textContent = "Rendering…";
+    try {
+      const body = { midi: c.midi, name: `${stem}.mid`, format };
+      const sound = await api("/api/audio", body, null, true);
+      const mb = (sound.size / 1e6).toFixed(1);
+      const link = downloadLink(`Download audio (${label}, ${mb} MB)`, `download-audio download-${format}`,
+        sound, `${stem}.${format}`);
+      b.replaceWith(link);
+      link.click();
+    } catch (e) {
+      b.disabled = false;
+      b.textContent = `Audio (${label})`;
+      showMessage(e.message, "error");
+    }
+  });
+  return b;
 }
