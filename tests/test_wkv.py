@@ -152,3 +152,23 @@ def test_step_matches_reference_over_many_tokens(inplace):
         _, _, g = run_with_grads(one_step, one, state)
         for got, want in zip(g, g_ref, strict=True):
             assert rel_err(got, want) < 1e-5
+
+
+def test_the_exported_doubling_solve_equals_the_triangular_solve():
+    """The chunked scan's solve in the form ONNX can hold (products of powers of the strictly
+    lower triangular matrix) against the triangular solve, forward and gradients, at chunk
+    lengths that are and are not powers of two."""
+    from pianomuse.model.wkv import solve_unit_lower
+
+    g = torch.Generator().manual_seed(0)
+    for length in (16, 12, 64):
+        a = (torch.randn(3, length, length, generator=g, dtype=torch.float64) * 0.3).tril(-1)
+        rhs = torch.randn(3, length, 8, generator=g, dtype=torch.float64)
+        outs = []
+        for doubling in (False, True):
+            a_, rhs_ = a.clone().requires_grad_(), rhs.clone().requires_grad_()
+            x = solve_unit_lower(a_, rhs_, doubling=doubling)
+            x.pow(2).sum().backward()
+            outs.append((x.detach(), a_.grad.tril(-1), rhs_.grad))
+        for want, got in zip(*outs, strict=True):
+            torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9)

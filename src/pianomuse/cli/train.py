@@ -1,4 +1,4 @@
-"""Commands on models: train, estimate the memory of a step, evaluate."""
+"""Commands on models: train, estimate the memory of a step, evaluate, export."""
 
 from __future__ import annotations
 
@@ -207,6 +207,23 @@ def eval_(
     _print_report(report)
     if json_out is not None:
         json_out.write_text(json.dumps(report, indent=1))
+
+
+@app.command("export")
+@user_errors
+def export(
+    output: Annotated[Path, Opt("-o", "--output", help="The folder to write.")],
+    model: ModelOpt = None,
+) -> None:
+    """Export a model for ONNX Runtime: its one-token step and prefill graphs, in fp32 and
+    int8, and model.json (its config and tokenizer). `pianomuse.runtime.OnnxModel` runs the
+    folder without torch."""
+    from pianomuse.model.checkpoint import load_model
+    from pianomuse.model.export import export_onnx
+
+    paths = export_onnx(load_model(model_path(model)), output)
+    size = sum(p.stat().st_size for p in paths) / 1e6
+    typer.echo(f"{output}: {len(paths)} files, {size:.1f} MB")
 
 
 def _print_report(report: dict) -> None:

@@ -52,15 +52,19 @@ def _unflat(out: tuple[Tensor, ...], n_layer: int) -> RWKVState:
 
 class _FlatStep(nn.Module):
     """`model.step` over flat tensors (a traced graph takes and returns tensors only): tok
-    [B], then the L att_shift, L wkv and L ffn_shift tensors of the state."""
+    [B], then the L att_shift, L wkv and L ffn_shift tensors of the state. `inplace`: the
+    step overwrites the state it is given (an ONNX export must not: its graph would return
+    the inputs unchanged)."""
 
-    def __init__(self, model: RWKV7):
+    def __init__(self, model: RWKV7, inplace: bool = True):
         super().__init__()
         self.model = model
         self.n_layer = model.config.n_layer
+        self.inplace = inplace
 
     def forward(self, tok: Tensor, *flat: Tensor) -> tuple[Tensor, ...]:
-        logits, new = self.model.step(tok, _unflat(flat, self.n_layer), inplace=True)
+        state = _unflat(flat, self.n_layer)
+        logits, new = self.model.step(tok, state, inplace=self.inplace)
         return (logits, *new.att_shift, *new.wkv, *new.ffn_shift)
 
 

@@ -23,6 +23,7 @@ import importlib.util
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 
@@ -69,6 +70,10 @@ def _to_chunks(x: Tensor, n_chunk: int, length: int, dtype: torch.dtype) -> Tens
     loop over chunks takes chunk c as a free view. A zero-padded step (log w = 0 means decay 1,
     and zero r, k, v, a, b) leaves the state unchanged."""
     bsz, seq, n_head, head = (int(d) for d in x.shape)
+    if torch.onnx.is_in_onnx_export():  # the exporter drops copies into views: pad, reshape
+        x = F.pad(x, (0, 0, 0, 0, 0, n_chunk * length - seq))
+        x = x.reshape(bsz, n_chunk, length, n_head, head)  # [B,NC,L,H,N]
+        return x.permute(1, 0, 3, 2, 4).to(dtype).contiguous()
     full, rest = divmod(seq, length)
     make = x.new_empty if seq == n_chunk * length else x.new_zeros
     out = make((n_chunk, bsz, n_head, length, head), dtype=dtype)
@@ -78,6 +83,22 @@ def _to_chunks(x: Tensor, n_chunk: int, length: int, dtype: torch.dtype) -> Tens
     if rest:
         dst[:, full, :rest].copy_(x[:, full * length :])
     return out
+
+
+def solve_unit_lower(a: Tensor, rhs: Tensor, doubling: bool = False) -> Tensor:
+    """X with (I - a) X = rhs, for `a` [.., L, L] strictly lower triangular.
+
+    ONNX has no triangular solve, so the exported graph uses the doubling form: `a` is
+    nilpotent (a^L = 0), hence (I - a)^-1 = I + a + .. + a^(L-1) = (I + a)(I + a^2)(I + a^4)..,
+    log2(L) rounds of two small matmuls. The solve is its twin (tests compare them)."""
+    if not doubling:
+        eye = torch.eye(a.shape[-1], dtype=a.dtype, device=a.device)
+        return torch.linalg.solve_triangular(eye - a, rhs, upper=False, unitriangular=True)
+    x, p = rhs, a
+    for _ in range(max(1, math.ceil(math.log2(a.shape[-1])))):
+        x = x + p @ x
+        p = p @ p
+    return x
 
 
 def wkv7_chunked(
@@ -140,9 +161,8 @@ def wkv7_chunked(
         b_tail = b_c * e_end  # b_s e^{G_L - G_s}
         k_tail = k_c * e_end
 
-        eye = torch.eye(length, dtype=dt, device=r.device)
         rhs = torch.cat([a_dec, a_ak @ v], dim=-1)  # [NC,B,H,L,2N]
-        sol = torch.linalg.solve_triangular(eye - a_ab, rhs, upper=False, unitriangular=True)
+        sol = solve_unit_lower(a_ab, rhs, doubling=torch.onnx.is_in_onnx_export())
         w_mat, u0 = sol.split(head, dim=-1)  # W [.., L, N(key)], U0 [.., L, N(value)]
 
         def flat(t: Tensor) -> Tensor:
@@ -156,7 +176,11 @@ def wkv7_chunked(
         # M = diag(e^{G_L}) + W^T B^; the diagonal is added in place (matmul's backward does not
         # need its output), which spares materialising an N x N diagonal per chunk.
         m = flat(t_(w_mat) @ b_tail)  # [NC*B*H,N,N]
-        m.diagonal(dim1=-2, dim2=-1).add_(flat(e_centre * e_end).squeeze(-2))
+        diag = flat(e_centre * e_end).squeeze(-2)  # [NC*B*H,N]
+        if torch.onnx.is_in_onnx_export():  # the exporter drops writes into views, too
+            m = m + diag[:, :, None] * torch.eye(head, dtype=dt, device=m.device)
+        else:
+            m.diagonal(dim1=-2, dim2=-1).add_(diag)
         d = torch.baddbmm(flat(t_(v) @ k_tail), flat(t_(u0)), flat(b_tail))  # U0^T B^ + V^T K^
 
         s = r.new_zeros(bsz, n_head, head, head) if state is None else state.to(dt)
@@ -203,9 +227,12 @@ def wkv7_step(
         right = torch.stack([b, k], dim=-2)  # [B,H,2,N] = [b | k]^T
         y = swr + (left @ (right @ r.unsqueeze(-1))).squeeze(-1)  # [B,H,N]
         scale = decay.unsqueeze(-2)  # [B,H,1,N]: scales the key columns
-        new = state.mul_(scale) if inplace else state * scale
-        # [B,H,N,N] -> [B*H,N,N] views: the rank-2 update lands in `new` in place.
-        new.view(-1, head, head).baddbmm_(left.view(-1, head, 2), right.view(-1, 2, head))
+        l2, r2 = left.view(-1, head, 2), right.view(-1, 2, head)  # [B*H,N,2], [B*H,2,N]
+        if inplace:  # [B,H,N,N] -> [B*H,N,N] views: the rank-2 update lands in the state
+            new = state.mul_(scale)
+            new.view(-1, head, head).baddbmm_(l2, r2)
+        else:  # a new tensor, written by no view (the ONNX export records no view writes)
+            new = torch.baddbmm((state * scale).view(-1, head, head), l2, r2).view_as(state)
     return y.to(dtype), new
 
 
