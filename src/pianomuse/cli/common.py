@@ -143,14 +143,15 @@ class ModelChoice:
         if self.threads is not None:
             check_threads(self.threads)
 
-    def copilot(self, parts: bool = False) -> Any:
+    def copilot(self, parts: bool = False, session: bool = False) -> Any:
         """A `Copilot` of the model (`parts`: the job needs chords or parts), on the threads
-        the choice says."""
+        the choice says. A `session` (the web server, a live jam) runs on one thread unless
+        told: how busy the machine is when it starts says nothing of the hours after."""
         from pianomuse.copilot import Copilot
         from pianomuse.style import Style
         from pianomuse.threads import use_inference_threads
 
-        use_inference_threads(self.threads)
+        use_inference_threads(1 if session and self.threads is None else self.threads)
         style = None if self.style is None else Style.load(self.style)
         path = model_path(self.path, parts)
         return Copilot(path, device=self.device, precision=self.precision, style=style)

@@ -60,7 +60,7 @@ def serve(
             probe.bind((host, port))
         except OSError as e:
             raise UserError(f"cannot listen on {host}:{port} ({e.strerror}); try --port") from None
-    copilot = model.copilot(parts=True)  # the page steers by chords and accompanies
+    copilot = model.copilot(parts=True, session=True)  # the page steers by chords, accompanies
     copilot.warm_up()  # the first user does not wait for the int8 copy and the traced step
     asgi = web_app(copilot, limits, hosts)
     shown = f"[{host}]" if ":" in host else host
@@ -141,7 +141,7 @@ def live(
         settings = replace(settings, bpm=midi.follow_clock(inport))
     typer.echo("Getting the model ready (a few seconds)...")
     parts = mode == "accompany" or steering.chords is not None
-    copilot = model.copilot(parts=parts)
+    copilot = model.copilot(parts=parts, session=True)
     session = LiveSession(copilot, settings, steering=steering, sampling=sampling)
     typer.echo(f"Jamming at {settings.bpm:.0f} bpm in {metre}; Ctrl-C ends and saves {jam}")
     until = (lambda t: False) if seconds is None else (lambda t: t >= seconds)
