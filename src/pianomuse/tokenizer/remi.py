@@ -21,12 +21,15 @@ Choices (round-trip figures over the 800 aligned POP909 songs are in the README)
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
-import miditok
 import numpy as np
 from symusic import Score
 
 from pianomuse.tokenizer.base import FIM_TOKENS, Tokenizer, check_settings
+
+if TYPE_CHECKING:
+    import miditok
 from pianomuse.tokenizer.midi_io import (
     MidiInputError,
     MidiSource,
@@ -60,6 +63,10 @@ class TokenizerSettings:
             raise ValueError("max_duration_beats must be at least 4")
 
     def miditok_config(self) -> miditok.TokenizerConfig:
+        # Imported here: miditok brings huggingface_hub, 0.4-1 s of a command's start, and a
+        # version 2 tokenizer never needs it.
+        import miditok
+
         res = self.positions_per_beat
         return miditok.TokenizerConfig(
             pitch_range=(self.pitch_low, self.pitch_high),  # inclusive at both ends in miditok 3
@@ -85,6 +92,8 @@ class PianoTokenizer(Tokenizer):
     version = 1
 
     def __init__(self, settings: TokenizerSettings | None = None):
+        import miditok  # see `TokenizerSettings.miditok_config`
+
         self.settings = settings or TokenizerSettings()
         self._remi = miditok.REMI(self.settings.miditok_config())
         self.vocab: list[str] = [
@@ -143,6 +152,8 @@ class PianoTokenizer(Tokenizer):
     def tokens_errors(self, ids: np.ndarray | list[int]) -> float:
         """miditok's grammar error rate of a token sequence (0.0 = valid REMI)."""
         ids = [int(i) for i in ids if self.structure.kind[int(i)] != Kind.SPECIAL]
+        import miditok
+
         return float(self._remi.tokens_errors(miditok.TokSequence(ids=ids)))
 
 
