@@ -9,6 +9,9 @@
 3. Decoding tokens/s, one token a step, at batch 1 and 8 (the small preset).
 4. nccl data parallel on all GPUs, when there are two or more: `pianomuse train` on the bundled
    sample songs through torchrun, a few steps, the ranks' weights compared after.
+5. The deployment runtime on the GPU: the bundled model exported (`pianomuse export`) and run
+   by ONNX Runtime's CUDA provider (the `onnxruntime-gpu` build in place of `onnxruntime`):
+   its logits against the PyTorch model's, and steps a second at batch 1 and 8.
 
 On a machine without CUDA it runs the parity of the chunked path against the reference scan
 (the part it can) and says plainly what it skipped.
@@ -117,6 +120,44 @@ def ddp_check(gpus: int, work: Path) -> dict:
     return out
 
 
+def onnx_check(skipped: list[str]) -> dict:
+    """The exported bundled model on ONNX Runtime's CUDA provider, where this build has it."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from pianomuse.bundled import default_model
+    from pianomuse.model.checkpoint import load_model
+    from pianomuse.model.export import export_onnx
+    from pianomuse.runtime import OnnxModel, State
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        skipped.append("ONNX Runtime on CUDA (this onnxruntime build has no CUDA provider)")
+        return {}
+    model = load_model(default_model(parts=True)).eval()
+    out: dict = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        export_onnx(model, Path(tmp))
+        rt = OnnxModel(tmp, precision="fp32")
+        idx = np.random.default_rng(0).integers(0, model.config.vocab_size, (1, 300))
+        with torch.no_grad():
+            want, _ = model.prefill(torch.as_tensor(idx), None, last_only=True)
+        got, _ = rt.prefill(idx)
+        out["onnx_cuda_providers"] = rt.providers
+        out["onnx_cuda_max_logit_diff"] = float(np.abs(got - want.numpy()).max())
+        for batch in (1, 8):
+            state, tok = State.zeros(rt.config, batch), np.zeros(batch, np.int64)
+            rt.step(tok, state)
+            t0 = time.perf_counter()
+            for _ in range(200):
+                _, state = rt.step(tok, state)
+            out[f"onnx_cuda_b{batch}_steps_per_s"] = 200 / (time.perf_counter() - t0)
+    b1, b8 = out["onnx_cuda_b1_steps_per_s"], out["onnx_cuda_b8_steps_per_s"]
+    diff = out["onnx_cuda_max_logit_diff"]
+    print(f"ONNX Runtime on {out['onnx_cuda_providers'][0]}: max logit difference {diff:.1e}; "
+          f"steps/s batch 1 {b1:,.0f}, batch 8 {b8:,.0f}")  # fmt: skip
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", type=Path, default=None)
@@ -175,6 +216,9 @@ def main() -> None:
         print(f"nccl DDP on {gpus} GPUs: {report['ddp']}")
     else:
         report["skipped"].append(f"nccl DDP (needs two or more GPUs; this machine has {gpus})")
+
+    # 5. The ONNX runtime on CUDA.
+    report.update(onnx_check(report["skipped"]))
 
     for what in report["skipped"]:
         print(f"skipped: {what}")

@@ -107,6 +107,7 @@ class OnnxModel:
         self.precision = precision
         self._step = session(graph_file("step", precision))
         self._prefill = session(graph_file("prefill", precision))
+        self.providers: list[str] = self._step.get_providers()  # where it runs, first first
 
     @property
     def n_layer(self) -> int:
