@@ -5,10 +5,9 @@ generated music)."""
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from pianomuse.generate.constraints import ChordPlan, Density, KeysFree, MaxPolyphony
-from pianomuse.generate.grammar import Grammar, Row
+from pianomuse.generate.grammar import Constraint, Grammar, Row
 from pianomuse.harmony import parse_symbol
 from pianomuse.tokenizer import Kind, PianoTokenizerV2
 
@@ -73,10 +72,10 @@ def _random_walk(g: Grammar, rows: int, rng: np.random.Generator) -> list[list[t
     for _ in range(5000):
         if all(r.done for r in state):
             break
-        allowed = g.allowed(state, force_close=False).numpy()
+        allowed = g.allowed(state, force_close=False)
         tokens = np.array([rng.choice(np.flatnonzero(a)) for a in allowed])
         before = [(r.now, r.part) for r in state]
-        g.advance(state, torch.from_numpy(tokens))
+        g.advance(state, tokens)
         for i, t in enumerate(tokens):
             if g.st.kind[t] == Kind.DURATION:
                 now, part = before[i]
@@ -134,14 +133,47 @@ def test_a_density_reached_leaves_a_due_chord_its_position():
 
     def take(token: int) -> None:
         assert g.allowed(rows)[0, token], token
-        g.advance(rows, torch.tensor([token]))
+        g.advance(rows, np.array([token]))
 
     for name in ("Bar_None", "TimeSig_4/4", "Position_0"):
         take(st.id[name])
     take(c[0])  # the first chord, then the bar's one note
     take(st.pitch_id[60])
-    take(int(np.flatnonzero(g.allowed(rows)[0].numpy())[0]))  # a velocity
-    take(int(np.flatnonzero(g.allowed(rows)[0].numpy())[0]))  # a duration
-    assert np.flatnonzero(g.allowed(rows)[0].numpy()).tolist() == [st.id["Position_48"]]
+    take(int(np.flatnonzero(g.allowed(rows)[0])[0]))  # a velocity
+    take(int(np.flatnonzero(g.allowed(rows)[0])[0]))  # a duration
+    assert np.flatnonzero(g.allowed(rows)[0]).tolist() == [st.id["Position_48"]]
     take(st.id["Position_48"])
-    assert np.flatnonzero(g.allowed(rows)[0].numpy()).tolist() == [g7[0]]
+    assert np.flatnonzero(g.allowed(rows)[0]).tolist() == [g7[0]]
+
+
+class _Only(Constraint):
+    """A toy rule: only tokens of these kinds (or, with `block`, no note of this part)."""
+
+    def __init__(self, *kinds: Kind, block: int = -1):
+        self.kinds, self.block = kinds, block
+
+    def narrow(self, g: Grammar, row: Row, mask: np.ndarray) -> None:
+        if self.block >= 0:
+            if row.part == self.block:
+                mask &= ~(g.of_kind[Kind.POSITION] | g.of_kind[Kind.PITCH])
+            return
+        mask &= np.any([g.of_kind[k] for k in self.kinds], axis=0)
+
+
+def test_rules_that_cannot_all_hold_give_way_in_order_and_dead_end_blocks_stay_closed():
+    """Two rules that together leave nothing: the earlier holds, the later is skipped for
+    that token (strictly, nothing is left). And a part whose block no note could follow is
+    never opened while another part can be."""
+    st = PianoTokenizerV2().structure
+    g = Grammar(st, 24, [st.id["TimeSig_4/4"]], 2,
+                constraints=[_Only(Kind.POSITION), _Only(Kind.BAR)])  # fmt: skip
+    row = Row(last=Kind.TIMESIG, bar=0, bar_len=96)
+    assert not g._row(row, False, strict=True).any()
+    kept = g._row(row, False)
+    assert kept.any() and np.array_equal(kept, kept & g.of_kind[Kind.POSITION])
+    # With parts: the melody's block (part 0) could hold no note; the accompaniment's can.
+    g = Grammar(st, 24, [st.id["TimeSig_4/4"]], 2, parts=True, constraints=[_Only(block=0)])
+    allowed = g._row(Row(last=Kind.TIMESIG, bar=0, bar_len=96), False)
+    assert [st.vocab[t] for t in np.flatnonzero(allowed & g.of_kind[Kind.PART])] == [
+        "Part_Accompaniment"
+    ]

@@ -71,8 +71,10 @@ def test_progress_rises_to_one(copilot):
     r = copilot.complete(POP909 / "002" / "002.mid", bars=3, candidates=3, progress=seen.append)
     assert len(seen) == r.stats.decode_steps + 1  # after every sampled token
     assert np.all(np.diff(seen) >= 0) and seen[0] == 0.0 and seen[-1] == 1.0
-    # Completed bars move it: every third of a bar per candidate is a step of 1/9.
-    assert {round(9 * x, 6) for x in seen} >= {0.0, 1.0, 2.0, 3.0, 9.0}
+    # Completed bars move it: a bar of one of 3 candidates, of 3 bars, is a step of 1/9 (two
+    # candidates may close a bar on the same step).
+    ninths = {round(9 * x, 6) for x in seen}
+    assert all(n == int(n) for n in ninths) and len(ninths) >= 5 and {0.0, 9.0} <= ninths
 
 
 def test_candidates_are_ranked_and_keep_the_context(copilot):

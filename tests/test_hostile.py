@@ -173,11 +173,12 @@ def test_a_model_is_measured_before_it_is_allocated(tmp_path):
 
 def test_a_full_disk_leaves_no_output_folder(trained_model, tmp_path):
     out = tmp_path / "out"
-    # The operating system refuses any file over 20 kB, as a full disk would: the piano roll
-    # cannot be written. (SIGXFSZ ignored: the write fails with EFBIG instead.)
+    # The operating system refuses any file over 2 kB, as a full disk would: the whole
+    # piece's MIDI and the piano roll cannot be written. (SIGXFSZ ignored: the write fails
+    # with EFBIG instead.)
     code = (
         "import resource, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
-        "resource.setrlimit(resource.RLIMIT_FSIZE, (20000, 20000)); "
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (2000, 2000)); "
         "from pianomuse.cli import main; sys.argv[0] = 'pianomuse'; main()"
     )
     args = ["complete", str(SONG), "--model", str(trained_model), "-o", str(out), "--bars", "2"]

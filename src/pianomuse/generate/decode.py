@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from pianomuse.generate.grammar import Grammar, Row
-from pianomuse.generate.sampling import Sampling, sample
+from pianomuse.generate.sampling import Sampling, log_softmax, sample
 from pianomuse.model import RWKV7, RWKVState
 from pianomuse.model.cache import cached_on
 from pianomuse.model.quant import DEFAULT_PRECISION, inference_model
@@ -101,29 +101,32 @@ def _decode(
     *,
     candidates: int,
     sampling: Sampling,
-    generator: torch.Generator,
+    generator: np.random.Generator,
     grammar: Grammar | None,
     bars: int | None,
     max_new_tokens: int,
     precision: str,
-) -> Iterator[tuple[torch.Tensor, torch.Tensor, list[Row] | None]]:
+) -> Iterator[tuple[np.ndarray, np.ndarray, list[Row] | None]]:
     """The one decoding loop: K candidates after a context whose last logits [1, V] and
     state are given (left as they were). Yields each step's tokens [K], their log-probs [K]
-    and the grammar's rows (after the tokens); the caller stops it when it has enough."""
-    last = logits.expand(candidates, -1)  # [1, V] -> [K, V]
+    and the grammar's rows (after the tokens); the caller stops it when it has enough. The
+    model runs on torch; the grammar and the draw on numpy ([K, V] logits cross each step)."""
+    device = logits.device
+    last = logits.float().expand(candidates, -1).cpu().numpy()  # [1, V] -> [K, V]
     state = state.expand(candidates)  # a copy: the steps overwrite it
     step = fast_step(model, state, precision)
     rows = grammar.start(candidates) if grammar is not None else None
     budget = _budget(max_new_tokens, grammar, bars)
     for t in range(max_new_tokens + 1):
         allowed = grammar.allowed(rows, force_close=t >= budget) if grammar is not None else None
-        tok = sample(last, sampling, generator, allowed)
-        lp = torch.log_softmax(last.float(), dim=-1).gather(-1, tok[:, None]).squeeze(-1)
+        tok = sample(last, sampling, generator, allowed)  # [K]
+        lp = np.take_along_axis(log_softmax(last), tok[:, None], axis=-1)[:, 0]  # [K]
         if grammar is not None:
             grammar.advance(rows, tok)
         yield tok, lp, rows
         if t < max_new_tokens:
-            last, state = step(tok, state)
+            logits, state = step(torch.from_numpy(tok).to(device), state)
+            last = logits.float().cpu().numpy()
 
 
 @torch.inference_mode()
@@ -207,7 +210,7 @@ def stream_tokens(
     state: RWKVState,
     *,
     grammar: Grammar,
-    generator: torch.Generator,
+    generator: np.random.Generator,
     sampling: Sampling,
     max_new_tokens: int,
     precision: str = DEFAULT_PRECISION,

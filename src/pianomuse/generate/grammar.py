@@ -20,11 +20,11 @@ candidate stands (`Row`).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
 from pianomuse.tokenizer import Kind, Structure
 from pianomuse.tokenizer.structure import FOLLOWS
@@ -116,12 +116,16 @@ class Grammar:
         """All the bars asked for are written (the next bar line closes the stream)."""
         return self.bars is not None and r.bar + 1 >= self.bars
 
-    def allowed(self, rows: list[Row], force_close: bool = False) -> torch.Tensor:
+    def allowed(self, rows: list[Row], force_close: bool = False) -> np.ndarray:
         """[K, V] bool: the tokens each candidate may take next. `force_close` allows only
         the way out (bar lines after whole notes): used when a token budget runs out."""
-        return torch.from_numpy(np.stack([self._row(r, force_close) for r in rows]))
+        return np.stack([self._row(r, force_close) for r in rows])
 
-    def _row(self, r: Row, force_close: bool) -> np.ndarray:
+    def _row(self, r: Row, force_close: bool, strict: bool = False) -> np.ndarray:
+        """The tokens candidate `r` may take next. Where the constraints together leave none
+        (rules that cannot all hold at this point), each is applied in turn and one that
+        would leave nothing is skipped for this token, the earlier in `constraints` first;
+        `strict` returns the empty mask instead."""
         if r.done:
             return self.only(self.close_id)  # finished rows keep emitting it; ignored
         mask = np.zeros(len(self.value), dtype=bool)
@@ -146,16 +150,37 @@ class Grammar:
                 mask |= self.of_kind[kind] & (self.value > r.pitch)  # higher, same position
             elif kind != Kind.TEMPO:  # new music keeps its context's tempo
                 mask |= self.of_kind[kind]
+        grammar_mask = mask.copy()
         for c in self.constraints:
             c.narrow(self, r, mask)
-        if not mask.any():  # constraints that contradict: a bug, never a silent NaN later
+        if self.parts and self.constraints:
+            # A block no note could follow under every rule (every position taken by what
+            # they forbid, e.g. a key held through the bar under a polyphony of 1) is a dead
+            # end: never open it.
+            for tok in np.flatnonzero(mask & self.of_kind[Kind.PART]):
+                if not self._opens(r, int(tok), force_close):
+                    mask[tok] = False
+        if not mask.any() and not strict:
+            mask = grammar_mask
+            for c in self.constraints:
+                trial = mask.copy()
+                c.narrow(self, r, trial)
+                if trial.any():
+                    mask = trial
+        if not mask.any() and not strict:  # the grammar alone left nothing: a bug
             names = ", ".join(type(c).__name__ for c in self.constraints)
             raise RuntimeError(f"the grammar left no token after {r.last} ({names})")
         return mask
 
-    def advance(self, rows: list[Row], tokens: torch.Tensor) -> None:
-        """Update every candidate with its sampled token."""
-        for r, tok in zip(rows, tokens.tolist(), strict=True):
+    def _opens(self, r: Row, part_token: int, force_close: bool) -> bool:
+        """Whether a token may follow `part_token` for the candidate at `r`, every rule kept."""
+        probe = copy.deepcopy(r)  # with the constraints' state, which advancing changes
+        self.advance([probe], np.array([part_token]))
+        return bool(self._row(probe, force_close, strict=True).any())
+
+    def advance(self, rows: list[Row], tokens: np.ndarray) -> None:
+        """Update every candidate with its sampled token ([K] ids)."""
+        for r, tok in zip(rows, np.asarray(tokens).tolist(), strict=True):
             if r.done:
                 continue
             if tok == self.close_id and self.complete(r):
