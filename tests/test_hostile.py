@@ -487,3 +487,20 @@ def test_idle_sockets_do_not_keep_everyone_out(live_url, monkeypatch):
         with connect(live_url, open_timeout=30) as ws:
             ws.send(json.dumps({"type": "start", "bpm": 120}))
             assert _next(ws, "ready")["bar_s"] == 2.0
+
+
+def test_a_truncated_file_is_refused_the_same_way_every_time():
+    """A MIDI file cut short anywhere past its header: one line saying so, every time. (The
+    MIDI library read a chunk as long as its header said, past the bytes it was given, and
+    answered differently from run to run: an error, or a piece 285,562 beats long.)"""
+    from pianomuse.tokenizer.midi_io import MidiInputError, parse_midi
+
+    data = SONG.read_bytes()
+    for n in (30, 200, 300, len(data) // 2, len(data) - 1):
+        messages = set()
+        for _ in range(3):
+            with pytest.raises(MidiInputError) as e:
+                parse_midi(data[:n], "cut.mid")
+            messages.add(str(e.value))
+        assert len(messages) == 1 and "truncated?" in messages.pop(), n
+    assert parse_midi(data, "whole.mid").note_num() > 0

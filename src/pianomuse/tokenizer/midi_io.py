@@ -60,11 +60,33 @@ def parse_midi(data: bytes, name: str = "input", max_beats: int = MAX_BEATS) -> 
         raise MidiInputError(
             f"{name}: the file says 0 ticks per quarter note (not a playable file)"
         )
+    _check_chunks(data, name)
     try:
         score = Score.from_midi(data)
     except Exception as e:  # symusic raises plain RuntimeErrors with parser details
         raise MidiInputError(f"{name}: corrupted MIDI file ({str(e).splitlines()[0]})") from None
     return check_bounds(score, name, max_beats)
+
+
+def _check_chunks(data: bytes, name: str) -> None:
+    """Refuse a file whose chunks run past its end (a truncated download or copy). symusic
+    0.5 reads a chunk as long as its header says, past the end of the bytes it was given:
+    on a truncated file it read whatever memory followed, and answered differently from one
+    run to the next. Checked here, every chunk it reads lies inside the file."""
+    at, end = data.find(b"MThd"), len(data)  # MThd at 0, or inside an RMID wrapper
+    if at < 0:
+        raise MidiInputError(f"{name}: not a MIDI file (no MThd header)")
+    riff = data.find(b"data") if data.startswith(b"RIFF") else -1
+    if 0 <= riff < at:  # RMID: the standard MIDI file is the RIFF "data" chunk
+        end = min(end, riff + 8 + int.from_bytes(data[riff + 4 : riff + 8], "little"))
+    while at + 8 <= end:
+        size = int.from_bytes(data[at + 4 : at + 8], "big")
+        if at + 8 + size > end:
+            raise MidiInputError(
+                f"{name}: corrupted MIDI file (a {data[at : at + 4].decode('latin-1')} chunk "
+                f"of {size} bytes runs {at + 8 + size - end} bytes past the end: truncated?)"
+            )
+        at += 8 + size
 
 
 def check_bounds(score: Score, name: str = "input", max_beats: int = MAX_BEATS) -> Score:
