@@ -39,7 +39,6 @@ FORMATS = {
     "wav": AudioFormat("WAV", "PCM_16", "audio/wav"),
     "mp3": AudioFormat("MP3", "MPEG_LAYER_III", "audio/mpeg"),
 }
-MEDIA_TYPES = {name: f.media_type for name, f in FORMATS.items()}
 
 
 def render(src: MidiSource) -> np.ndarray:

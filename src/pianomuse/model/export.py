@@ -4,9 +4,10 @@ which stay the definition (the runtime's parity tests compare against them).
 
 Both graphs take and return the state as named tensors, one per layer and kind
 (`att_shift_i` [B,C], `wkv_i` [B,H,N,N], `ffn_shift_i` [B,C]), so the runtime needs no
-knowledge of the model beyond the names. The batch size is free; the prefill's length is
-fixed (its chunked scan is unrolled when recorded), so longer contexts are read window by
-window and a shorter last window is padded, its padding masked out of the state (`lengths`).
+knowledge of the model beyond the names. The step's batch size is free; the prefill reads
+one sequence of a fixed length (its chunked scan is unrolled when recorded), so longer
+contexts are read window by window and a shorter last window is padded, its padding masked
+out of the state (`lengths`).
 The chunked scan's triangular solve, which ONNX lacks, is exported in its doubling form
 (`pianomuse.model.wkv.solve_unit_lower`).
 
@@ -29,7 +30,7 @@ from torch import Tensor, nn
 from pianomuse.atomic import write_files_atomic
 from pianomuse.model.rwkv7 import RWKV7
 from pianomuse.model.state import RWKVState
-from pianomuse.model.traced import _FlatPrefill, _FlatStep
+from pianomuse.model.traced import FlatPrefill, FlatStep
 from pianomuse.runtime.onnx import META_FILE, graph_file
 
 PREFILL_TOKENS = 64  # the prefill graph's window: 4 chunks of the chunked scan
@@ -91,10 +92,10 @@ def export_onnx(model: RWKV7, out: Path) -> list[Path]:
     tok = torch.zeros(1, dtype=torch.long)
     idx = torch.zeros(1, PREFILL_TOKENS, dtype=torch.long)
     lengths = torch.full((1,), PREFILL_TOKENS, dtype=torch.long)
-    step = _onnx_bytes(_FlatStep(model, inplace=False), (tok, *flat), ["tok"], batch_free=True)
+    step = _onnx_bytes(FlatStep(model, inplace=False), (tok, *flat), ["tok"], batch_free=True)
     # The chunked scan reads the batch size as a number, so the prefill graph holds one
     # sequence; a context is one sequence, and the runtime reads a batch row by row.
-    prefill = _onnx_bytes(_FlatPrefill(model), (idx, lengths, *flat), ["idx", "lengths"],
+    prefill = _onnx_bytes(FlatPrefill(model), (idx, lengths, *flat), ["idx", "lengths"],
                           batch_free=False)  # fmt: skip
     meta = model.meta
     info = {

@@ -50,7 +50,7 @@ def _unflat(out: tuple[Tensor, ...], n_layer: int) -> RWKVState:
     return RWKVState(list(out[:L]), list(out[L : 2 * L]), list(out[2 * L :]))
 
 
-class _FlatStep(nn.Module):
+class FlatStep(nn.Module):
     """`model.step` over flat tensors (a traced graph takes and returns tensors only): tok
     [B], then the L att_shift, L wkv and L ffn_shift tensors of the state. `inplace`: the
     step overwrites the state it is given (an ONNX export must not: its graph would return
@@ -68,9 +68,9 @@ class _FlatStep(nn.Module):
         return (logits, *new.att_shift, *new.wkv, *new.ffn_shift)
 
 
-class _FlatPrefill(nn.Module):
+class FlatPrefill(nn.Module):
     """`model.prefill(idx, state, lengths=..., last_only=True)` over flat tensors: idx [B,T],
-    lengths [B], then the state's tensors as in `_FlatStep`."""
+    lengths [B], then the state's tensors as in `FlatStep`."""
 
     def __init__(self, model: RWKV7):
         super().__init__()
@@ -122,7 +122,7 @@ def trace_step(model: RWKV7, state: RWKVState) -> Step:
     state = state.clone()  # tracing and warming up run the step on it
     flat = (*state.att_shift, *state.wkv, *state.ffn_shift)
     tok = torch.zeros(state.batch_size, dtype=torch.long, device=flat[0].device)
-    graph = _trace(_FlatStep(model), (tok, *flat))
+    graph = _trace(FlatStep(model), (tok, *flat))
 
     def step(tok: Tensor, state: RWKVState) -> tuple[Tensor, RWKVState]:
         out = graph(tok, *state.att_shift, *state.wkv, *state.ffn_shift)
@@ -161,7 +161,7 @@ def trace_prefill(model: RWKV7, batch: int, length: int) -> Prefill:
     idx = torch.zeros(batch, length, dtype=torch.long)
     lengths = torch.full((batch,), length, dtype=torch.long)
     zeros = RWKVState.zeros(model.config, batch)
-    graph = _trace(_FlatPrefill(model), (idx, lengths, *zeros.att_shift, *zeros.wkv,
+    graph = _trace(FlatPrefill(model), (idx, lengths, *zeros.att_shift, *zeros.wkv,
                                          *zeros.ffn_shift))  # fmt: skip
 
     def prefill(idx: Tensor, state: RWKVState | None) -> tuple[Tensor, RWKVState]:

@@ -46,10 +46,6 @@ class State:
             ffn_shift=[np.zeros((batch, c), np.float32) for _ in layers],
         )
 
-    @property
-    def batch_size(self) -> int:
-        return self.att_shift[0].shape[0]
-
     def feeds(self) -> dict[str, np.ndarray]:
         """The graphs' state inputs by name."""
         return {f"{kind}_{i}": t for kind in _KINDS for i, t in enumerate(getattr(self, kind))}
@@ -63,10 +59,6 @@ class State:
     def _map(self, fn) -> State:
         return State(*([fn(t) for t in getattr(self, kind)] for kind in _KINDS))
 
-    def expand(self, k: int) -> State:
-        """Repeat every sequence k times along the batch: [b0, b0, .., b1, b1, ..]."""
-        return self._map(lambda t: np.repeat(t, k, axis=0))
-
     def select(self, index: list[int] | np.ndarray) -> State:
         """Keep (or reorder) batch rows."""
         return self._map(lambda t: t[np.asarray(index)])
@@ -76,9 +68,6 @@ class State:
         """The states of several batches as one, in order."""
         return cls(*([np.concatenate(ts) for ts in zip(*(getattr(s, k) for s in states),
                                                         strict=True)] for k in _KINDS))  # fmt: skip
-
-    def clone(self) -> State:
-        return self._map(np.copy)
 
 
 class OnnxModel:

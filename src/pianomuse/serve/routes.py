@@ -274,11 +274,11 @@ async def score(body: ScoreIn, request: Request, s: Serving) -> ScoreOut:
 async def audio(body: AudioIn, request: Request, s: Serving) -> Response:
     """A piece (a candidate's whole piece) played on the bundled grand piano: the WAV or MP3
     file itself."""
-    from pianomuse.audio import MEDIA_TYPES, audio_file
+    from pianomuse.audio import FORMATS, audio_file
 
     def work(_: Any) -> bytes:
         _, data = s.checked_midi(body)
         return audio_file(data, body.format)
 
     return Response(await s.reading.run(work, request.is_disconnected),
-                    media_type=MEDIA_TYPES[body.format])  # fmt: skip
+                    media_type=FORMATS[body.format].media_type)  # fmt: skip

@@ -53,11 +53,16 @@ def _synthesizer(soundfont: Path, sample_rate: int):
     return Synthesizer(sf_path=str(soundfont), sample_rate=sample_rate)
 
 
-def sounding_seconds(score: Score) -> float:
-    """When the last note of a score stops sounding (its key or the pedal released), seconds."""
-    n = notes_in_beats(sustained(score))
+def _last_end_seconds(score: Score) -> float:
+    """When the last note of a score ends, seconds (0 without notes)."""
+    n = notes_in_beats(score)
     ends = n["onset"] + n["duration"]
     return float(seconds_at(score, ends.max(keepdims=True))[0]) if len(ends) else 0.0
+
+
+def sounding_seconds(score: Score) -> float:
+    """When the last note of a score stops sounding (its key or the pedal released), seconds."""
+    return _last_end_seconds(sustained(score))
 
 
 def synthesize(
@@ -70,7 +75,7 @@ def synthesize(
     score.tracks = [t for t in score.tracks if not t.is_drum]
     for track in score.tracks:
         track.program = 0
-    if (length := sounding_seconds(score)) > max_seconds:
+    if (length := _last_end_seconds(score)) > max_seconds:  # `score` is sustained already
         raise UserError(
             f"the piece sounds for {length / 60:.0f} minutes: audio is written for pieces of up "
             f"to {max_seconds / 60:.0f}"
