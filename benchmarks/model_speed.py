@@ -34,8 +34,9 @@ from pathlib import Path
 
 import torch
 
+from pianomuse.generate.engine import DEFAULT_PRECISION, PRECISIONS
 from pianomuse.model import RWKV7, RWKV7Config, save_official
-from pianomuse.model.quant import DEFAULT_PRECISION, PRECISIONS, inference_model, quantize_int8
+from pianomuse.model.quant import inference_model, quantize_int8
 from pianomuse.model.traced import fast_step
 from pianomuse.model.wkv import wkv7_chunked, wkv7_reference
 

@@ -98,7 +98,7 @@ def style_file(trained_model, tmp_path_factory) -> Path:
     seconds, saved as `pianomuse tune` saves one."""
     from pianomuse.data.prepare import read_song
     from pianomuse.model import load_model
-    from pianomuse.model.checkpoint import file_sha
+    from pianomuse.modelfiles import file_sha
     from pianomuse.style import tune
     from pianomuse.tokenizer import Tokenizer
 

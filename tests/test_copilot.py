@@ -104,29 +104,26 @@ def test_candidates_are_ranked_and_keep_the_context(copilot):
 
 
 def test_prefill_is_one_parallel_call(copilot, monkeypatch):
-    """The context is read by one parallel prefill; then one step per token (the step that
-    decoding runs, the traced graph on a CPU)."""
-    import pianomuse.generate.decode as decode
+    """The context is read by one parallel prefill; then one step per token of all the
+    candidates at once."""
+    from pianomuse.model.quant import inference_model
 
-    calls = {"prefill": [], "step": 0}
-    model = decode.inference_model(copilot.model, copilot.precision)  # the int8 copy
-    assert model is not copilot.model
-    real_prefill, real_fast = model.prefill, decode.fast_step
+    engine = copilot.engine
+    model = inference_model(copilot.model, copilot.precision)  # the int8 copy
+    assert model is not copilot.model and engine.runtime == "torch"
+    calls = {"prefill": [], "step": []}
+    real_prefill, real_step = model.prefill, engine.step
 
     def prefill(idx, state=None, **how):
         calls["prefill"].append(tuple(idx.shape))
         return real_prefill(idx, state, **how)
 
-    def fast_step(model_, state, precision):
-        inner = real_fast(model_, state, precision)
+    def step(tok, state):
+        calls["step"].append(len(tok))
+        return real_step(tok, state)
 
-        def counted(tok, st):
-            calls["step"] += 1
-            return inner(tok, st)
-
-        return counted
-
-    monkeypatch.setattr(decode, "fast_step", fast_step)
+    engine.kept().clear()
+    monkeypatch.setattr(engine, "step", step)
     model.prefill = prefill
     try:
         r = copilot.complete(POP909 / "003" / "003.mid", bars=1, candidates=3, context_bars=6)
@@ -134,7 +131,7 @@ def test_prefill_is_one_parallel_call(copilot, monkeypatch):
         del model.prefill
     assert calls["prefill"] == [(1, r.context["tokens"])]
     assert r.context["tokens"] > 50
-    assert calls["step"] == max(len(c.tokens) for c in r.candidates)
+    assert calls["step"] == [3] * max(len(c.tokens) for c in r.candidates)
 
 
 def test_same_seed_same_bytes(trained_model, tmp_path):

@@ -72,8 +72,10 @@ def drive(
 def test_bars_fed_one_at_a_time_equal_one_prefill(trained_model, precision):
     """Each bar goes into the state once as it ends; the state then equals one prefill of
     the same tokens (through the same weights: the int8 copy's sequence path is one kernel
-    whatever the number of tokens), and the tokens are the encoder's for the whole phrase."""
-    tol = 1e-4
+    whatever the number of tokens), and the tokens are the encoder's for the whole phrase.
+    The int8 copy's rows enter the kernel in bf16: its blocking follows the row and thread
+    counts, and one rounding flip is 0.4 % of a value (measured 5e-4 on one thread)."""
+    tol = 1e-4 if precision == "fp32" else 2e-3
     copilot = Copilot(trained_model, precision=precision)
     s = LiveSession(copilot, LiveSettings(bpm=BPM, silence_bars=4))
     events = phrase(6, first_bar=1)  # after a bar of count-in
@@ -84,7 +86,7 @@ def test_bars_fed_one_at_a_time_equal_one_prefill(trained_model, precision):
     assert s.ids == whole.tolist()
     with torch.inference_mode():
         logits, state = runner(copilot).prefill(torch.tensor([s.ids]))
-    assert rel_err(s.logits, logits[:, -1]) < tol
+    assert rel_err(torch.from_numpy(s.logits), logits[:, -1]) < tol
     for name in ("att_shift", "wkv", "ffn_shift"):
         for a, b in zip(getattr(s.state, name), getattr(state, name), strict=True):
             assert rel_err(a, b) < tol, name
@@ -181,7 +183,7 @@ def test_streamed_tokens_are_the_batched_decoders_for_one_candidate(copilot):
         return Grammar(st, ppb, [st.id["TimeSig_4/4"]], 2, parts=True)
 
     (batched,), _ = continue_tokens(
-        copilot.model,
+        copilot.engine,
         ids,
         candidates=1,
         sampling=sampling,
@@ -190,11 +192,11 @@ def test_streamed_tokens_are_the_batched_decoders_for_one_candidate(copilot):
         bars=2,
         max_new_tokens=400,
     )
-    with torch.inference_mode():
-        logits, state = runner(copilot).prefill(torch.as_tensor(ids)[None])
+    copilot.engine.kept().clear()
+    logits, state = copilot.engine.context(ids)
     streamed = stream_tokens(
-        copilot.model,
-        logits[:, -1],
+        copilot.engine,
+        logits,
         state,
         grammar=grammar(),
         generator=sampling.generator(),
@@ -324,7 +326,7 @@ def test_the_accompaniment_plays_along_bar_by_bar(trained_model):
     assert set(st.value[ids[st.kinds(ids) == Kind.PART]].tolist()) == {0, 1}
     with torch.inference_mode():
         logits, _ = runner(copilot).prefill(torch.tensor([s.ids]))
-    assert rel_err(s.logits, logits[:, -1]) < 1e-4
+    assert rel_err(torch.from_numpy(s.logits), logits[:, -1]) < 1e-4
     jam = load_score(s.stop(20.0))
     assert len(jam.tracks[1].notes) == len(outs)
     from pianomuse.bundled import default_model

@@ -382,13 +382,19 @@ def test_decoding_falls_back_to_the_eager_step(model, monkeypatch):
     import pianomuse.model.traced as traced
     from pianomuse.generate.decode import continue_tokens
     from pianomuse.generate.sampling import Sampling
+    from pianomuse.model.engine import TorchEngine
 
     ctx = torch.randint(0, 40, (30,), generator=torch.Generator().manual_seed(1)).numpy()
 
     def run():
         model.__dict__.pop("_inference_cache", None)
         (c,), _ = continue_tokens(
-            model, ctx, candidates=1, sampling=Sampling(seed=4), bar_id=1, max_new_tokens=40
+            TorchEngine(model),
+            ctx,
+            candidates=1,
+            sampling=Sampling(seed=4),
+            bar_id=1,
+            max_new_tokens=40,
         )
         return c.ids.tolist()
 

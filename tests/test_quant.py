@@ -130,14 +130,16 @@ def test_the_int8_copy_is_made_whatever_inference_keeps_on_the_model():
     and prefills (with a lock) on the model: none of that is copied, none of it is lost,
     and the copy is the int8 one, not a silent fall back to fp32 (which made every step of
     a `complete` twice as slow)."""
-    from pianomuse.generate.decode import continue_tokens, kept_prefills
+    from pianomuse.generate.decode import continue_tokens
     from pianomuse.generate.sampling import Sampling
+    from pianomuse.model.engine import TorchEngine
     from pianomuse.model.quant import inference_model
 
     model = random_model(tiny_config()).eval()
     ctx = torch.arange(20).numpy() % 40
-    continue_tokens(model, ctx, candidates=2, sampling=Sampling(), bar_id=1, max_new_tokens=5)
-    kept = kept_prefills(model)
+    engine = TorchEngine(model)
+    continue_tokens(engine, ctx, candidates=2, sampling=Sampling(), bar_id=1, max_new_tokens=5)
+    kept = engine.kept()
     with torch.no_grad():
         model.head.weight.mul_(2.0)  # new weights: the int8 copy is made again
     quant = inference_model(model, "int8")

@@ -75,15 +75,17 @@ def test_a_state_style_is_the_start_of_every_prompt(trained_model, pieces):
     tok = Tokenizer.from_config(model.meta.tokenizer_config)
     style = tune(model, tok, pieces[:6], pieces[6:], method="state", minutes=0.05)
     cp = Copilot(trained_model, style=style)
-    assert cp.model is not None and cp.decoder.start is not None
+    assert cp.engine.runtime == "torch" and cp.engine.start is not None
     start = style.start(1)
     idx = torch.as_tensor(pieces[0][:64])[None]
     with torch.inference_mode():
         want, _ = model.prefill(idx, start, last_only=True)
         zero, _ = model.prefill(idx, last_only=True)
-        got, _ = cp.decoder.bar_prefill()(idx, cp.decoder.start_state())
+    got, _ = cp.engine.read(pieces[0][:64], None)  # a live bar, from the start
+    kept, _ = cp.engine.context(pieces[0][:64])  # a context
     assert not torch.allclose(want, zero, atol=1e-3)
-    assert torch.allclose(got, want, atol=0.05)  # the int8 copy's prefill, from the style
+    for logits in (got, kept):  # the int8 copy's prefills, from the style
+        assert torch.allclose(torch.from_numpy(logits), want, atol=0.05)
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,8 @@ process may use over 50 ms, from /proc/stat), at least one; elsewhere than Linux
 `--threads` overrides it. Training keeps PyTorch's default: there the matrices are large and
 the machine is the run's.
 
-Applied where a command or the server starts, never at import.
+Chosen where a command or the server starts, never at import, and given to the engine
+(ONNX Runtime's sessions, or PyTorch's thread count).
 """
 
 from __future__ import annotations
@@ -17,8 +18,6 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-
-import torch
 
 from pianomuse.errors import FieldError
 
@@ -75,8 +74,6 @@ def default_threads() -> int:
     return 1 if idle is None else max(1, min(max_threads(), round(idle)))
 
 
-def use_inference_threads(threads: int | None = None) -> int:
-    """Run PyTorch's operations on `threads` threads (None: the policy above); returns it."""
-    n = check_threads(default_threads() if threads is None else threads)
-    torch.set_num_threads(n)
-    return n
+def inference_threads(threads: int | None = None) -> int:
+    """`threads`, checked, or (None) the policy above's choice."""
+    return check_threads(default_threads() if threads is None else threads)

@@ -47,6 +47,13 @@ def user_errors(fn: F) -> F:
         except (UserError, FileNotFoundError, PermissionError, IsADirectoryError) as e:
             typer.echo(f"error: {_message(e)}", err=True)
             raise typer.Exit(1) from None
+        except ModuleNotFoundError as e:
+            if (e.name or "").split(".")[0] != "torch":
+                raise
+            from pianomuse.modelfiles import TORCH_MISSING
+
+            typer.echo(f"error: {TORCH_MISSING}", err=True)
+            raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -129,32 +136,42 @@ def sampling_options(fn: F) -> F:
 @dataclass(frozen=True)
 class ModelChoice:
     """The model a command runs and where: --model, --device, --precision, --style,
-    --threads."""
+    --threads, --runtime."""
 
     path: Path | None  # the model file; None: the bundled one for the job
     device: str = "cpu"  # cpu, cuda, cuda:N or auto
     precision: str | None = None  # the weights inference runs on a CPU (None: the default)
     style: Path | None = None  # a style tuned for the model (`pianomuse tune`)
     threads: int | None = None  # CPU threads (None: `pianomuse.threads`' policy)
+    runtime: str = "auto"  # auto (ONNX Runtime where the export is there), onnx or torch
 
     def __post_init__(self) -> None:
+        from pianomuse.modelfiles import check_runtime
         from pianomuse.threads import check_threads
 
         if self.threads is not None:
             check_threads(self.threads)
+        check_runtime(self.runtime)
 
     def copilot(self, parts: bool = False, session: bool = False) -> Any:
         """A `Copilot` of the model (`parts`: the job needs chords or parts), on the threads
         the choice says. A `session` (the web server, a live jam) runs on one thread unless
         told: how busy the machine is when it starts says nothing of the hours after."""
         from pianomuse.copilot import Copilot
-        from pianomuse.style import Style
-        from pianomuse.threads import use_inference_threads
+        from pianomuse.threads import inference_threads
 
-        use_inference_threads(1 if session and self.threads is None else self.threads)
-        style = None if self.style is None else Style.load(self.style)
+        threads = inference_threads(1 if session and self.threads is None else self.threads)
+        style = None
+        if self.style is not None:
+            from pianomuse.modelfiles import require_torch
+
+            require_torch()  # a style changes the weights: PyTorch runs them
+            from pianomuse.style import Style
+
+            style = Style.load(self.style)
         path = model_path(self.path, parts)
-        return Copilot(path, device=self.device, precision=self.precision, style=style)
+        return Copilot(path, device=self.device, precision=self.precision, style=style,
+                       runtime=self.runtime, threads=threads)  # fmt: skip
 
 
 MODEL_OPTIONS = [
@@ -179,22 +196,33 @@ MODEL_OPTIONS = [
         "threads",
         int | None,
         None,
-        help="CPU threads (default 1: decoding one token at a time gains nothing from a second "
-        "core and loses much when another program uses one).",
+        help="CPU threads (default: the cores idle at the start; 1 for serve and live).",
+    ),  # fmt: skip
+    _option(
+        "runtime",
+        str,
+        "auto",
+        help="auto (ONNX Runtime where the model has its export beside it, else PyTorch), "
+        "onnx or torch.",
     ),  # fmt: skip
 ]
 
 
 def model_options(fn: F) -> F:
-    """Give a command --model, --device, --precision, --style and --threads in place of its
-    `model` parameter, which gets them as one `ModelChoice`."""
+    """Give a command --model, --device, --precision, --style, --threads and --runtime in place
+    of its `model` parameter, which gets them as one `ModelChoice`."""
     return _with_options(fn, "model", MODEL_OPTIONS, _model_choice)
 
 
 def _model_choice(
-    model: Path | None, device: str, precision: str | None, style: Path | None, threads: int | None
+    model: Path | None,
+    device: str,
+    precision: str | None,
+    style: Path | None,
+    threads: int | None,
+    runtime: str,
 ) -> ModelChoice:
-    return ModelChoice(model, device, precision, style, threads)
+    return ModelChoice(model, device, precision, style, threads, runtime)
 
 
 def steering_options(fn: F) -> F:

@@ -212,18 +212,27 @@ def eval_(
 @app.command("export")
 @user_errors
 def export(
-    output: Annotated[Path, Opt("-o", "--output", help="The folder to write.")],
     model: ModelOpt = None,
+    output: Annotated[
+        Path | None, Opt("-o", "--output", help="The folder to write; default: beside the model.")
+    ] = None,
+    precisions: Annotated[
+        str, Opt("--precisions", help="Weights of the graphs: int8, fp32 or both (int8,fp32).")
+    ] = "int8,fp32",
 ) -> None:
-    """Export a model for ONNX Runtime: its one-token step and prefill graphs, in fp32 and
-    int8, and model.json (its config and tokenizer). `pianomuse.runtime.OnnxModel` runs the
-    folder without torch."""
+    """Export a model for ONNX Runtime: its one-token step and prefill graphs and model.json
+    (its config and tokenizer). Written beside the model (X.safetensors -> X.onnx), the
+    copilot runs it there without torch."""
     from pianomuse.model.checkpoint import load_model
     from pianomuse.model.export import export_onnx
+    from pianomuse.modelfiles import export_folder, file_sha
 
-    paths = export_onnx(load_model(model_path(model)), output)
+    path = model_path(model)
+    kinds = tuple(p.strip() for p in precisions.split(",") if p.strip())
+    out = output or export_folder(path)
+    paths = export_onnx(load_model(path), out, source_sha256=file_sha(path), precisions=kinds)
     size = sum(p.stat().st_size for p in paths) / 1e6
-    typer.echo(f"{output}: {len(paths)} files, {size:.1f} MB")
+    typer.echo(f"{out}: {len(paths)} files, {size:.1f} MB")
 
 
 def _print_report(report: dict) -> None:
@@ -337,7 +346,7 @@ def tune(
     from pianomuse.data.files import find_midi_files
     from pianomuse.data.prepare import read_song
     from pianomuse.model import load_model
-    from pianomuse.model.checkpoint import file_sha
+    from pianomuse.modelfiles import file_sha
     from pianomuse.render import curve_png
     from pianomuse.style import tune as run
     from pianomuse.tokenizer import MidiInputError, Tokenizer

@@ -12,18 +12,17 @@ import os
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from pianomuse.bundled import bundled_planner
 from pianomuse.copilot.prompts import context_window, fim_prompt, prevailing_metre
 from pianomuse.copilot.result import Candidate, Generation, Span, new_bar_beats
 from pianomuse.copilot.score import as_read
-from pianomuse.devices import resolve_device
 from pianomuse.errors import FieldError, UserError
-from pianomuse.generate.decode import Decoder
+from pianomuse.generate.decode import continue_tokens
+from pianomuse.generate.engine import Engine, check_precision
 from pianomuse.generate.grammar import Grammar
 from pianomuse.generate.sampling import Sampling
 from pianomuse.limits import (
@@ -33,13 +32,10 @@ from pianomuse.limits import (
     MAX_GAP_BARS,
     TOKENS_PER_BAR,
 )
-from pianomuse.model import RWKV7, load_model
-from pianomuse.model.checkpoint import file_sha
-from pianomuse.model.quant import check_precision
+from pianomuse.modelfiles import check_runtime, file_sha, open_onnx, torch_model, wants_onnx
 from pianomuse.planner import Selector
 from pianomuse.steering import NO_STEERING, Steering
 from pianomuse.steering.compile import WRITES, Plan, Scene, compile_steering
-from pianomuse.style import Style
 from pianomuse.tokenizer import Kind, MidiSource, Piece, Tokenizer, blank_piece, load_score
 from pianomuse.tokenizer.compose import (
     NEVER,
@@ -50,6 +46,10 @@ from pianomuse.tokenizer.compose import (
     seam_keys,
 )
 from pianomuse.tokenizer.remi2 import TRACK_OF_PART
+
+if TYPE_CHECKING:
+    from pianomuse.model import RWKV7
+    from pianomuse.style import Style
 
 Progress = Callable[[float], None]
 DEFAULT_SAMPLING = Sampling()  # frozen: safe to share as a default
@@ -67,58 +67,102 @@ class Copilot:
         self,
         model: RWKV7 | str | os.PathLike,
         tokenizer: Tokenizer | None = None,
-        device: str | torch.device | None = None,
+        device: str | Any | None = None,
         max_context_tokens: int | None = None,
         precision: str | None = None,
         planner: Selector | None = None,
         style: Style | None = None,
+        runtime: str = "auto",
+        threads: int | None = None,
     ):
-        # The weights inference runs on a CPU (`model.quant`); None: the default (int8).
+        # The weights inference runs on a CPU (int8 or fp32); None: the default (int8).
         self.precision = check_precision(precision)
-        if isinstance(model, RWKV7):
-            self.model_info: dict[str, Any] = {"model": "in-memory"}
+        self.threads = threads  # CPU threads of the engine; None: ONNX 1, PyTorch its own
+        self._path: Path | None = None
+        self._torch: list[Any] = []  # the PyTorch model, once loaded (copies share the list)
+        if isinstance(model, (str, os.PathLike)):
+            self._path = Path(model)
+            sha = file_sha(self._path)
+            self.model_info: dict[str, Any] = {"model": self._path.name, "model_sha256": sha}
+            where = str(device or "cpu")
+            styled = style is not None
+            onnx = wants_onnx(self._path, runtime=runtime, precision=self.precision,
+                              device=where, sha=sha, styled=styled)  # fmt: skip
+            if onnx:
+                self.base_engine: Engine = open_onnx(self._path, precision=self.precision,
+                                                     threads=threads or 1,
+                                                     cuda=where == "auto")  # fmt: skip
         else:
-            path = Path(model)
-            model = load_model(path)
-            self.model_info = {"model": path.name, "model_sha256": file_sha(path)}
-        meta = model.meta
+            onnx = False
+            if check_runtime(runtime) == "onnx":
+                raise UserError("a model in memory runs on PyTorch: --runtime torch or auto")
+            self.model_info = {"model": "in-memory"}
+            self._torch.append(model)
+        self.device = device  # where PyTorch runs (None: where the model is, else the CPU)
+        if not onnx:
+            self.base_engine = self._torch_engine(self.base_model())
+        facts = self.base_engine.facts
         if tokenizer is None:
-            if meta.tokenizer_config is None:
+            if facts.tokenizer_config is None:
                 raise UserError("the model carries no tokenizer; pass its tokenizer")
             what = f"the tokenizer in the model {self.model_info['model']}"
-            tokenizer = Tokenizer.from_config(meta.tokenizer_config, what=what)
-        if meta.tokenizer_hash is not None:
-            tokenizer.check_hash(meta.tokenizer_hash, what=f"the model {self.model_info['model']}")
-        if model.config.vocab_size != tokenizer.vocab_size:
+            tokenizer = Tokenizer.from_config(facts.tokenizer_config, what=what)
+        if facts.tokenizer_hash is not None:
+            tokenizer.check_hash(facts.tokenizer_hash, what=f"the model {self.model_info['model']}")
+        if facts.vocab_size != tokenizer.vocab_size:
             raise UserError("the model's vocabulary does not match the tokenizer's")
-        self.model, self.tok = model, tokenizer
+        self.tok = tokenizer
         self.model_info["tokenizer_hash"] = tokenizer.hash
         self.model_info["precision"] = self.precision  # int8 and fp32 sample differently
-        if isinstance(device, str):
-            device = resolve_device(device)
-        self.device = device or next(model.parameters()).device
-        self.model.to(self.device).eval()
-        self.base_model = self.model  # the weights as loaded, before any style
         self._use_style(style)
         # How the chords of new bars are planned where none are given (`steering.plan`).
         self.planner = planner if planner is not None else bundled_planner()
-        trained = meta.training.max_seq_len if meta.training else None
+        trained = facts.trained_seq_len
         self.max_context_tokens = int(max_context_tokens or trained or DEFAULT_CONTEXT_TOKENS)
+
+    def base_model(self) -> RWKV7:
+        """The PyTorch model as loaded, before any style (loaded here on first use where the
+        copilot runs on ONNX Runtime: a style, scoring)."""
+        if not self._torch:
+            assert self._path is not None
+            self._torch.append(torch_model(self._path))
+        model = self._torch[0]
+        if self.threads is not None:
+            import torch
+
+            torch.set_num_threads(self.threads)
+        if self.device is not None:
+            from pianomuse.devices import resolve_device
+
+            model.to(resolve_device(self.device) if isinstance(self.device, str) else self.device)
+        return model.eval()
+
+    @property
+    def model(self) -> RWKV7:
+        """The PyTorch model generation runs (with the style), or the base model where it
+        runs on ONNX Runtime: what scoring and tests read."""
+        return self.engine.model if self.engine.runtime == "torch" else self.base_model()
+
+    def _torch_engine(self, model: RWKV7, start: Any = None, key: str = "") -> Engine:
+        from pianomuse.model.engine import TorchEngine
+
+        return TorchEngine(model, self.precision, start, key)
 
     def _use_style(self, style: Style | None) -> None:
         """Write in `style` (tuned for this model by `pianomuse tune`; None: none)."""
         self.style = style
-        self.model = self.base_model
         self.model_info.pop("style", None)
-        if style is not None:
-            style.check(self.model, self.model_info.get("model_sha256"))
-            self.model = style.apply(self.model).to(self.device).eval()
+        if style is None:
+            self.engine = self.base_engine
+        else:
+            base = self.base_model()
+            style.check(base, self.model_info.get("model_sha256"))
+            # Kept prefills are found by this key: the style's content, so that two styles
+            # never share one (an object's id can come back after it is freed).
+            model = style.apply(base).to(next(base.parameters()).device).eval()
+            self.engine = self._torch_engine(model, style.start(1), f"-style-{style.digest}")
             self.model_info["style"] = style.meta.get("name", "in-memory")
-        start = None if style is None else style.start(1)
-        # Kept prefills are found by this key: the style's content, so that two styles never
-        # share one (an object's id can come back after it is freed).
-        key = "" if style is None else f"-style-{style.digest}"
-        self.decoder = Decoder(self.model, self.precision, start, key)
+        self.model_info["runtime"] = self.engine.runtime  # they sample differently
 
     def with_style(self, style: Style | None) -> Copilot:
         """This copilot in `style` (None: in none): the same weights, tokenizer, planner and
@@ -128,11 +172,12 @@ class Copilot:
         out._use_style(style)
         return out
 
-    def warm_up(self) -> None:
-        """Make what the first generation would otherwise make on its way (on a CPU: the
-        int8 copy of the model and the traced step): a server calls this before its first
-        user, a live session before its first note (which also makes its bar prefills)."""
-        self.decoder.warm_up()
+    def warm_up(self, reading: bool = False) -> None:
+        """Make what the first generation would otherwise make on its way (on PyTorch: the
+        int8 copy of the model and the traced step; with `reading`, the traced short
+        prefills of live play): a server calls this before its first user, a live session
+        before its first note."""
+        self.engine.warm_up(reading)
 
     def read(
         self, midi: MidiSource | Piece, name: str | None = None, write: str | None = None
@@ -442,7 +487,8 @@ class Copilot:
     ) -> Generation:
         """Decode K candidates after `prompt`, put each into the piece at `span`, rank them."""
         st = self.tok.structure
-        conts, stats = self.decoder.candidates(
+        conts, stats = continue_tokens(
+            self.engine,
             prompt,
             candidates=candidates,
             sampling=sampling,

@@ -19,15 +19,14 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
-import torch
 
 from pianomuse.copilot import Copilot
 from pianomuse.copilot.core import DEFAULT_SAMPLING
 from pianomuse.errors import FieldError
+from pianomuse.generate.decode import stream_tokens
 from pianomuse.generate.sampling import Sampling
 from pianomuse.limits import LIVE_SILENT_BARS, TOKENS_PER_BAR
 from pianomuse.live.settings import LiveSettings, Out
-from pianomuse.model import RWKVState
 from pianomuse.steering import NO_STEERING, Steering
 from pianomuse.steering.compile import WRITES, Scene, compile_steering
 from pianomuse.tokenizer import Kind
@@ -56,7 +55,7 @@ class LiveSession:
         steering: Steering = NO_STEERING,
         sampling: Sampling = DEFAULT_SAMPLING,
     ):
-        self.tok, self.decoder, self.planner = copilot.tok, copilot.decoder, copilot.planner
+        self.tok, self.engine, self.planner = copilot.tok, copilot.engine, copilot.planner
         st = self.tok.structure
         metre = f"TimeSig_{settings.metre}"
         if metre not in st.id:
@@ -75,19 +74,18 @@ class LiveSession:
             compile_steering(steering, self._accompany_scene([], [], 1.0))
         else:
             compile_steering(steering, replace(self._answer_scene([]), context_density=1.0))
-        # The int8 copy, the traced step and the bar prefills' graphs are made here, once per
-        # model and process (a server that never plays live does not pay them), not at the
-        # first bar or answer.
-        self.decoder.warm_up()
-        self.prefill = self.decoder.bar_prefill()
+        # What the engine makes on its first step and reads (on PyTorch: the int8 copy, the
+        # traced step and the bar prefills' graphs) is made here, once per model and process
+        # (a server that never plays live does not pay it), not at the first bar or answer.
+        self.engine.warm_up(reading=True)
         self.generator = sampling.generator()
         self.player: list[list[float]] = []  # [onset, off or nan, pitch, velocity] in beats
         self.down: dict[int, list[float]] = {}  # key -> its note in `player`, while held
         self.copilot: list[LiveNote] = []  # the copilot's notes that sounded (or will)
         self.fed = 0  # bars in the state
         self.ids: list[int] = []  # every token in the state, in order
-        self.state: RWKVState | None = None
-        self.logits: torch.Tensor | None = None
+        self.state: Any = None  # the engine's state after `ids`
+        self.logits: np.ndarray | None = None  # [1, V] after `ids`
         self.answer: _Answer | None = None
         self.asked = False  # a trigger key or message: answer at the next chance
         self.answered = -np.inf  # beats: the player's notes before this have had an answer
@@ -204,7 +202,8 @@ class LiveSession:
         state, logits, ids = self._feed(
             self.state, self.logits, range(self._first_bar() + self.fed, start), list(self.ids)
         )
-        tokens = self.decoder.stream(
+        tokens = stream_tokens(
+            self.engine,
             logits,
             state,  # stepped into new states: the session's own stays as it was
             grammar=compile_steering(self.steering, self._answer_scene(ids)).grammar,
@@ -310,7 +309,8 @@ class LiveSession:
         density = max(len(recent) / (hi - lo) * bb, 1.0)
         scene = self._accompany_scene(self.ids, self.given.get(k + 1, []), density)
         assert self.state is not None and self.logits is not None
-        tokens = self.decoder.stream(
+        tokens = stream_tokens(
+            self.engine,
             self.logits,
             self.state,
             grammar=compile_steering(self.steering, scene).grammar,
@@ -387,11 +387,11 @@ class LiveSession:
 
     def _feed(
         self,
-        state: RWKVState | None,
-        logits: torch.Tensor | None,
+        state: Any,
+        logits: np.ndarray | None,
         bars: range,
         ids: list[int],
-    ) -> tuple[RWKVState, torch.Tensor, list[int]]:
+    ) -> tuple[Any, np.ndarray, list[int]]:
         """The state after `bars` (session bars from the first played one) are read."""
         first, bb = self._first_bar(), self.s.bar_beats
         for b in bars:
@@ -404,11 +404,9 @@ class LiveSession:
                 qpm=self.s.bpm,
                 metre=self.s.time_signature,
             )
-            x = torch.as_tensor(new, dtype=torch.long)[None]  # [1, T]
-            if state is None:  # the jam's first bar: from the style's start, if any
-                state = self.decoder.start_state()
-            with torch.inference_mode():
-                logits, state = self.prefill(x, state)  # a new state; `state` stays
+            # A new state; `state` stays. The jam's first bar (None) is read from the start
+            # (a style's, if any).
+            logits, state = self.engine.read(new, state)
             ids += new.tolist()
         assert state is not None and logits is not None
         return state, logits, ids

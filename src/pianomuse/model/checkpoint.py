@@ -14,7 +14,6 @@ Every failure is a `CheckpointError` with one message naming the file and the pr
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import pickle
@@ -395,13 +394,3 @@ def reinit_vocab(model_or_state: RWKV7 | dict[str, Tensor], new_vocab: int) -> A
     for key in [k for k in sd if k.endswith(".ffn.enn.weight")]:
         sd[key] = torch.ones(new_vocab, n_embd)
     return sd
-
-
-def file_sha(path: Path) -> str:
-    """The first 16 hex digits of a file's sha256: how a sidecar or a style names the model
-    file it came from."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:16]

@@ -28,6 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from pianomuse.atomic import write_files_atomic
+from pianomuse.generate.engine import check_precision
 from pianomuse.model.rwkv7 import RWKV7
 from pianomuse.model.state import RWKVState
 from pianomuse.model.traced import FlatPrefill, FlatStep
@@ -81,10 +82,16 @@ def _int8(graph: bytes) -> bytes:
         return dst.read_bytes()
 
 
-def export_onnx(model: RWKV7, out: Path) -> list[Path]:
-    """Write into `out` the step and prefill graphs in fp32 and int8 and model.json (the
-    config and what the model file says besides its weights), all or nothing. Returns the
-    paths."""
+def export_onnx(
+    model: RWKV7,
+    out: Path,
+    *,
+    source_sha256: str | None = None,
+    precisions: tuple[str, ...] = ("fp32", "int8"),
+) -> list[Path]:
+    """Write into `out` the step and prefill graphs at `precisions` and model.json (the
+    config, what the model file says besides its weights, and `source_sha256`: the file's,
+    by which the copilot knows the export is of it), all or nothing. Returns the paths."""
     model = model.float().eval()
     cfg = model.config
     state = RWKVState.zeros(cfg, 1)
@@ -105,9 +112,12 @@ def export_onnx(model: RWKV7, out: Path) -> list[Path]:
         "tokenizer_config": meta.tokenizer_config,
         "tokenizer_hash": meta.tokenizer_hash,
         "training": None if meta.training is None else dataclasses.asdict(meta.training),
+        "source_sha256": source_sha256,
+        "precisions": list(precisions),
     }
     files = {META_FILE: json.dumps(info, indent=1, sort_keys=True).encode()}
-    for precision, convert in (("fp32", bytes), ("int8", _int8)):
+    for precision in precisions:
+        convert = {"fp32": bytes, "int8": _int8}[check_precision(precision)]
         files[graph_file("step", precision)] = convert(step)
         files[graph_file("prefill", precision)] = convert(prefill)
     return write_files_atomic(out, files)

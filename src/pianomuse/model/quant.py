@@ -27,13 +27,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pianomuse.errors import FieldError
+from pianomuse.generate.engine import check_precision
 from pianomuse.model.cache import CACHE_ATTR, cached_on, without_cache
 from pianomuse.model.rwkv7 import RWKV7, ChannelMix
 from pianomuse.model.state import RWKVState
-
-PRECISIONS = ("fp32", "int8")  # the weights inference runs on a CPU
-DEFAULT_PRECISION = "int8"  # decodes faster for a negligible cost in held-out bits
 
 
 class Int8Linear(nn.Module):
@@ -114,13 +111,3 @@ def inference_model(model: RWKV7, precision: str) -> RWKV7:
             return model
 
     return cached_on(model, "int8", build)
-
-
-def check_precision(precision: str | None) -> str:
-    """`precision` if it is one of `PRECISIONS`, the default for None; else one line naming
-    the field (a `ValueError`)."""
-    if precision is None:
-        return DEFAULT_PRECISION
-    if precision not in PRECISIONS:
-        raise FieldError("precision", f"is one of {', '.join(PRECISIONS)}, not {precision!r}")
-    return precision

@@ -28,8 +28,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from pianomuse.generate.engine import DEFAULT_PRECISION
 from pianomuse.model.cache import cached_on
-from pianomuse.model.quant import DEFAULT_PRECISION, inference_model
+from pianomuse.model.quant import inference_model
 from pianomuse.model.rwkv7 import RWKV7
 from pianomuse.model.state import RWKVState
 

@@ -1,5 +1,5 @@
 """Inference without torch: the model's exported graphs run by a deployment runtime."""
 
-from pianomuse.runtime.onnx import OnnxModel, State
+from pianomuse.runtime.onnx import OnnxEngine, OnnxModel, State
 
-__all__ = ["OnnxModel", "State"]
+__all__ = ["OnnxEngine", "OnnxModel", "State"]

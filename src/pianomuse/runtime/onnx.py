@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 
 from pianomuse.errors import UserError
+from pianomuse.generate.engine import DEFAULT_PRECISION, KeptPrefills, ModelFacts, check_precision
 
 META_FILE = "model.json"
-PRECISIONS = ("int8", "fp32")  # the weights of the graphs an export holds
 _KINDS = ("att_shift", "wkv", "ffn_shift")
 
 
@@ -74,12 +74,17 @@ class OnnxModel:
     """An exported model folder, run by ONNX Runtime on `threads` CPU threads with the
     graphs of `precision` ("int8": weight matmuls in int8, the default as on PyTorch)."""
 
-    def __init__(self, folder: str | Path, precision: str = "int8", threads: int = 1) -> None:
+    def __init__(
+        self,
+        folder: str | Path,
+        precision: str = DEFAULT_PRECISION,
+        threads: int = 1,
+        cuda: bool = True,
+    ) -> None:
         import onnxruntime as ort
 
         folder = Path(folder)
-        if precision not in PRECISIONS:
-            raise UserError(f"precision is one of {', '.join(PRECISIONS)}, not {precision!r}")
+        precision = check_precision(precision)
         try:
             self.info = json.loads((folder / META_FILE).read_text())
         except (OSError, ValueError) as e:
@@ -91,7 +96,7 @@ class OnnxModel:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
 
         def session(name: str) -> Any:
-            return ort.InferenceSession(str(folder / name), opts, providers=_providers(ort))
+            return ort.InferenceSession(str(folder / name), opts, providers=_providers(ort, cuda))
 
         self.precision = precision
         self._step = session(graph_file("step", precision))
@@ -131,7 +136,45 @@ class OnnxModel:
         return logits, state
 
 
-def _providers(ort: Any) -> list[str]:
-    """CUDA where this onnxruntime build has it, else the CPU."""
+def _providers(ort: Any, cuda: bool) -> list[str]:
+    """With `cuda`, CUDA where this onnxruntime build has it; the CPU else and after."""
     have = ort.get_available_providers()
-    return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in have]
+    wanted = ("CUDAExecutionProvider",) * cuda + ("CPUExecutionProvider",)
+    return [p for p in wanted if p in have]
+
+
+class OnnxEngine:
+    """An exported model as a generation engine (`pianomuse.generate.engine.Engine`)."""
+
+    runtime = "onnx"
+
+    def __init__(self, model: OnnxModel) -> None:
+        self.model = model
+        info = model.info
+        training = info.get("training") or {}
+        self.facts = ModelFacts(
+            vocab_size=model.config["vocab_size"],
+            tokenizer_config=info.get("tokenizer_config"),
+            tokenizer_hash=info.get("tokenizer_hash"),
+            trained_seq_len=training.get("max_seq_len"),
+        )
+        self._kept: KeptPrefills[State] = KeptPrefills()
+
+    def context(self, ids: np.ndarray) -> tuple[np.ndarray, State]:
+        return self._kept.get(ids, lambda ids: self.model.prefill(np.asarray(ids)[None]))
+
+    def read(self, ids: np.ndarray, state: State | None) -> tuple[np.ndarray, State]:
+        return self.model.prefill(np.asarray(ids)[None], state)
+
+    def step(self, tok: np.ndarray, state: State) -> tuple[np.ndarray, State]:
+        return self.model.step(tok, state)
+
+    def expand(self, state: State, k: int) -> State:
+        return state.select([0] * k)
+
+    def warm_up(self, reading: bool = False) -> None:
+        # ONNX Runtime sets up a session's kernels on its first run.
+        state = State.zeros(self.model.config, 1)
+        self.model.step(np.zeros(1, np.int64), state)
+        if reading:
+            self.model.prefill(np.zeros((1, 1), np.int64), state)

@@ -9,10 +9,14 @@ import tempfile
 import threading
 from collections import OrderedDict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pianomuse.copilot import Copilot
 from pianomuse.errors import FieldError
-from pianomuse.style import Style
+from pianomuse.modelfiles import TORCH_MISSING, have_torch
+
+if TYPE_CHECKING:
+    from pianomuse.style import Style
 
 MAX_STYLE_BYTES = 2 * 1024 * 1024  # a style of the bundled model is 0.4-0.7 MB
 KEPT_STYLES = 4  # a head style holds a copy of the model's weights: the oldest goes first
@@ -36,6 +40,10 @@ class StyleShelf:
             raise FieldError("style", "is not valid base64") from None
         if len(data) > MAX_STYLE_BYTES:
             raise FieldError("style", f"files are at most {MAX_STYLE_BYTES // 2**20} MB here")
+        if not have_torch():  # a style changes the weights: PyTorch runs them
+            raise FieldError("style", f"cannot be used on this server: {TORCH_MISSING}")
+        from pianomuse.style import Style
+
         # safetensors reads its metadata from a file: the upload goes through one.
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / (Path(name).name or "style.safetensors")
