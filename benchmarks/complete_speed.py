@@ -19,7 +19,6 @@ from pathlib import Path
 import torch
 
 from pianomuse.copilot import Copilot, Sampling
-from pianomuse.generate.decode import kept_prefills
 from pianomuse.model import RWKV7, RWKV7Config
 from pianomuse.tokenizer import PianoTokenizer
 from pianomuse.train.config import load_preset
@@ -46,7 +45,7 @@ def main() -> None:
         cp = Copilot(model, tok, max_context_tokens=1024)
     print(
         f"preset {args.preset}: {p['n_layer']} layers x {p['n_embd']}, "
-        f"threads {torch.get_num_threads()}, {args.candidates} candidates"
+        f"{cp.engine.runtime}, threads {torch.get_num_threads()}, {args.candidates} candidates"
     )
     cols = ("wall s", "prefill s", "decode s", "tokens/s", "x real time")
     print(f"{'run':<26} " + " ".join(f"{c:>11}" for c in cols))
@@ -61,7 +60,7 @@ def main() -> None:
         best = None
         for r in range(args.repeats):
             if not again:  # a first ask: the prefill runs
-                kept_prefills(cp.model, cp.precision).clear()
+                cp.engine.kept().clear()
             t0 = time.perf_counter()
             res = cp.complete(SONG, candidates=args.candidates, sampling=Sampling(seed=r), **kw)
             wall = time.perf_counter() - t0

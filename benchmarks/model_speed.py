@@ -15,6 +15,9 @@ Prints one table: each row a workload, the baseline and our time side by side, a
    twin `RWKV7.step` and the `rwkv` package's one-token forward ("cpu fp32"), and 8
    candidates decoded as one batch vs one (aggregate tokens/s).
 
+4. The same prefill and decoding on ONNX Runtime (`pianomuse.runtime`, the engine the copilot
+   runs where a model has its export: int8 graphs), against the same baselines.
+
 A second table gives the time of the model's weight matmuls alone for the same workloads: no
 implementation with those weights can be faster, so baseline / that time bounds every ratio.
 What int8 weights cost in loss is measured on real songs by `benchmarks/quant_quality.py`.
@@ -169,9 +172,52 @@ def bench_decode(model: RWKV7, ref, repeats: int, n_tok: int = 64) -> list[tuple
         ("decode B=1 per token, fp32 weights", "rwkv pkg forward", t_theirs / n_tok,
          t32 / n_tok, 0.0),
         (f"decode B=1 per token, {DEFAULT_PRECISION} (default)", "rwkv pkg forward",
-         t_theirs / n_tok, t8 / n_tok, 2.0),
+         t_theirs / n_tok, t8 / n_tok, 4.0),
         (f"decode B=8 vs B=1, aggregate tok/s, {DEFAULT_PRECISION}", "same step, B=1",
          t8 / n_tok, t_batch / n_tok / 8, 6.0),
+    ]  # fmt: skip
+
+
+def bench_onnx(model: RWKV7, ref, repeats: int, folder: Path, n_tok: int = 64) -> list[tuple]:
+    """Rows of the ONNX engine: a prefill of 1024 tokens and decoding at batch 1 and 8."""
+    import numpy as np
+
+    from pianomuse.model.export import export_onnx
+    from pianomuse.runtime import OnnxModel, State
+
+    export_onnx(model, folder, precisions=(DEFAULT_PRECISION,))
+    rt = OnnxModel(folder, DEFAULT_PRECISION, threads=torch.get_num_threads())
+    tokens = torch.randint(0, VOCAB, (1, 1024), generator=torch.Generator().manual_seed(1))
+    toks = torch.randint(0, VOCAB, (n_tok,), generator=torch.Generator().manual_seed(3)).numpy()
+    prompt = tokens[:, :16]
+    _, start = rt.prefill(prompt.numpy())
+    _, their_state0 = ref.forward(prompt[0].tolist(), None)
+
+    def theirs_one() -> None:
+        s = [x.clone() for x in their_state0]
+        for t in toks.tolist():
+            _, s = ref.forward([t], s)
+
+    def ours(batch: int) -> Callable[[], None]:
+        first = start.select([0] * batch)
+
+        def run() -> None:
+            s: State = first
+            for t in range(n_tok):
+                _, s = rt.step(np.repeat(toks[t : t + 1], batch), s)
+
+        return run
+
+    t_pre = timeit(lambda: rt.prefill(tokens.numpy()), repeats)
+    t_pre_theirs = timeit(lambda: ref.forward(tokens[0].tolist(), None, full_output=False), 2)
+    t_one, t_eight = timeit(ours(1), repeats), timeit(ours(8), repeats)
+    t_theirs = timeit(theirs_one, repeats)
+    return [
+        ("prefill 1024 tok, 6x256, onnx int8", "rwkv pkg forward", t_pre_theirs, t_pre, 5.0),
+        ("decode B=1 per token, onnx int8", "rwkv pkg forward", t_theirs / n_tok,
+         t_one / n_tok, 4.0),
+        ("decode B=8 vs B=1, aggregate tok/s, onnx", "same step, B=1", t_one / n_tok,
+         t_eight / n_tok / 8, 6.0),
     ]  # fmt: skip
 
 
@@ -227,6 +273,8 @@ def main() -> None:
         ref = load_rwkv_package(model, Path(tmp))
         rows += bench_prefill(model, ref, args.repeats)
         rows += bench_decode(model, ref, args.repeats)
+        torch_rows = len(rows)
+        rows += bench_onnx(model, ref, args.repeats, Path(tmp) / "onnx")
     floors = {(n, p): matmul_floor(model, n, args.repeats * 4, p)
               for n, p in ((1024, "fp32"), (1024, "int8"), (1, "fp32"), (1, "int8"),
                            (8, "int8"))}  # fmt: skip
@@ -242,7 +290,8 @@ def main() -> None:
         print(f"{name:44} {base_name:18} {fmt_time(base):>12} {fmt_time(ours):>12} "
               f"{ratio:6.1f}x {target_s}  {ok if target else ''}")  # fmt: skip
 
-    pre32, pre8, dec32, dec8, batch = rows[-6], rows[-5], rows[-3], rows[-2], rows[-1]
+    last = torch_rows
+    pre32, pre8, dec32, dec8, batch = (rows[last - k] for k in (6, 5, 3, 2, 1))
     print("\nweight matmuls alone (a floor for any implementation of those weights) and the "
           "bound they set")  # fmt: skip
     print(f"{'workload':44} {'matmuls t':>12} {'ours t':>12} {'bound on ratio':>16}")

@@ -99,7 +99,8 @@ def _bits(copilot: Copilot, ids: np.ndarray, bar: int, target: np.ndarray) -> tu
     """Bits the model spends on the tokens `target` after the bars of `ids` before `bar` (as
     many as fit its window: form._teacher_forced_bits on token ids), and the notes they hold."""
     window, _ = context_window(copilot.tok.structure, ids, bar, copilot.max_context_tokens)
-    seq = torch.as_tensor(np.concatenate([window, target]), device=copilot.device)[None]
+    device = next(copilot.model.parameters()).device
+    seq = torch.as_tensor(np.concatenate([window, target]), device=device)[None]
     logits = copilot.model(seq)[0, len(window) - 1 : -1].float()
     nll = torch.nn.functional.cross_entropy(logits, seq[0, len(window) :], reduction="sum")
     return float(nll) / math.log(2), int((copilot.tok.structure.kinds(target) == Kind.PITCH).sum())

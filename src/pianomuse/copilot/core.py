@@ -11,7 +11,6 @@ import copy
 import os
 from collections.abc import Callable
 from dataclasses import replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -20,6 +19,7 @@ from pianomuse.bundled import bundled_planner
 from pianomuse.copilot.prompts import context_window, fim_prompt, prevailing_metre
 from pianomuse.copilot.result import Candidate, Generation, Span, new_bar_beats
 from pianomuse.copilot.score import as_read
+from pianomuse.copilot.weights import Weights
 from pianomuse.errors import FieldError, UserError
 from pianomuse.generate.decode import continue_tokens
 from pianomuse.generate.engine import Engine, check_precision
@@ -32,7 +32,6 @@ from pianomuse.limits import (
     MAX_GAP_BARS,
     TOKENS_PER_BAR,
 )
-from pianomuse.modelfiles import check_runtime, file_sha, open_onnx, torch_model, wants_onnx
 from pianomuse.planner import Selector
 from pianomuse.steering import NO_STEERING, Steering
 from pianomuse.steering.compile import WRITES, Plan, Scene, compile_steering
@@ -77,31 +76,10 @@ class Copilot:
     ):
         # The weights inference runs on a CPU (int8 or fp32); None: the default (int8).
         self.precision = check_precision(precision)
-        self.threads = threads  # CPU threads of the engine; None: ONNX 1, PyTorch its own
-        self._path: Path | None = None
-        self._torch: list[Any] = []  # the PyTorch model, once loaded (copies share the list)
-        if isinstance(model, (str, os.PathLike)):
-            self._path = Path(model)
-            sha = file_sha(self._path)
-            self.model_info: dict[str, Any] = {"model": self._path.name, "model_sha256": sha}
-            where = str(device or "cpu")
-            styled = style is not None
-            onnx = wants_onnx(self._path, runtime=runtime, precision=self.precision,
-                              device=where, sha=sha, styled=styled)  # fmt: skip
-            if onnx:
-                self.base_engine: Engine = open_onnx(self._path, precision=self.precision,
-                                                     threads=threads or 1,
-                                                     cuda=where == "auto")  # fmt: skip
-        else:
-            onnx = False
-            if check_runtime(runtime) == "onnx":
-                raise UserError("a model in memory runs on PyTorch: --runtime torch or auto")
-            self.model_info = {"model": "in-memory"}
-            self._torch.append(model)
-        self.device = device  # where PyTorch runs (None: where the model is, else the CPU)
-        if not onnx:
-            self.base_engine = self._torch_engine(self.base_model())
-        facts = self.base_engine.facts
+        self.weights = Weights(model, precision=self.precision, runtime=runtime, device=device,
+                               threads=threads, styled=style is not None)  # fmt: skip
+        self.model_info = dict(self.weights.info)
+        facts = self.weights.engine.facts
         if tokenizer is None:
             if facts.tokenizer_config is None:
                 raise UserError("the model carries no tokenizer; pass its tokenizer")
@@ -120,47 +98,20 @@ class Copilot:
         trained = facts.trained_seq_len
         self.max_context_tokens = int(max_context_tokens or trained or DEFAULT_CONTEXT_TOKENS)
 
-    def base_model(self) -> RWKV7:
-        """The PyTorch model as loaded, before any style (loaded here on first use where the
-        copilot runs on ONNX Runtime: a style, scoring)."""
-        if not self._torch:
-            assert self._path is not None
-            self._torch.append(torch_model(self._path))
-        model = self._torch[0]
-        if self.threads is not None:
-            import torch
-
-            torch.set_num_threads(self.threads)
-        if self.device is not None:
-            from pianomuse.devices import resolve_device
-
-            model.to(resolve_device(self.device) if isinstance(self.device, str) else self.device)
-        return model.eval()
-
     @property
     def model(self) -> RWKV7:
         """The PyTorch model generation runs (with the style), or the base model where it
-        runs on ONNX Runtime: what scoring and tests read."""
-        return self.engine.model if self.engine.runtime == "torch" else self.base_model()
-
-    def _torch_engine(self, model: RWKV7, start: Any = None, key: str = "") -> Engine:
-        from pianomuse.model.engine import TorchEngine
-
-        return TorchEngine(model, self.precision, start, key)
+        runs on ONNX Runtime (loaded then): what scoring and tests read."""
+        return self.engine.model if self.engine.runtime == "torch" else self.weights.torch_model()
 
     def _use_style(self, style: Style | None) -> None:
         """Write in `style` (tuned for this model by `pianomuse tune`; None: none)."""
         self.style = style
         self.model_info.pop("style", None)
         if style is None:
-            self.engine = self.base_engine
+            self.engine: Engine = self.weights.engine
         else:
-            base = self.base_model()
-            style.check(base, self.model_info.get("model_sha256"))
-            # Kept prefills are found by this key: the style's content, so that two styles
-            # never share one (an object's id can come back after it is freed).
-            model = style.apply(base).to(next(base.parameters()).device).eval()
-            self.engine = self._torch_engine(model, style.start(1), f"-style-{style.digest}")
+            self.engine = self.weights.styled(style)
             self.model_info["style"] = style.meta.get("name", "in-memory")
         self.model_info["runtime"] = self.engine.runtime  # they sample differently
 

@@ -301,7 +301,8 @@ def _teacher_forced_bits(copilot: Copilot, piece_score: Any, context: int) -> fl
     starts = st.bar_starts(piece.ids)
     window, _ = context_window(st, piece.ids, context, copilot.max_context_tokens)
     target = piece.ids[starts[context] :]
-    ids = torch.as_tensor(np.concatenate([window, target]), device=copilot.device)[None]
+    device = next(copilot.model.parameters()).device
+    ids = torch.as_tensor(np.concatenate([window, target]), device=device)[None]
     logits = copilot.model(ids)[0, len(window) - 1 : -1].float()  # predicts the target
     nll = torch.nn.functional.cross_entropy(logits, ids[0, len(window) :], reduction="sum")
     return float(nll) / math.log(2)

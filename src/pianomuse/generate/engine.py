@@ -76,6 +76,10 @@ class Engine(Protocol[S]):
         """A one-row state as K new rows (a copy)."""
         ...
 
+    def kept(self) -> KeptPrefills[S]:
+        """The contexts' prefills this engine keeps (`context`)."""
+        ...
+
     def warm_up(self, reading: bool = False) -> None:
         """Make now what the first generation would make on its way (graphs, int8 copies);
         with `reading`, also what `read` needs (live play)."""

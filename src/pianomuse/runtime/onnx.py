@@ -160,6 +160,9 @@ class OnnxEngine:
         )
         self._kept: KeptPrefills[State] = KeptPrefills()
 
+    def kept(self) -> KeptPrefills[State]:
+        return self._kept
+
     def context(self, ids: np.ndarray) -> tuple[np.ndarray, State]:
         return self._kept.get(ids, lambda ids: self.model.prefill(np.asarray(ids)[None]))
 
