@@ -82,6 +82,22 @@ def _int8(graph: bytes) -> bytes:
         return dst.read_bytes()
 
 
+def _optimized(graph: bytes) -> bytes:
+    """The graph as ONNX Runtime optimises it at its "extended" level (constant folding, the
+    fusions of any CPU, no hardware-specific layout), saved: a session then starts in 0.03 s
+    rather than 0.1-0.2 s, and steps measured as fast or faster."""
+    import tempfile
+
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory() as tmp:
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+        opts.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
+        ort.InferenceSession(graph, opts, providers=["CPUExecutionProvider"])
+        return Path(opts.optimized_model_filepath).read_bytes()
+
+
 def export_onnx(
     model: RWKV7,
     out: Path,
@@ -118,6 +134,6 @@ def export_onnx(
     files = {META_FILE: json.dumps(info, indent=1, sort_keys=True).encode()}
     for precision in precisions:
         convert = {"fp32": bytes, "int8": _int8}[check_precision(precision)]
-        files[graph_file("step", precision)] = convert(step)
-        files[graph_file("prefill", precision)] = convert(prefill)
+        files[graph_file("step", precision)] = _optimized(convert(step))
+        files[graph_file("prefill", precision)] = _optimized(convert(prefill))
     return write_files_atomic(out, files)
