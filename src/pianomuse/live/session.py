@@ -78,6 +78,10 @@ class LiveSession:
         # traced step and the bar prefills' graphs) is made here, once per model and process
         # (a server that never plays live does not pay it), not at the first bar or answer.
         self.engine.warm_up(reading=True)
+        # numpy imports its masked arrays on the first percentile, which an answer's steering
+        # takes (the context's density): 120 ms, here rather than in the first answer.
+        import numpy.ma  # noqa: F401
+
         self.generator = sampling.generator()
         self.player: list[list[float]] = []  # [onset, off or nan, pitch, velocity] in beats
         self.down: dict[int, list[float]] = {}  # key -> its note in `player`, while held
@@ -392,22 +396,26 @@ class LiveSession:
         bars: range,
         ids: list[int],
     ) -> tuple[Any, np.ndarray, list[int]]:
-        """The state after `bars` (session bars from the first played one) are read."""
+        """The state after `bars` (session bars from the first played one) are read: their
+        tokens in one read (at a trigger, the bar under way and the silent ones before the
+        answer cost one call of the engine, not one each)."""
         first, bb = self._first_bar(), self.s.bar_beats
+        new: list[int] = []
         for b in bars:
             # Only the bars the encoder reads for this one (`bar_tokens`), not the history.
             lo = max(b - WINDOW_BARS, first) * bb
-            new = bar_tokens(
+            new += bar_tokens(
                 self.tok,
                 self._tracks(lo, (b + 1) * bb),
                 b - first,
                 qpm=self.s.bpm,
                 metre=self.s.time_signature,
-            )
+            ).tolist()
+        if new:
             # A new state; `state` stays. The jam's first bar (None) is read from the start
             # (a style's, if any).
-            logits, state = self.engine.read(new, state)
-            ids += new.tolist()
+            logits, state = self.engine.read(np.asarray(new), state)
+            ids += new
         assert state is not None and logits is not None
         return state, logits, ids
 
