@@ -94,7 +94,7 @@ class ChordPlan(Constraint):
         mask &= ~g.of_kind[Kind.PART] & ~g.only(g.bar_id) & ~g.only(g.close_id)
 
     def advance(self, g: Grammar, row: Row, token: int) -> None:
-        kind = g.st.kind[token]
+        kind = g.kind_of(token)
         if kind == Kind.BAR:
             row.state["chord_i"], row.state["chord_queue"] = 0, []
         elif kind in (Kind.CHORD, Kind.BASS):
@@ -137,7 +137,7 @@ class GivenBlock(Constraint):
             mask &= g.of_kind[Kind.PART] | g.only(g.bar_id) | g.only(g.close_id)
 
     def advance(self, g: Grammar, row: Row, token: int) -> None:
-        if g.st.kind[token] == Kind.BAR:
+        if g.kind_of(token) == Kind.BAR:
             row.state["given_i"] = 0
             return
         block = self.blocks[row.bar] if 0 <= row.bar < len(self.blocks) else []
@@ -219,7 +219,7 @@ class Density(Constraint):
                     mask[pitches[len(pitches) - need :]] = False
 
     def advance(self, g: Grammar, row: Row, token: int) -> None:
-        kind = g.st.kind[token]
+        kind = g.kind_of(token)
         if kind == Kind.BAR:
             row.state["notes"] = 0
         elif kind == Kind.PITCH and self.part in (-1, row.part):
@@ -242,7 +242,7 @@ class Plays(Constraint):
             mask &= ~closing
 
     def advance(self, g: Grammar, row: Row, token: int) -> None:
-        if row.bar == self.bar and row.part == self.part and g.st.kind[token] == Kind.PITCH:
+        if row.bar == self.bar and row.part == self.part and g.kind_of(token) == Kind.PITCH:
             row.state["plays"] = True
 
 
@@ -323,7 +323,7 @@ class BassLine(Constraint):
             _narrow(mask, ~closing)
 
     def advance(self, g: Grammar, row: Row, token: int) -> None:
-        if g.st.kind[token] != Kind.DURATION or not self._mine(g, row) or row.bar < 0:
+        if g.kind_of(token) != Kind.DURATION or not self._mine(g, row) or row.bar < 0:
             return
         i = self._span(g, row.now)
         played = row.state.setdefault("bass", {})
@@ -376,7 +376,7 @@ class MaxPolyphony(Constraint):
             mask &= ~position
 
     def advance(self, g: Grammar, row: Row, token: int) -> None:
-        kind = g.st.kind[token]
+        kind = g.kind_of(token)
         if kind == Kind.BAR:  # notes over before the new bar can no longer overlap one
             row.state["poly"] = [n for n in row.state.get("poly", []) if n[1] > row.bar_start]
         elif kind == Kind.DURATION and row.bar >= 0 and self._mine(g, row):

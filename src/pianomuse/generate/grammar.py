@@ -96,10 +96,23 @@ class Grammar:
         self.bar_id = structure.id["Bar_None"]
         self.close_id = self.bar_id if close_id is None else close_id
         self.of_kind = {k: kind == k for k in Kind}  # [V] bool per kind
-        self.only = lambda i: np.arange(V) == i  # noqa: E731 - a one-token mask
+        # One-token masks, rows of one identity made once (read-only views: callers OR them
+        # into their own masks); the kind of every token as a `Kind` (comparing numpy's
+        # integers with an enum costs microseconds a time, at every step of every row).
+        self._one = np.eye(V, dtype=bool)
+        self._one.flags.writeable = False
+        self._kind_of = [Kind(int(k)) for k in kind]
         # Grid steps of each Duration token (0 elsewhere): durations sit on the grid.
         self.duration_steps = np.round(structure.duration_beats * positions_per_beat).astype(int)
         self.longest_duration = int(self.duration_steps.max())
+
+    def kind_of(self, token: int) -> Kind:
+        """The kind of token id `token`."""
+        return self._kind_of[token]
+
+    def only(self, i: int) -> np.ndarray:
+        """[V] bool: token `i` alone (read-only)."""
+        return self._one[i]
 
     def metre(self, bar: int) -> int:
         """TimeSig token id of new bar `bar`."""
@@ -186,7 +199,7 @@ class Grammar:
             if tok == self.close_id and self.complete(r):
                 r.done = True
                 continue
-            kind = Kind(int(self.st.kind[tok]))
+            kind = self.kind_of(tok)
             if kind == Kind.BAR:
                 r.bar_start += r.bar_len if r.bar >= 0 else 0
                 r.bar += 1

@@ -331,8 +331,9 @@ class PianoTokenizerV2(Tokenizer):
         bar_start, bar_len, onset, part = -1, 0, 0, -1
         pitch = velocity = None
         chord: tuple[int, Chord] | None = None
+        kinds = st.kind.tolist()  # Python ints: numpy's compare slowly with `Kind`
         for tok in (int(i) for i in ids):
-            kind, text = st.kind[tok], self.vocab[tok]
+            kind, text = kinds[tok], self.vocab[tok]
             value = text.partition("_")[2]
             if kind == Kind.BAR:
                 bar_start = 0 if bar_start < 0 else bar_start + bar_len
