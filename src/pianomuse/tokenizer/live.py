@@ -84,16 +84,17 @@ class NoteReader:
     def __init__(self, tok: Tokenizer):
         st = tok.structure
         self.st, self.ppb = st, tok.settings.positions_per_beat
+        # Python ints: numpy's compare slowly with `Kind`, and an answer starts with a reader.
+        self.kinds = st.kind.tolist()
         self.velocity = np.zeros(len(st.vocab), dtype=np.int64)
-        for i, name in enumerate(st.vocab):
-            if st.kind[i] == Kind.VELOCITY:
-                self.velocity[i] = int(name.partition("_")[2])
+        for i in np.flatnonzero(st.kind == Kind.VELOCITY):
+            self.velocity[i] = int(st.vocab[i].partition("_")[2])
         self.bar_start, self.bar_len = 0.0, None  # beats
         self.position = self.pitch = self.vel = 0
         self.part = -1
 
     def feed(self, token: int) -> LiveNote | None:
-        kind = self.st.kind[token]
+        kind = self.kinds[token]
         if kind == Kind.BAR:
             if self.bar_len is not None:
                 self.bar_start += self.bar_len
