@@ -436,3 +436,42 @@ def test_answers_keep_to_the_steering(copilot):
         assert sum(n.time <= o.time < n.off for n in notes) == 1  # itself alone sounds
     with pytest.raises(FieldError, match="accompaniment_range needs a piece with a melody"):
         LiveSession(copilot, LiveSettings(), steering=Steering(accompaniment_range="C2-C4"))
+
+
+def _answer_after_silence(copilot, monkeypatch, prepare: bool):
+    """Song 002's first 2 bars, then silence until the answer starts by itself; the notes it
+    plays, and the engine reads made in the poll that started it."""
+    s = LiveSession(
+        copilot, LiveSettings(bpm=BPM, bars=1, silence_bars=1), sampling=Sampling(seed=2)
+    )
+    reads: list[int] = []
+    with monkeypatch.context() as m:
+        real = s.engine.read
+        m.setattr(
+            s.engine, "read", lambda ids, state: (reads.append(len(ids)), real(ids, state))[1]
+        )
+        if not prepare:
+            m.setattr(s, "_prepare", lambda t: None)
+        events, i, t, at_start = phrase(2), 0, 0.0, None
+        while s.answer is None and t < 12.0:
+            while i < len(events) and events[i][0] <= t:
+                at, kind, pitch, vel = events[i]
+                s.note_on(at, pitch, vel) if kind == "on" else s.note_off(at, pitch)
+                i += 1
+            before = len(reads)
+            s.poll(t)
+            at_start = reads[before:]
+            t = round(t + 0.05, 6)
+        outs = drive(s, [], until=t + 3 * BAR_S, start=t)
+    assert s.status["answers"] == 1
+    return [(o.time, o.pitch) for o in outs if o.kind == "note"], at_start
+
+
+def test_a_silent_players_bars_are_read_before_the_answer_starts(copilot, monkeypatch):
+    """While the player is silent, the session reads the bars an answer would start from
+    (`_prepare`): the poll that starts the answer reads nothing, and the answer is note for
+    note the one of a session that reads them only then."""
+    notes, at_start = _answer_after_silence(copilot, monkeypatch, prepare=True)
+    plain, plain_at_start = _answer_after_silence(copilot, monkeypatch, prepare=False)
+    assert at_start == [] and len(plain_at_start) == 1
+    assert notes == plain and len(notes) > 3

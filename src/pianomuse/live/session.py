@@ -26,9 +26,10 @@ from pianomuse.errors import FieldError
 from pianomuse.generate.decode import stream_tokens
 from pianomuse.generate.sampling import Sampling
 from pianomuse.limits import LIVE_SILENT_BARS, TOKENS_PER_BAR
+from pianomuse.live.scenes import accompany_scene, answer_scene
 from pianomuse.live.settings import LiveSettings, Out
 from pianomuse.steering import NO_STEERING, Steering
-from pianomuse.steering.compile import WRITES, Scene, compile_steering
+from pianomuse.steering.compile import Scene, compile_steering
 from pianomuse.tokenizer import Kind
 from pianomuse.tokenizer.live import WINDOW_BARS, LiveNote, NoteReader, bar_tokens, jam_midi
 
@@ -87,6 +88,10 @@ class LiveSession:
         self.down: dict[int, list[float]] = {}  # key -> its note in `player`, while held
         self.copilot: list[LiveNote] = []  # the copilot's notes that sounded (or will)
         self.fed = 0  # bars in the state
+        # The last read: (state before, tokens, logits after, state after). A trigger reads
+        # what a silent poll already read (`_prepare`), and takes it from here.
+        self._last_read: tuple[Any, tuple[int, ...], np.ndarray, Any] | None = None
+        self._prepared: tuple[int, int, int] | None = None  # (bars fed, answer start, notes)
         self.ids: list[int] = []  # every token in the state, in order
         self.state: Any = None  # the engine's state after `ids`
         self.logits: np.ndarray | None = None  # [1, V] after `ids`
@@ -181,6 +186,8 @@ class LiveSession:
             return self._accompany_step(time.perf_counter() + budget_s)
         if self.answer is None and self._wants_answer(now):
             self._start_answer(t)
+        elif self.answer is None and self.fresh and not self.down:
+            self._prepare(t)
         if self.answer is not None and not self.answer.done:
             out += self._write(now + self.s.bar_beats, time.perf_counter() + budget_s)
         if self.answer is not None and self.answer.done:
@@ -195,10 +202,23 @@ class LiveSession:
         silent = now - self.fresh_off
         return self.asked or silent >= self.s.silence_bars * self.s.bar_beats
 
+    def _answer_start(self, t: float) -> int:
+        """The first bar line far enough ahead of `t` for an answer's first notes to be
+        written in time."""
+        return int(np.ceil(self.beats(t + self.s.lead_s) / self.s.bar_beats - 1e-9))
+
+    def _prepare(self, t: float) -> None:
+        """While the player is silent, read the bars an answer asked now would read first
+        (once per bars fed, answer start and notes played): the trigger then finds them read."""
+        start, first = self._answer_start(t), self._first_bar()
+        key = (self.fed, start, len(self.player))
+        if self._prepared != key and first + self.fed < start:
+            self._prepared = key
+            self._feed(self.state, self.logits, range(first + self.fed, start), list(self.ids))
+
     def _start_answer(self, t: float) -> None:
         self.asked = False
-        # The first bar line far enough ahead for the first notes to be written in time.
-        start = int(np.ceil(self.beats(t + self.s.lead_s) / self.s.bar_beats - 1e-9))
+        start = self._answer_start(t)
         self.answered = self.beats(t)
         self.fresh, self.fresh_off = False, -np.inf
         # The bars up to the answer go into a fork of the state: they are silent until it
@@ -219,33 +239,10 @@ class LiveSession:
         self.status["answers"] += 1
 
     def _answer_scene(self, ids: list[int]) -> Scene:
-        """An answer's bars, after the tokens `ids` (the whole jam: chords are planned from
-        it, unless the steering gives them or turns planning off)."""
-        return Scene(
-            self.tok,
-            metres=[self.timesig],
-            bars=self.s.bars,
-            prompt=np.asarray(ids, dtype=np.int64),
-            planner=self.planner,
-        )
+        return answer_scene(self.tok, self.timesig, self.s.bars, ids, self.planner)
 
     def _accompany_scene(self, ids: list[int], sounding: list[int], density: float) -> Scene:
-        """After the tokens `ids`, the next bar's melody (a guess, not kept) over its
-        accompaniment that is already sounding (`sounding`: its tokens), then the bar after
-        it, whose accompaniment is the new music; "as the context" is `density` notes a bar."""
-        return Scene(
-            self.tok,
-            metres=[self.timesig],
-            bars=2,
-            prompt=np.asarray(ids, dtype=np.int64),
-            parts=True,
-            write=WRITES["accompaniment"],
-            guess_other=True,
-            given=[sounding, []],
-            given_opens=False,
-            plays=1,  # the accompaniment never drops out for a bar
-            context_density=density,
-        )
+        return accompany_scene(self.tok, self.timesig, ids, sounding, density)
 
     def _write(self, until: float, deadline: float) -> list[Out]:
         """Notes of the answer up to `until` (beats), or until the deadline passes."""
@@ -412,9 +409,15 @@ class LiveSession:
                 metre=self.s.time_signature,
             ).tolist()
         if new:
-            # A new state; `state` stays. The jam's first bar (None) is read from the start
-            # (a style's, if any).
-            logits, state = self.engine.read(np.asarray(new), state)
+            last = self._last_read
+            if last is not None and last[0] is state and last[1] == tuple(new):
+                logits, state = last[2], last[3]  # read already (`_prepare`)
+            else:
+                # A new state; `state` stays. The jam's first bar (None) is read from the
+                # start (a style's, if any).
+                got = self.engine.read(np.asarray(new), state)
+                self._last_read = (state, tuple(new), *got)
+                logits, state = got
             ids += new
         assert state is not None and logits is not None
         return state, logits, ids
