@@ -138,18 +138,20 @@ def long_jam(cp: Copilot, bpm: float, bars: int) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", type=Path, default=None)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1, help="1: what `live` and `serve` run on")
+    ap.add_argument("--runtime", default="auto", help="auto, onnx or torch")
     ap.add_argument("--bpm", type=float, default=96.0)
     ap.add_argument("--phrase-bars", type=int, default=8)
     ap.add_argument("--jam-bars", type=int, default=400, help="0: no long jam")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     model = args.model or default_model()
-    cp = Copilot(model)
+    cp = Copilot(model, threads=args.threads, runtime=args.runtime)
     bar_s = 4 * 60 / args.bpm
     events = phrase_events(args.phrase_bars, args.bpm)
     print(
-        f"{model.name}, {args.threads} threads, {args.bpm:g} bpm (a bar is {bar_s:.2f} s), "
+        f"{model.name} on {cp.engine.runtime}, {args.threads} threads, {args.bpm:g} bpm "
+        f"(a bar is {bar_s:.2f} s), "
         f"a phrase of {args.phrase_bars} bars ({sum(e[1] == 'on' for e in events)} notes)"
     )
 
