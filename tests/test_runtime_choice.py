@@ -18,12 +18,14 @@ from typer.testing import CliRunner
 from conftest import POP909
 from pianomuse.bundled import default_model
 from pianomuse.cli import app
+from pianomuse.cli.common import ModelChoice
 from pianomuse.copilot import Copilot, Sampling
 from pianomuse.live import LiveSession, LiveSettings
 from pianomuse.model import load_model, save_model
 from pianomuse.model.engine import TorchEngine
 from pianomuse.modelfiles import export_folder, export_matches
 from pianomuse.runtime import OnnxEngine, OnnxModel
+from pianomuse.threads import max_threads
 from test_live import BAR_S, drive, phrase
 
 SONG = POP909 / "004" / "004.mid"
@@ -45,6 +47,13 @@ def test_the_bundled_models_ship_with_their_own_export(parts):
     path = default_model(parts)
     assert export_matches(path, "int8"), f"run `pianomuse export --model {path} --precisions int8`"
     assert Copilot(path).engine.runtime == "onnx"
+    # A command runs ONNX Runtime on one thread unless told (`inference_threads`).
+    cp = ModelChoice(None).copilot(parts)
+    assert cp.engine.runtime == "onnx" and cp.weights.threads == 1
+    assert (
+        ModelChoice(None, threads=2 if max_threads() > 1 else 1).copilot(parts).weights.threads > 1
+        or max_threads() == 1
+    )
 
 
 def test_the_export_beside_a_model_is_run_and_a_stale_one_is_not(exported, tmp_path):
@@ -101,6 +110,7 @@ def test_the_copilot_runs_where_torch_cannot_be_imported(tmp_path):
 import json, sys
 sys.modules["torch"] = None  # any import of torch now fails
 from pianomuse.cli import app
+from pianomuse.cli.common import ModelChoice
 def run(*args, code=0):
     try:
         app(list(args))

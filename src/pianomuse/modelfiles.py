@@ -12,6 +12,7 @@ retrained model is not used for it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import json
@@ -31,7 +32,13 @@ TORCH_MISSING = (
 
 def file_sha(path: Path) -> str:
     """The first 16 hex digits of a file's sha256: how a sidecar, a style or an export names
-    the model file it came from."""
+    the model file it came from (read once per file version and process)."""
+    st = Path(path).stat()
+    return _sha(str(path), st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=16)
+def _sha(path: str, mtime_ns: int, size: int) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):

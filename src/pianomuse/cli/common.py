@@ -155,12 +155,14 @@ class ModelChoice:
 
     def copilot(self, parts: bool = False, session: bool = False) -> Any:
         """A `Copilot` of the model (`parts`: the job needs chords or parts), on the threads
-        the choice says. A `session` (the web server, a live jam) runs on one thread unless
-        told: how busy the machine is when it starts says nothing of the hours after."""
+        the choice says (`pianomuse.threads.inference_threads`): one on ONNX Runtime, and one
+        for a `session` (the web server, a live jam), unless told: how busy the machine is
+        when it starts says nothing of the hours after."""
         from pianomuse.copilot import Copilot
+        from pianomuse.generate.engine import check_precision
+        from pianomuse.modelfiles import file_sha, wants_onnx
         from pianomuse.threads import inference_threads
 
-        threads = inference_threads(1 if session and self.threads is None else self.threads)
         style = None
         if self.style is not None:
             from pianomuse.modelfiles import require_torch
@@ -170,8 +172,12 @@ class ModelChoice:
 
             style = Style.load(self.style)
         path = model_path(self.path, parts)
+        precision, styled = check_precision(self.precision), style is not None
+        onnx = wants_onnx(path, runtime=self.runtime, precision=precision, device=self.device,
+                          sha=file_sha(path), styled=styled)  # fmt: skip
+        threads = inference_threads(self.threads, onnx=onnx, session=session)
         return Copilot(path, device=self.device, precision=self.precision, style=style,
-                       runtime=self.runtime, threads=threads)  # fmt: skip
+                       runtime="onnx" if onnx else "torch", threads=threads)  # fmt: skip
 
 
 MODEL_OPTIONS = [
@@ -196,7 +202,8 @@ MODEL_OPTIONS = [
         "threads",
         int | None,
         None,
-        help="CPU threads (default: the cores idle at the start; 1 for serve and live).",
+        help="CPU threads (default 1 on ONNX Runtime and for serve and live; else the cores "
+        "idle at the start).",
     ),  # fmt: skip
     _option(
         "runtime",
