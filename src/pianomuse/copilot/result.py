@@ -42,6 +42,7 @@ class Candidate:
     full: Any  # symusic Score of the whole piece with the new music, as written
     full_midi: bytes  # the whole piece's MIDI file
     simplified: list[str] = field(default_factory=list)  # what a score writer simplified
+    sound: Any = None  # the whole piece's samples, once a sound writer rendered them
 
 
 @dataclass

@@ -77,9 +77,11 @@ def _audio(fmt: str) -> Callable[[Generation, Candidate], bytes]:
     """A sound writer: the whole piece with the new music, played on the bundled piano."""
 
     def render(g: Generation, c: Candidate) -> bytes:
-        from pianomuse.audio import audio_file
+        from pianomuse.audio import encode, render
 
-        return audio_file(c.full_midi, fmt)
+        if c.sound is None:  # WAV and MP3 of one candidate: one synthesis
+            c.sound = render(c.full_midi)
+        return encode(c.sound, fmt)
 
     return render
 
