@@ -65,12 +65,12 @@ class Served:
     def read_piece(self, body: PieceIn, write: str | None = None) -> Piece:
         """The uploaded piece, read by the model's tokenizer (to `write` one part: see
         `Copilot.read`); every problem is a one-line UserError."""
-        name, data = self.checked_midi(body)
+        name, data, _ = self.checked_midi(body)
         return self.copilot.read(data, name=name, write=write)
 
-    def checked_midi(self, body: PieceIn) -> tuple[str, bytes]:
-        """The uploaded MIDI file's safe name and bytes, checked against this server's limits
-        (parsed, not yet tokenized); every problem is a one-line UserError."""
+    def checked_midi(self, body: PieceIn) -> tuple[str, bytes, Any]:
+        """The uploaded MIDI file's safe name, bytes and parsed score, checked against this
+        server's limits (not yet tokenized); every problem is a one-line UserError."""
         name = safe_name(body.name, "piece")
         try:
             data = base64.b64decode(body.midi, validate=True)
@@ -87,7 +87,7 @@ class Served:
         n = score.note_num()
         if n > self.limits.max_notes:
             raise UserError(f"{name}: {n} notes is more than the {self.limits.max_notes} allowed")
-        return name, data
+        return name, data, score
 
     def sampling(self, body: SamplingIn) -> Sampling:
         """The sampling settings of a request, built once here and passed whole."""
@@ -277,8 +277,8 @@ async def audio(body: AudioIn, request: Request, s: Serving) -> Response:
     from pianomuse.audio import FORMATS, audio_file
 
     def work(_: Any) -> bytes:
-        _, data = s.checked_midi(body)
-        return audio_file(data, body.format)
+        _, _, score = s.checked_midi(body)  # played as parsed: not read twice
+        return audio_file(score, body.format)
 
     return Response(await s.reading.run(work, request.is_disconnected),
                     media_type=FORMATS[body.format].media_type)  # fmt: skip
